@@ -1,0 +1,25 @@
+//! peerlet: a lean peer-to-peer file-sharing daemon for small machines.
+//!
+//! Layers, bottom up (dependencies point one way only):
+//!
+//! - [`bencode`]: strict, limited decoding of untrusted bytes; encoding.
+//! - [`metainfo`]: .torrent files and magnet links, validated into types that
+//!   cannot be wrong ([`metainfo::Torrent`], [`metainfo::Lengths`],
+//!   [`metainfo::PieceIdx`]); path sanitisation; building new torrents.
+//! - [`hash`]: SHA-1 behind one interface (sha1_smol or, with `hw-sha1`, RustCrypto).
+//! - [`storage`]: the only module that touches the filesystem: pieces mapped
+//!   onto files, positioned reads and writes, an LRU of open files, directory walks.
+//! - [`workers`]: the worker pool that hashes and does disk I/O off the network thread.
+//! - [`cli`]: command-line parsing and the subcommands.
+//!
+//! `bencode`, `metainfo` and `hash` do no I/O and never read the clock.
+#![deny(unsafe_code)]
+
+pub mod bencode;
+pub mod cli;
+pub mod hash;
+pub mod json;
+pub mod metainfo;
+pub mod progress;
+pub mod storage;
+pub mod workers;
