@@ -338,10 +338,19 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// `info.files[3].length` for the value being read.
+    /// `info.files[3].length` for the value being read. Deep paths keep
+    /// their first and last four levels: `info[0][0][0]...[0][0][0][0]`.
     fn path(&self) -> String {
+        const KEEP: usize = 4;
+        let n = self.stack.len();
         let mut out = String::new();
-        for frame in &self.stack {
+        for (depth, frame) in self.stack.iter().enumerate() {
+            if n > 2 * KEEP && depth >= KEEP && depth < n - KEEP {
+                if depth == KEEP {
+                    out.push_str("...");
+                }
+                continue;
+            }
             if frame.is_dict {
                 if frame.want_key {
                     continue;
