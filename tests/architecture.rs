@@ -1,0 +1,80 @@
+//! Architecture invariants from ARCHITECTURE.md, checked by reading the source.
+
+use std::path::Path;
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Lines of non-test code (everything before a `#[cfg(test)]` module).
+fn code_lines(path: &Path) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .take_while(|l| !l.trim_start().starts_with("#[cfg(test)]"))
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with("//"))
+        .map(|(i, l)| (i + 1, l.to_string()))
+        .collect()
+}
+
+fn check(modules: &[&str], forbidden: &[&str], why: &str) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut bad = Vec::new();
+    for m in modules {
+        let mut files = Vec::new();
+        let dir = src.join(m);
+        if dir.is_dir() {
+            rust_files(&dir, &mut files);
+        } else {
+            files.push(src.join(format!("{m}.rs")));
+        }
+        for f in files {
+            for (n, line) in code_lines(&f) {
+                for pat in forbidden {
+                    if line.contains(pat) {
+                        bad.push(format!("{}:{n}: {pat}", f.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{why}:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn pure_layers_do_no_io_and_read_no_clock() {
+    check(
+        &["bencode", "metainfo", "hash"],
+        &[
+            "std::fs",
+            "File::",
+            "OpenOptions",
+            "TcpStream",
+            "TcpListener",
+            "UdpSocket",
+            "mio::",
+            "Instant",
+            "SystemTime",
+            "std::thread",
+        ],
+        "bencode, metainfo and hash must do no I/O and never read the clock",
+    );
+}
+
+#[test]
+fn only_storage_touches_files() {
+    check(
+        &[
+            "bencode", "metainfo", "hash", "workers", "cli", "json", "progress",
+        ],
+        &["std::fs", "File::", "OpenOptions", "read_dir", "FileExt"],
+        "only src/storage may open, read, write or list files",
+    );
+}
