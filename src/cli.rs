@@ -35,6 +35,7 @@ pub enum Command {
     Create(CreateArgs),
     Inspect(InspectArgs),
     Verify(VerifyArgs),
+    Add(crate::control::cmd::AddArgs),
 }
 
 #[derive(FromArgs, Debug)]
@@ -136,6 +137,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Create(a)) => create(a),
         Some(Command::Inspect(a)) => inspect(a),
         Some(Command::Verify(a)) => verify(a),
+        Some(Command::Add(a)) => crate::control::cmd::run_add(a),
     }
 }
 

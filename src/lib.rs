@@ -6,10 +6,12 @@
 //! - [`metainfo`]: .torrent files and magnet links, validated into types that
 //!   cannot be wrong ([`metainfo::Torrent`], [`metainfo::Lengths`],
 //!   [`metainfo::PieceIdx`]); path sanitisation; building new torrents.
+//! - [`wire`]: peer wire protocol messages (parse/emit, size limits).
 //! - [`hash`]: SHA-1 behind one interface (sha1_smol or, with `hw-sha1`, RustCrypto).
 //! - [`storage`]: the only module that touches the filesystem: pieces mapped
 //!   onto files, positioned reads and writes, an LRU of open files, directory walks.
 //! - [`workers`]: the worker pool that hashes and does disk I/O off the network thread.
+//! - [`control`]: the local HTTP + JSON control API and the CLI client of it.
 //! - [`cli`]: command-line parsing and the subcommands.
 //!
 //! `bencode`, `metainfo` and `hash` do no I/O and never read the clock.
@@ -17,9 +19,11 @@
 
 pub mod bencode;
 pub mod cli;
+pub mod control;
 pub mod hash;
 pub mod json;
 pub mod metainfo;
 pub mod progress;
 pub mod storage;
+pub mod wire;
 pub mod workers;

@@ -1,0 +1,330 @@
+//! The boundary between the control thread and the engine (net thread):
+//! commands with a reply channel, and the plain data the engine answers with.
+//!
+//! The control thread turns HTTP requests into [`Command`]s, sends them to
+//! the engine's inbox through an [`EngineHandle`], and renders the replies
+//! as JSON. Nothing here knows about sockets or HTTP.
+
+use crate::json::Json;
+use crate::metainfo::InfoHash;
+use crossbeam_channel::{bounded, Sender};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to add.
+#[derive(Clone, Debug)]
+pub enum AddSource {
+    /// The bytes of a .torrent file.
+    Torrent(Vec<u8>),
+    /// A magnet link.
+    Magnet(String),
+}
+
+/// An error the engine reports for a command, with an HTTP-like class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiError {
+    /// The request is malformed or names something invalid (HTTP 400).
+    BadRequest(String),
+    /// No torrent with that info-hash (HTTP 404).
+    NotFound(String),
+    /// The engine is shutting down or did not answer (HTTP 503).
+    Unavailable(String),
+    /// Anything else (HTTP 500).
+    Internal(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::NotFound(m)
+            | ApiError::Unavailable(m)
+            | ApiError::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+pub type Reply<T> = Sender<Result<T, ApiError>>;
+
+/// A request to the engine.
+#[derive(Debug)]
+pub enum Command {
+    /// Add a torrent (or, if it is already there, add the peers to it).
+    Add {
+        source: AddSource,
+        dir: Option<PathBuf>,
+        peers: Vec<String>,
+        paused: bool,
+        reply: Reply<AddResult>,
+    },
+    /// Every torrent, short form.
+    List { reply: Reply<Vec<TorrentStatus>> },
+    /// One torrent in detail, with its peers and files.
+    Status {
+        info_hash: InfoHash,
+        reply: Reply<TorrentDetail>,
+    },
+    /// Remove a torrent, and its data if asked.
+    Remove {
+        info_hash: InfoHash,
+        delete_data: bool,
+        reply: Reply<()>,
+    },
+    Pause {
+        info_hash: InfoHash,
+        reply: Reply<()>,
+    },
+    Resume {
+        info_hash: InfoHash,
+        reply: Reply<()>,
+    },
+    /// Connect to these peers (`host:port`) for a torrent; remembered across restarts.
+    AddPeers {
+        info_hash: InfoHash,
+        peers: Vec<String>,
+        reply: Reply<()>,
+    },
+    /// Node-wide status.
+    Node { reply: Reply<NodeStatus> },
+    /// Save state and stop the daemon.
+    Shutdown { reply: Reply<()> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddResult {
+    pub info_hash: InfoHash,
+    pub name: String,
+    /// False when the torrent was already there (its peers were added).
+    pub added: bool,
+}
+
+/// Where a torrent is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TorrentState {
+    /// Fetching the info dictionary from peers (magnet).
+    Metadata,
+    /// Rechecking data on disk.
+    Checking,
+    Downloading,
+    Seeding,
+    Paused,
+    /// Stopped by an error (see `error`); verified data is still served if possible.
+    Error,
+}
+
+impl TorrentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TorrentState::Metadata => "metadata",
+            TorrentState::Checking => "checking",
+            TorrentState::Downloading => "downloading",
+            TorrentState::Seeding => "seeding",
+            TorrentState::Paused => "paused",
+            TorrentState::Error => "error",
+        }
+    }
+}
+
+/// One torrent, short form (for `ls`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TorrentStatus {
+    pub info_hash: InfoHash,
+    pub name: String,
+    pub state: TorrentState,
+    /// The last error, if the torrent is in trouble (full disk, permission denied, data gone).
+    pub error: Option<String>,
+    pub dir: PathBuf,
+    pub total_size: u64,
+    /// Bytes in verified pieces.
+    pub have_bytes: u64,
+    pub pieces: u32,
+    pub pieces_have: u32,
+    /// Payload bytes per second, averaged over a few seconds.
+    pub download_rate: u64,
+    pub upload_rate: u64,
+    /// Payload bytes received / sent since the daemon started.
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub peers: u32,
+    /// Pieces that failed their hash check since the daemon started.
+    pub hash_failures: u32,
+    /// Pieces verified by download since the daemon started.
+    pub pieces_downloaded: u32,
+    /// Pieces found good on disk at start (resume file or recheck).
+    pub pieces_resumed: u32,
+}
+
+impl TorrentStatus {
+    /// 0.0 ..= 1.0
+    pub fn progress(&self) -> f64 {
+        if self.total_size == 0 {
+            0.0
+        } else {
+            self.have_bytes as f64 / self.total_size as f64
+        }
+    }
+
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("info_hash", self.info_hash.to_hex())
+            .with("name", self.name.clone())
+            .with("state", self.state.as_str())
+            .with("error", self.error.clone())
+            .with("dir", self.dir.display().to_string())
+            .with("total_size", self.total_size)
+            .with("have_bytes", self.have_bytes)
+            .with("pieces", self.pieces)
+            .with("pieces_have", self.pieces_have)
+            .with("download_rate", self.download_rate)
+            .with("upload_rate", self.upload_rate)
+            .with("downloaded", self.downloaded)
+            .with("uploaded", self.uploaded)
+            .with("peers", self.peers)
+            .with("hash_failures", self.hash_failures)
+            .with("pieces_downloaded", self.pieces_downloaded)
+            .with("pieces_resumed", self.pieces_resumed)
+    }
+}
+
+/// One connected peer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerStatus {
+    pub addr: String,
+    /// "manual", "incoming", "tracker", "pex", "discovery".
+    pub source: &'static str,
+    /// Client name from the peer id, when known.
+    pub client: String,
+    pub download_rate: u64,
+    pub upload_rate: u64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    /// Fraction of pieces the peer has, 0.0 ..= 1.0.
+    pub progress: f64,
+    /// Short flags: "D" we download, "U" we upload, "c" we choke it, "C" it chokes us, "i"/"I" interest.
+    pub flags: String,
+}
+
+impl PeerStatus {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("addr", self.addr.clone())
+            .with("source", self.source)
+            .with("client", self.client.clone())
+            .with("download_rate", self.download_rate)
+            .with("upload_rate", self.upload_rate)
+            .with("downloaded", self.downloaded)
+            .with("uploaded", self.uploaded)
+            .with("progress_permille", (self.progress * 1000.0).round() as u64)
+            .with("flags", self.flags.clone())
+    }
+}
+
+/// One file of a torrent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileStatus {
+    pub path: String,
+    pub size: u64,
+    pub have_bytes: u64,
+}
+
+/// One torrent in detail (for `status`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TorrentDetail {
+    pub status: TorrentStatus,
+    pub piece_length: u32,
+    pub private: bool,
+    pub magnet: String,
+    pub peers: Vec<PeerStatus>,
+    pub files: Vec<FileStatus>,
+}
+
+impl TorrentDetail {
+    pub fn to_json(&self) -> Json {
+        let mut j = self.status.to_json();
+        let peers: Vec<Json> = self.peers.iter().map(PeerStatus::to_json).collect();
+        let files: Vec<Json> = self
+            .files
+            .iter()
+            .map(|f| {
+                Json::obj()
+                    .with("path", f.path.clone())
+                    .with("size", f.size)
+                    .with("have_bytes", f.have_bytes)
+            })
+            .collect();
+        if let Json::Obj(entries) = &mut j {
+            entries.push(("piece_length".into(), self.piece_length.into()));
+            entries.push(("private".into(), self.private.into()));
+            entries.push(("magnet".into(), self.magnet.clone().into()));
+            entries.push(("peer_list".into(), Json::Arr(peers)));
+            entries.push(("files".into(), Json::Arr(files)));
+        }
+        j
+    }
+}
+
+/// The node as a whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeStatus {
+    pub version: String,
+    pub listen: String,
+    pub peer_id: String,
+    pub torrents: u32,
+    pub peers: u32,
+    pub download_rate: u64,
+    pub upload_rate: u64,
+    /// Bytes of blocks requested, being written or queued for upload, now.
+    pub bytes_in_flight: u64,
+    pub memory_budget: u64,
+    pub uptime_secs: u64,
+}
+
+impl NodeStatus {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("version", self.version.clone())
+            .with("listen", self.listen.clone())
+            .with("peer_id", self.peer_id.clone())
+            .with("torrents", self.torrents)
+            .with("peers", self.peers)
+            .with("download_rate", self.download_rate)
+            .with("upload_rate", self.upload_rate)
+            .with("bytes_in_flight", self.bytes_in_flight)
+            .with("memory_budget", self.memory_budget)
+            .with("uptime_secs", self.uptime_secs)
+    }
+}
+
+/// How the control thread reaches the engine: a bounded channel plus a
+/// wake-up hook (the net thread's `mio::Waker`, hidden behind a closure so
+/// this module does not depend on mio).
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub commands: Sender<Command>,
+    pub wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl EngineHandle {
+    /// Sends a command built around a fresh reply channel and waits up to
+    /// `timeout` for the answer.
+    pub fn call<T>(
+        &self,
+        timeout: Duration,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, ApiError> {
+        let (tx, rx) = bounded(1);
+        self.commands
+            .send_timeout(make(tx), timeout)
+            .map_err(|_| ApiError::Unavailable("the daemon is busy or shutting down".into()))?;
+        (self.wake)();
+        match rx.recv_timeout(timeout) {
+            Ok(res) => res,
+            Err(_) => Err(ApiError::Unavailable(
+                "the daemon did not answer in time".into(),
+            )),
+        }
+    }
+}

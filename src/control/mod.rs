@@ -1,0 +1,13 @@
+//! The local control API and the command-line client that uses it.
+//!
+//! - `api`: commands and status types shared with the engine (no I/O).
+//! - `server`: the HTTP + JSON server on its own thread; talks to the
+//!   engine only through an [`api::EngineHandle`].
+//! - `client` / `cmd`: the client side of `peerlet add|get|ls|status|rm|pause|resume|stop`.
+
+pub mod api;
+pub mod cmd;
+pub mod server;
+
+/// Default address of the control API.
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:7441";
