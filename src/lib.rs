@@ -7,6 +7,7 @@
 //!   cannot be wrong ([`metainfo::Torrent`], [`metainfo::Lengths`],
 //!   [`metainfo::PieceIdx`]); path sanitisation; building new torrents.
 //! - [`wire`]: peer wire protocol messages (parse/emit, size limits).
+//! - [`swarm`]: sans-IO torrent logic: picker, choker, per-peer protocol state.
 //! - [`hash`]: SHA-1 behind one interface (sha1_smol or, with `hw-sha1`, RustCrypto).
 //! - [`storage`]: the only module that touches the filesystem: pieces mapped
 //!   onto files, positioned reads and writes, an LRU of open files, directory walks.
@@ -25,5 +26,6 @@ pub mod json;
 pub mod metainfo;
 pub mod progress;
 pub mod storage;
+pub mod swarm;
 pub mod wire;
 pub mod workers;
