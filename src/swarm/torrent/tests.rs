@@ -35,7 +35,7 @@ fn requests(out: &[Out], key: PeerKey) -> Vec<BlockRef> {
 }
 
 fn sent(out: &[Out], key: PeerKey, m: Message<'static>) -> bool {
-    out.iter().any(|o| *o == Out::Send(key, m))
+    out.contains(&Out::Send(key, m))
 }
 
 /// Delivers `b` from `key` (correct or corrupt data), writes it and returns the actions.
