@@ -25,6 +25,7 @@ pub mod hash;
 pub mod json;
 pub mod metainfo;
 pub mod progress;
+pub mod resume;
 pub mod storage;
 pub mod swarm;
 pub mod wire;

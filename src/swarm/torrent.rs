@@ -880,6 +880,17 @@ impl Swarm {
         }
     }
 
+    /// A written piece could not be read back for hashing (a disk problem,
+    /// not the peers' fault): download it again, blame nobody.
+    pub fn on_hash_io_error(&mut self, piece: PieceIdx, now: Instant) {
+        let p = piece.get();
+        if self.state.get(p as usize) == Some(&HASHING) {
+            self.partials.remove(&p);
+            self.state[p as usize] = MISSING;
+            self.refill_all(now);
+        }
+    }
+
     /// The per-block hashes of a piece (after a failure, or after it passed
     /// following a failure).
     pub fn on_block_hashes(&mut self, piece: PieceIdx, digests: Vec<Digest>, now: Instant) {

@@ -5,7 +5,7 @@
 //! has since closed can be recognised and dropped).
 
 use crate::hash::Digest;
-use crate::metainfo::{FileMap, Lengths, PieceIdx};
+use crate::metainfo::{FileMap, Lengths, PieceIdx, BLOCK_SIZE};
 use crate::storage::{self, Storage};
 use std::io;
 use std::sync::Arc;
@@ -41,6 +41,17 @@ pub enum Job {
     },
     /// Make the torrent's writes durable.
     Sync { tag: u64, torrent: Arc<DiskTorrent> },
+    /// Read a piece and hash each 16 KiB block of it (smart ban).
+    HashBlocks {
+        tag: u64,
+        torrent: Arc<DiskTorrent>,
+        piece: PieceIdx,
+    },
+    /// Any other blocking work (state files, metadata checks), as a closure.
+    Run {
+        tag: u64,
+        work: Box<dyn FnOnce() -> io::Result<Vec<u8>> + Send>,
+    },
 }
 
 /// A finished job.
@@ -65,6 +76,15 @@ pub enum JobDone {
         tag: u64,
         result: io::Result<()>,
     },
+    BlockHashes {
+        tag: u64,
+        piece: PieceIdx,
+        result: io::Result<Vec<Digest>>,
+    },
+    Ran {
+        tag: u64,
+        result: io::Result<Vec<u8>>,
+    },
 }
 
 impl JobDone {
@@ -73,7 +93,9 @@ impl JobDone {
             JobDone::Hashed { tag, .. }
             | JobDone::Written { tag, .. }
             | JobDone::Read { tag, .. }
-            | JobDone::Synced { tag, .. } => *tag,
+            | JobDone::Synced { tag, .. }
+            | JobDone::BlockHashes { tag, .. }
+            | JobDone::Ran { tag, .. } => *tag,
         }
     }
 }
@@ -85,7 +107,8 @@ impl Job {
             Job::HashPiece { torrent, piece, .. } => u64::from(torrent.lengths.piece_size(*piece)),
             Job::Write { data, .. } => data.len() as u64,
             Job::Read { len, .. } => u64::from(*len),
-            Job::Sync { .. } => 0,
+            Job::HashBlocks { torrent, piece, .. } => u64::from(torrent.lengths.piece_size(*piece)),
+            Job::Sync { .. } | Job::Run { .. } => 0,
         }
     }
 
@@ -133,6 +156,34 @@ impl Job {
             Job::Sync { tag, torrent } => JobDone::Synced {
                 tag,
                 result: torrent.storage.sync(),
+            },
+            Job::HashBlocks {
+                tag,
+                torrent,
+                piece,
+            } => {
+                let t = &*torrent;
+                let mut digests = Vec::new();
+                let mut offset = t.lengths.piece_offset(piece);
+                let mut left = u64::from(t.lengths.piece_size(piece));
+                let mut buf = vec![0u8; BLOCK_SIZE as usize];
+                let result = loop {
+                    if left == 0 {
+                        break Ok(digests);
+                    }
+                    let n = left.min(u64::from(BLOCK_SIZE)) as usize;
+                    if let Err(e) = storage::read_span(&*t.storage, &t.map, offset, &mut buf[..n]) {
+                        break Err(e);
+                    }
+                    digests.push(crate::hash::sha1(&buf[..n]));
+                    offset += n as u64;
+                    left -= n as u64;
+                };
+                JobDone::BlockHashes { tag, piece, result }
+            }
+            Job::Run { tag, work } => JobDone::Ran {
+                tag,
+                result: work(),
             },
         }
     }
