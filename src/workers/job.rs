@@ -7,6 +7,7 @@
 use crate::hash::Digest;
 use crate::metainfo::{FileMap, Lengths, PieceIdx, BLOCK_SIZE};
 use crate::storage::{self, Storage};
+use std::any::Any;
 use std::io;
 use std::sync::Arc;
 
@@ -47,10 +48,12 @@ pub enum Job {
         torrent: Arc<DiskTorrent>,
         piece: PieceIdx,
     },
-    /// Any other blocking work (state files, metadata checks), as a closure.
+    /// Any other blocking work (state files, metadata checks, name
+    /// resolution), as a closure; its result comes back as `JobDone::Ran`
+    /// for the submitter to downcast.
     Run {
         tag: u64,
-        work: Box<dyn FnOnce() -> io::Result<Vec<u8>> + Send>,
+        work: Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>,
     },
 }
 
@@ -83,7 +86,7 @@ pub enum JobDone {
     },
     Ran {
         tag: u64,
-        result: io::Result<Vec<u8>>,
+        result: Box<dyn Any + Send>,
     },
 }
 
