@@ -36,6 +36,13 @@ pub enum Command {
     Inspect(InspectArgs),
     Verify(VerifyArgs),
     Add(crate::control::cmd::AddArgs),
+    Get(crate::control::cmd::GetArgs),
+    Ls(crate::control::cmd::LsArgs),
+    Status(crate::control::cmd::StatusArgs),
+    Rm(crate::control::cmd::RmArgs),
+    Pause(crate::control::cmd::PauseArgs),
+    Resume(crate::control::cmd::ResumeArgs),
+    Stop(crate::control::cmd::StopArgs),
 }
 
 #[derive(FromArgs, Debug)]
@@ -138,6 +145,13 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Inspect(a)) => inspect(a),
         Some(Command::Verify(a)) => verify(a),
         Some(Command::Add(a)) => crate::control::cmd::run_add(a),
+        Some(Command::Get(a)) => crate::control::cmd::run_get(a),
+        Some(Command::Ls(a)) => crate::control::cmd::run_ls(a),
+        Some(Command::Status(a)) => crate::control::cmd::run_status(a),
+        Some(Command::Rm(a)) => crate::control::cmd::run_rm(a),
+        Some(Command::Pause(a)) => crate::control::cmd::run_pause(a),
+        Some(Command::Resume(a)) => crate::control::cmd::run_resume(a),
+        Some(Command::Stop(a)) => crate::control::cmd::run_stop(a),
     }
 }
 

@@ -1,7 +1,22 @@
 //! Client subcommands: each talks to a running daemon through the control API.
+//!
+//! Exit status: 0 done, 1 the daemon could not do it (or `get` timed out),
+//! 2 usage or input errors, errors the daemon blames on the request, and
+//! no daemon answering.
 
+use super::client::{Client, ClientError};
+use super::http::percent_encode;
+use super::server::plausible_peer;
 use crate::cli::CliError;
+use crate::json::Json;
+use crate::metainfo::{InfoHash, Magnet, Torrent};
+use crate::progress::human_bytes;
+use crate::storage;
 use argh::FromArgs;
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 #[derive(FromArgs, Debug)]
 /// Add a torrent (.torrent file or magnet link) to the running daemon.
@@ -21,7 +36,771 @@ pub struct AddArgs {
     pub api: String,
 }
 
+#[derive(FromArgs, Debug)]
+/// Add a torrent to the running daemon and wait until it is complete and verified.
+#[argh(subcommand, name = "get")]
+pub struct GetArgs {
+    /// a .torrent file or a magnet link
+    #[argh(positional)]
+    pub source: String,
+    /// download directory: the data goes to DIR/<name> (default: the daemon's)
+    #[argh(option, short = 'd')]
+    pub dir: Option<PathBuf>,
+    /// a peer to connect to, host:port (repeatable)
+    #[argh(option)]
+    pub peer: Vec<String>,
+    /// give up (exit 1) after this many seconds; the daemon keeps the torrent
+    #[argh(option)]
+    pub timeout: Option<u64>,
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// List the daemon's torrents.
+#[argh(subcommand, name = "ls")]
+pub struct LsArgs {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Show the daemon's status, or one torrent's with its peers and files.
+#[argh(subcommand, name = "status")]
+pub struct StatusArgs {
+    /// info-hash of a torrent (40 hex digits, or a unique prefix of at least 4)
+    #[argh(positional)]
+    pub hash: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Remove a torrent from the daemon (its data stays unless --delete-data).
+#[argh(subcommand, name = "rm")]
+pub struct RmArgs {
+    /// info-hash of the torrent (40 hex digits, or a unique prefix of at least 4)
+    #[argh(positional)]
+    pub hash: String,
+    /// delete the downloaded data too
+    #[argh(switch)]
+    pub delete_data: bool,
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Pause a torrent: no transfers until it is resumed.
+#[argh(subcommand, name = "pause")]
+pub struct PauseArgs {
+    /// info-hash of the torrent (40 hex digits, or a unique prefix of at least 4)
+    #[argh(positional)]
+    pub hash: String,
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Resume a paused torrent.
+#[argh(subcommand, name = "resume")]
+pub struct ResumeArgs {
+    /// info-hash of the torrent (40 hex digits, or a unique prefix of at least 4)
+    #[argh(positional)]
+    pub hash: String,
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Stop the daemon (it saves its state first).
+#[argh(subcommand, name = "stop")]
+pub struct StopArgs {
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+/// Turns a failed request into the command's result: exit 1 when the
+/// daemon failed (5xx), a one-line error and exit 2 for everything else.
+fn failed(e: ClientError) -> Result<u8, CliError> {
+    match e {
+        ClientError::Api { status, message } if status >= 500 => {
+            eprintln!("peerlet: {message}");
+            Ok(1)
+        }
+        e => Err(CliError(e.to_string())),
+    }
+}
+
+/// Runs `f`, mapping a [`ClientError`] through [`failed`].
+fn with_client(api: &str, f: impl FnOnce(&Client) -> Result<u8, Fail>) -> Result<u8, CliError> {
+    let client = Client::new(api);
+    match f(&client) {
+        Ok(code) => Ok(code),
+        Err(Fail::Client(e)) => failed(e),
+        Err(Fail::Cli(e)) => Err(e),
+    }
+}
+
+enum Fail {
+    Client(ClientError),
+    Cli(CliError),
+}
+
+impl From<ClientError> for Fail {
+    fn from(e: ClientError) -> Fail {
+        Fail::Client(e)
+    }
+}
+
+impl From<CliError> for Fail {
+    fn from(e: CliError) -> Fail {
+        Fail::Cli(e)
+    }
+}
+
+fn cli_err(msg: impl Into<String>) -> Fail {
+    Fail::Cli(CliError(msg.into()))
+}
+
+// ---- reading fields of the daemon's answers (missing fields read as empty) ----
+
+fn s<'a>(j: &'a Json, key: &str) -> &'a str {
+    j.get(key).and_then(Json::as_str).unwrap_or("")
+}
+
+fn u(j: &Json, key: &str) -> u64 {
+    j.get(key).and_then(Json::as_u64).unwrap_or(0)
+}
+
+fn b(j: &Json, key: &str) -> bool {
+    j.get(key).and_then(Json::as_bool).unwrap_or(false)
+}
+
+fn error_of(j: &Json) -> Option<&str> {
+    j.get("error")
+        .and_then(Json::as_str)
+        .filter(|e| !e.is_empty())
+}
+
+fn percent(have: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        have as f64 * 100.0 / total as f64
+    }
+}
+
+fn rate(n: u64) -> String {
+    format!("{}/s", human_bytes(n))
+}
+
+/// 75 → "1m15s".
+pub fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+// ---- add / get ----
+
+/// What `add` sends: the body and its type, checked here first so that a
+/// bad file or link is reported the same way `inspect` reports it.
+fn read_source(source: &str) -> Result<(&'static str, Vec<u8>), CliError> {
+    if source.len() >= 7 && source[..7].eq_ignore_ascii_case("magnet:") {
+        Magnet::parse(source).map_err(|e| CliError(e.to_string()))?;
+        return Ok(("text/plain", source.as_bytes().to_vec()));
+    }
+    let path = std::path::Path::new(source);
+    let bytes = storage::read_limited(path, crate::cli::MAX_TORRENT_FILE)
+        .map_err(|e| CliError(format!("cannot read torrent: {e}")))?;
+    Torrent::from_bytes(&bytes).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    Ok(("application/x-bittorrent", bytes))
+}
+
+fn add_query(dir: Option<&PathBuf>, peers: &[String]) -> Result<String, CliError> {
+    let mut params = Vec::new();
+    if let Some(dir) = dir {
+        let abs =
+            std::path::absolute(dir).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
+        let Some(text) = abs.to_str() else {
+            return Err(CliError(format!(
+                "{}: the directory name is not UTF-8",
+                abs.display()
+            )));
+        };
+        params.push(format!("dir={}", percent_encode(text)));
+    }
+    for p in peers {
+        if !plausible_peer(p) {
+            return Err(CliError(format!("peer '{p}' is not host:port")));
+        }
+        params.push(format!("peer={}", percent_encode(p)));
+    }
+    Ok(if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", params.join("&"))
+    })
+}
+
+/// Adds; returns (info-hash, name) after printing what happened.
+fn add(
+    client: &Client,
+    source: &str,
+    dir: Option<&PathBuf>,
+    peers: &[String],
+) -> Result<(String, String), Fail> {
+    let (ctype, body) = read_source(source)?;
+    let query = add_query(dir, peers)?;
+    let j = client.post(&format!("/api/torrents{query}"), Some((ctype, &body)))?;
+    let (hash, name) = (s(&j, "info_hash").to_string(), s(&j, "name").to_string());
+    if InfoHash::parse(&hash).is_none() {
+        return Err(Fail::Client(ClientError::Transport(format!(
+            "the daemon answered without an info-hash: {j}"
+        ))));
+    }
+    if b(&j, "added") {
+        println!("added {name} ({hash})");
+    } else if peers.is_empty() {
+        println!("already present: {name} ({hash})");
+    } else {
+        println!("already present: {name} ({hash}), peers added");
+    }
+    Ok((hash, name))
+}
+
 pub fn run_add(a: AddArgs) -> Result<u8, CliError> {
-    let _ = a;
-    Err(CliError("'add' is not implemented yet".into()))
+    with_client(&a.api, |c| {
+        add(c, &a.source, a.dir.as_ref(), &a.peer)?;
+        Ok(0)
+    })
+}
+
+pub fn run_get(a: GetArgs) -> Result<u8, CliError> {
+    with_client(&a.api, |c| {
+        let (hash, name) = add(c, &a.source, a.dir.as_ref(), &a.peer)?;
+        let deadline = a.timeout.map(|t| Instant::now() + Duration::from_secs(t));
+        wait_complete(c, &hash, &name, deadline)
+    })
+}
+
+/// Polls the torrent until it is complete and verified (0) or `deadline` passes (1).
+fn wait_complete(
+    client: &Client,
+    hash: &str,
+    name: &str,
+    deadline: Option<Instant>,
+) -> Result<u8, Fail> {
+    let mut view = GetView::new(name);
+    let mut seen_errors: HashSet<String> = HashSet::new();
+    let path = format!("/api/torrents/{hash}");
+    loop {
+        match client.get(&path) {
+            Ok(j) => {
+                if let Some(e) = error_of(&j) {
+                    if seen_errors.insert(e.to_string()) {
+                        view.message(&format!(
+                            "peerlet: {}: {e} (the daemon keeps retrying)",
+                            view.name
+                        ));
+                    }
+                }
+                let pieces = u(&j, "pieces");
+                let state = s(&j, "state");
+                if pieces > 0
+                    && u(&j, "pieces_have") == pieces
+                    && (state == "seeding" || state == "paused")
+                {
+                    view.finish();
+                    println!("complete: {} ({hash}) in {}", s(&j, "name"), s(&j, "dir"));
+                    return Ok(0);
+                }
+                view.show(&j);
+            }
+            Err(ClientError::Api { status: 404, .. }) => {
+                view.finish();
+                eprintln!(
+                    "peerlet: {} ({hash}) was removed from the daemon",
+                    view.name
+                );
+                return Ok(1);
+            }
+            // Gone for good: stop waiting.
+            Err(e @ (ClientError::NoDaemon(_) | ClientError::BadAddress(_))) => {
+                view.finish();
+                return Err(e.into());
+            }
+            // Busy or hiccup: say it once and keep waiting.
+            Err(e) => {
+                if seen_errors.insert(e.to_string()) {
+                    view.message(&format!("peerlet: {e} (still waiting)"));
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut pause = Duration::from_millis(500);
+        if let Some(d) = deadline {
+            if now >= d {
+                view.finish();
+                eprintln!(
+                    "peerlet: timed out waiting for {} ({hash}); the daemon keeps downloading it",
+                    view.name
+                );
+                return Ok(1);
+            }
+            pause = pause.min(d - now);
+        }
+        std::thread::sleep(pause);
+    }
+}
+
+/// Progress of `get` on standard error: a bar redrawn in place on a
+/// terminal, otherwise a line every 10% or every 10 seconds and on every
+/// change of state.
+struct GetView {
+    name: String,
+    terminal: bool,
+    drawn: bool,
+    last_line: Option<Instant>,
+    last_decile: Option<u64>,
+    last_state: String,
+}
+
+impl GetView {
+    fn new(name: &str) -> GetView {
+        GetView {
+            name: name.to_string(),
+            terminal: std::io::stderr().is_terminal(),
+            drawn: false,
+            last_line: None,
+            last_decile: None,
+            last_state: String::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r{}\r", " ".repeat(79));
+            self.drawn = false;
+        }
+    }
+
+    fn message(&mut self, line: &str) {
+        self.clear();
+        eprintln!("{line}");
+    }
+
+    fn finish(&mut self) {
+        self.clear();
+        let _ = std::io::stderr().flush();
+    }
+
+    fn show(&mut self, j: &Json) {
+        let n = s(j, "name");
+        if !n.is_empty() {
+            self.name = n.to_string();
+        }
+        let state = s(j, "state").to_string();
+        let (have, total) = (u(j, "have_bytes"), u(j, "total_size"));
+        let pct = percent(have, total);
+        let down = u(j, "download_rate");
+        let peers = u(j, "peers");
+        let eta = if down > 0 && total > have {
+            format!(" ETA {}", human_duration((total - have) / down))
+        } else {
+            String::new()
+        };
+        let what = match state.as_str() {
+            "metadata" => "fetching metadata".to_string(),
+            "checking" => "checking".to_string(),
+            "downloading" => String::new(),
+            other => other.to_string(),
+        };
+        if self.terminal {
+            let width = 20;
+            let filled = ((pct / 100.0 * width as f64) as usize).min(width);
+            let bar = format!("{}{}", "#".repeat(filled), "-".repeat(width - filled));
+            let mut name: String = self.name.chars().take(24).collect();
+            if name.len() < self.name.len() {
+                name.push('…');
+            }
+            let line = format!(
+                "{name} [{bar}] {pct:5.1}% {} {peers} peers{eta} {what}",
+                rate(down)
+            );
+            eprint!("\r{line:<79}");
+            let _ = std::io::stderr().flush();
+            self.drawn = true;
+        } else {
+            let decile = (pct / 10.0) as u64;
+            let now = Instant::now();
+            let due = self.last_decile != Some(decile)
+                || state != self.last_state
+                || self
+                    .last_line
+                    .is_none_or(|t| now - t >= Duration::from_secs(10));
+            if due {
+                let what = if what.is_empty() { state.clone() } else { what };
+                eprintln!(
+                    "{}: {pct:.1}% of {}, {}, {peers} peers{} ({what})",
+                    self.name,
+                    human_bytes(total),
+                    rate(down),
+                    eta.replace(" ETA", ", ETA")
+                );
+                self.last_decile = Some(decile);
+                self.last_line = Some(now);
+                self.last_state = state;
+            }
+        }
+    }
+}
+
+// ---- ls / status ----
+
+pub fn run_ls(a: LsArgs) -> Result<u8, CliError> {
+    with_client(&a.api, |c| {
+        let j = c.get("/api/torrents")?;
+        if a.json {
+            println!("{j}");
+            return Ok(0);
+        }
+        let list = j.as_array().unwrap_or_default();
+        if list.is_empty() {
+            println!("no torrents");
+            return Ok(0);
+        }
+        print!("{}", ls_table(list));
+        Ok(0)
+    })
+}
+
+/// The `ls` table: one row per torrent, an error line under a torrent in trouble.
+pub fn ls_table(list: &[Json]) -> String {
+    let header = [
+        "HASH", "STATE", "DONE", "SIZE", "DOWN", "UP", "PEERS", "NAME",
+    ];
+    let rows: Vec<([String; 8], Option<String>)> = list
+        .iter()
+        .map(|t| {
+            let hash: String = s(t, "info_hash").chars().take(8).collect();
+            (
+                [
+                    hash,
+                    s(t, "state").to_string(),
+                    format!("{:.1}%", percent(u(t, "have_bytes"), u(t, "total_size"))),
+                    human_bytes(u(t, "total_size")),
+                    rate(u(t, "download_rate")),
+                    rate(u(t, "upload_rate")),
+                    u(t, "peers").to_string(),
+                    s(t, "name").to_string(),
+                ],
+                error_of(t).map(str::to_string),
+            )
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for (r, _) in &rows {
+        for (w, cell) in width.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    // Left-aligned text, right-aligned numbers; the name last, unpadded.
+    let right = [false, false, true, true, true, true, true, false];
+    let line = |cells: [&str; 8]| {
+        let mut out = String::new();
+        for i in 0..8 {
+            if i == 7 {
+                out.push_str(cells[i]);
+            } else if right[i] {
+                out.push_str(&format!("{:>w$}  ", cells[i], w = width[i]));
+            } else {
+                out.push_str(&format!("{:<w$}  ", cells[i], w = width[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header);
+    for (r, err) in &rows {
+        out.push_str(&line([
+            &r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6], &r[7],
+        ]));
+        if let Some(e) = err {
+            out.push_str(&format!("{:w$}  error: {e}\n", "", w = width[0]));
+        }
+    }
+    out
+}
+
+/// A full info-hash from what the user typed: 40 hex digits (or 32 base32)
+/// as is, or a unique prefix of at least 4 hex digits looked up in the list.
+fn resolve_hash(client: &Client, given: &str) -> Result<String, Fail> {
+    if let Some(h) = InfoHash::parse(given) {
+        return Ok(h.to_hex());
+    }
+    let prefix = given.to_ascii_lowercase();
+    if prefix.len() < 4 || prefix.len() > 40 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(cli_err(format!(
+            "'{given}' is not an info-hash (40 hex digits, or a unique prefix of at least 4)"
+        )));
+    }
+    let list = client.get("/api/torrents")?;
+    let matches: Vec<&str> = list
+        .as_array()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| s(t, "info_hash"))
+        .filter(|h| h.starts_with(&prefix))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(cli_err(format!(
+            "no torrent's info-hash starts with '{given}'"
+        ))),
+        many => Err(cli_err(format!(
+            "'{given}' matches {} torrents; give more digits",
+            many.len()
+        ))),
+    }
+}
+
+pub fn run_status(a: StatusArgs) -> Result<u8, CliError> {
+    with_client(&a.api, |c| {
+        let Some(given) = &a.hash else {
+            let j = c.get("/api/node")?;
+            if a.json {
+                println!("{j}");
+            } else {
+                print!("{}", node_text(&j));
+            }
+            return Ok(0);
+        };
+        let hash = resolve_hash(c, given)?;
+        let j = c.get(&format!("/api/torrents/{hash}"))?;
+        if a.json {
+            println!("{j}");
+        } else {
+            print!("{}", detail_text(&j));
+        }
+        Ok(0)
+    })
+}
+
+pub fn node_text(j: &Json) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("version: {}\n", s(j, "version")));
+    out.push_str(&format!("listen: {}\n", s(j, "listen")));
+    out.push_str(&format!("peer id: {}\n", s(j, "peer_id")));
+    out.push_str(&format!("torrents: {}\n", u(j, "torrents")));
+    out.push_str(&format!("peers: {}\n", u(j, "peers")));
+    out.push_str(&format!("download: {}\n", rate(u(j, "download_rate"))));
+    out.push_str(&format!("upload: {}\n", rate(u(j, "upload_rate"))));
+    out.push_str(&format!(
+        "memory in flight: {} of {}\n",
+        human_bytes(u(j, "bytes_in_flight")),
+        human_bytes(u(j, "memory_budget"))
+    ));
+    out.push_str(&format!(
+        "uptime: {}\n",
+        human_duration(u(j, "uptime_secs"))
+    ));
+    out
+}
+
+pub fn detail_text(j: &Json) -> String {
+    let mut out = String::new();
+    let mut kv = |k: &str, v: String| out.push_str(&format!("{k}: {v}\n"));
+    kv("name", s(j, "name").to_string());
+    kv("info_hash", s(j, "info_hash").to_string());
+    kv("state", s(j, "state").to_string());
+    if let Some(e) = error_of(j) {
+        kv("error", e.to_string());
+    }
+    kv("dir", s(j, "dir").to_string());
+    let (have, total) = (u(j, "have_bytes"), u(j, "total_size"));
+    kv("size", format!("{total} ({})", human_bytes(total)));
+    kv(
+        "progress",
+        format!(
+            "{:.1}% ({} of {} pieces, {})",
+            percent(have, total),
+            u(j, "pieces_have"),
+            u(j, "pieces"),
+            human_bytes(have)
+        ),
+    );
+    kv("piece length", human_bytes(u(j, "piece_length")));
+    kv(
+        "private",
+        if b(j, "private") { "yes" } else { "no" }.to_string(),
+    );
+    kv(
+        "download",
+        format!(
+            "{} ({} this session)",
+            rate(u(j, "download_rate")),
+            human_bytes(u(j, "downloaded"))
+        ),
+    );
+    kv(
+        "upload",
+        format!(
+            "{} ({} this session)",
+            rate(u(j, "upload_rate")),
+            human_bytes(u(j, "uploaded"))
+        ),
+    );
+    kv(
+        "pieces",
+        format!(
+            "{} downloaded, {} found on disk, {} failed the hash check",
+            u(j, "pieces_downloaded"),
+            u(j, "pieces_resumed"),
+            u(j, "hash_failures")
+        ),
+    );
+    kv("magnet", s(j, "magnet").to_string());
+    let peers = j
+        .get("peer_list")
+        .and_then(Json::as_array)
+        .unwrap_or_default();
+    out.push_str(&format!("peers: {}\n", peers.len()));
+    for p in peers {
+        out.push_str(&format!(
+            "  {:<40} {:<9} {:>11} {:>11} {:>5.1}% {:<5} {}\n",
+            s(p, "addr"),
+            s(p, "source"),
+            rate(u(p, "download_rate")),
+            rate(u(p, "upload_rate")),
+            u(p, "progress_permille") as f64 / 10.0,
+            s(p, "flags"),
+            s(p, "client")
+        ));
+    }
+    let files = j.get("files").and_then(Json::as_array).unwrap_or_default();
+    out.push_str(&format!("files: {}\n", files.len()));
+    for f in files {
+        out.push_str(&format!(
+            "  {:>10} {:>6.1}%  {}\n",
+            human_bytes(u(f, "size")),
+            percent(u(f, "have_bytes"), u(f, "size")),
+            s(f, "path")
+        ));
+    }
+    out
+}
+
+// ---- rm / pause / resume / stop ----
+
+pub fn run_rm(a: RmArgs) -> Result<u8, CliError> {
+    with_client(&a.api, |c| {
+        let hash = resolve_hash(c, &a.hash)?;
+        let q = if a.delete_data { "?delete_data=1" } else { "" };
+        c.delete(&format!("/api/torrents/{hash}{q}"))?;
+        if a.delete_data {
+            println!("removed {hash} and deleted its data");
+        } else {
+            println!("removed {hash} (its data stays on disk)");
+        }
+        Ok(0)
+    })
+}
+
+pub fn run_pause(a: PauseArgs) -> Result<u8, CliError> {
+    with_client(&a.api, |c| {
+        let hash = resolve_hash(c, &a.hash)?;
+        c.post(&format!("/api/torrents/{hash}/pause"), None)?;
+        println!("paused {hash}");
+        Ok(0)
+    })
+}
+
+pub fn run_resume(a: ResumeArgs) -> Result<u8, CliError> {
+    with_client(&a.api, |c| {
+        let hash = resolve_hash(c, &a.hash)?;
+        c.post(&format!("/api/torrents/{hash}/resume"), None)?;
+        println!("resumed {hash}");
+        Ok(0)
+    })
+}
+
+pub fn run_stop(a: StopArgs) -> Result<u8, CliError> {
+    with_client(&a.api, |c| {
+        c.post("/api/shutdown", None)?;
+        println!("daemon on {} is stopping", c.addr());
+        Ok(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(75), "1m15s");
+        assert_eq!(human_duration(3600 + 120), "1h02m");
+        assert_eq!(human_duration(86400 * 2 + 3600), "2d01h");
+    }
+
+    #[test]
+    fn table_aligns() {
+        let t = |h: &str, name: &str, err: Option<&str>| {
+            Json::obj()
+                .with("info_hash", h)
+                .with("name", name)
+                .with("state", "downloading")
+                .with("error", err)
+                .with("total_size", 2048u64)
+                .with("have_bytes", 1024u64)
+                .with("download_rate", 1536u64)
+                .with("peers", 12u64)
+        };
+        let out = ls_table(&[
+            t("c12fe1c06bba254a9dc9f519b335aa7c1367a88a", "one", None),
+            t(
+                "0123456789012345678901234567890123456789",
+                "two",
+                Some("disk full"),
+            ),
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(lines[0].starts_with("HASH      STATE"), "{out}");
+        assert!(
+            lines[1].starts_with("c12fe1c0  downloading  50.0%"),
+            "{out}"
+        );
+        assert!(lines[1].ends_with("12  one"), "{out}");
+        assert_eq!(lines[3].trim(), "error: disk full");
+        let name_col = lines[0].find("NAME").unwrap();
+        assert_eq!(lines[2].find("two"), Some(name_col));
+    }
+
+    #[test]
+    fn queries() {
+        let q = add_query(Some(&PathBuf::from("/a b")), &["1.2.3.4:5".into()]).unwrap();
+        assert_eq!(q, "?dir=/a%20b&peer=1.2.3.4%3A5");
+        assert!(add_query(None, &["nope".into()]).is_err());
+        let rel = add_query(Some(&PathBuf::from("x")), &[]).unwrap();
+        assert!(rel.starts_with("?dir=/"), "{rel}");
+        assert_eq!(add_query(None, &[]).unwrap(), "");
+    }
 }

@@ -3,10 +3,13 @@
 //! - `api`: commands and status types shared with the engine (no I/O).
 //! - `server`: the HTTP + JSON server on its own thread; talks to the
 //!   engine only through an [`api::EngineHandle`].
+//! - `http`: the minimal HTTP/1.1 both ends share (limits, Host check).
 //! - `client` / `cmd`: the client side of `peerlet add|get|ls|status|rm|pause|resume|stop`.
 
 pub mod api;
+pub mod client;
 pub mod cmd;
+pub mod http;
 pub mod server;
 
 /// Default address of the control API.

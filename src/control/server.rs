@@ -1,12 +1,68 @@
 //! The control API server (HTTP/1.1 + JSON) on its own thread.
+//!
+//! One accept thread; each connection is served by a short-lived handler
+//! thread, at most [`Config::max_connections`] at once (more get 503). One
+//! request per connection. Every read and write has a timeout and the whole
+//! request a deadline, so a slow or silent client holds a handler for
+//! seconds, never forever. Requests whose `Host` is a DNS name other than
+//! `localhost` are refused (421) before anything else happens, and so are
+//! requests a browser marks as cross-origin (403): a web page can neither
+//! rebind a name to this port nor post a form to it. The endpoints are
+//! documented in docs/API.md.
 
-use super::api::EngineHandle;
-use std::io;
-use std::net::SocketAddr;
+use super::api::{AddSource, ApiError, Command, EngineHandle};
+use super::http::{self, Head, HttpError};
+use crate::json::Json;
+use crate::metainfo::InfoHash;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-/// A running control server.
+/// Largest request body (a .torrent file; libtorrent's limit).
+pub const MAX_BODY: u64 = 10_000_000;
+/// Most peers one request may name.
+pub const MAX_PEERS: usize = 200;
+
+/// Limits and timeouts of the server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Timeout of each read and write on a connection.
+    pub io_timeout: Duration,
+    /// Time allowed for the request line and headers to arrive.
+    pub head_timeout: Duration,
+    /// Time allowed for the whole request, body included.
+    pub request_timeout: Duration,
+    /// How long to wait for the engine to take and answer a command.
+    pub engine_timeout: Duration,
+    pub max_head: usize,
+    pub max_body: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_connections: 8,
+            io_timeout: Duration::from_secs(5),
+            head_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            engine_timeout: Duration::from_secs(10),
+            max_head: http::MAX_HEAD,
+            max_body: MAX_BODY,
+        }
+    }
+}
+
+/// A running control server. Dropping it stops it too.
 pub struct ControlServer {
     local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl ControlServer {
@@ -15,14 +71,655 @@ impl ControlServer {
         self.local_addr
     }
 
-    /// Stops accepting and joins the thread.
-    pub fn shutdown(self) {}
+    /// Stops accepting and joins the thread (which waits up to two seconds
+    /// for requests in progress to finish).
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() with a connection of our own.
+        let mut wake = self.local_addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        match TcpStream::connect_timeout(&wake, Duration::from_secs(1)) {
+            Ok(_) => {
+                let _ = thread.join();
+            }
+            // Leave the thread; it stops at its next connection.
+            Err(e) => log::warn!("control API: cannot wake the accept thread: {e}"),
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Binds `addr` and serves the API on a new thread, with default limits.
+pub fn spawn(addr: SocketAddr, engine: EngineHandle) -> io::Result<ControlServer> {
+    spawn_with(addr, engine, Config::default())
 }
 
 /// Binds `addr` and serves the API on a new thread.
-pub fn spawn(addr: SocketAddr, engine: EngineHandle) -> io::Result<ControlServer> {
-    let _ = engine;
-    Err(io::Error::other(format!(
-        "control API on {addr}: not implemented yet"
-    )))
+pub fn spawn_with(
+    addr: SocketAddr,
+    engine: EngineHandle,
+    config: Config,
+) -> io::Result<ControlServer> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("control API on {addr}: {e}")))?;
+    let local_addr = listener.local_addr()?;
+    if !local_addr.ip().is_loopback() {
+        log::warn!("control API listens on {local_addr}, which is not a loopback address: anyone who can reach it controls the daemon");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        engine,
+        config,
+        active: AtomicUsize::new(0),
+    });
+    let stop2 = stop.clone();
+    let thread = thread::Builder::new()
+        .name("control".into())
+        .spawn(move || accept_loop(listener, shared, stop2))?;
+    log::info!("control API on http://{local_addr}/api/");
+    Ok(ControlServer {
+        local_addr,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+struct Shared {
+    engine: EngineHandle,
+    config: Config,
+    active: AtomicUsize,
+}
+
+/// Decrements the count of active handlers when a handler ends, however it ends.
+struct ActiveGuard(Arc<Shared>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    loop {
+        let accepted = listener.accept();
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                log::warn!("control API: accept: {e}");
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.config.max_connections {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            refuse_busy(stream);
+            continue;
+        }
+        let guard = ActiveGuard(shared.clone());
+        let spawned = thread::Builder::new()
+            .name("control-conn".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _guard = guard;
+                handle_connection(stream, &_guard.0);
+            });
+        if let Err(e) = spawned {
+            // The closure (with the guard and the stream) was dropped.
+            log::warn!("control API: cannot start a handler thread: {e}");
+        }
+    }
+    // Let requests in progress (such as the one that asked for shutdown)
+    // finish writing their answers, for a while.
+    let until = Instant::now() + Duration::from_secs(2);
+    while shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Answers 503 from the accept thread. It reads what the client sends
+/// for a moment before and after answering, so that closing does not reset
+/// the connection before the client reads the answer; that costs the accept
+/// thread at most a fifth of a second per refused connection.
+fn refuse_busy(mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let mut sink = [0u8; 4096];
+    let _ = stream.read(&mut sink);
+    let body = error_body("too many control connections at once; try again");
+    let _ = http::write_response(
+        &mut stream,
+        503,
+        "application/json",
+        &[("Retry-After", "1")],
+        &body,
+    );
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.read(&mut sink);
+}
+
+fn error_body(message: &str) -> Vec<u8> {
+    let mut s = Json::obj().with("error", message).to_string();
+    s.push('\n');
+    s.into_bytes()
+}
+
+/// A finished answer.
+struct Answer {
+    status: u16,
+    body: Json,
+    allow: Option<&'static str>,
+}
+
+impl Answer {
+    fn ok(body: Json) -> Answer {
+        Answer {
+            status: 200,
+            body,
+            allow: None,
+        }
+    }
+}
+
+impl From<HttpError> for Answer {
+    fn from(e: HttpError) -> Answer {
+        Answer {
+            status: e.status,
+            body: Json::obj().with("error", e.message),
+            allow: None,
+        }
+    }
+}
+
+impl From<ApiError> for Answer {
+    fn from(e: ApiError) -> Answer {
+        let status = match e {
+            ApiError::BadRequest(_) => 400,
+            ApiError::NotFound(_) => 404,
+            ApiError::Unavailable(_) => 503,
+            ApiError::Internal(_) => 500,
+        };
+        Answer {
+            status,
+            body: Json::obj().with("error", e.to_string()),
+            allow: None,
+        }
+    }
+}
+
+fn handle_connection(mut stream: TcpStream, shared: &Shared) {
+    let cfg = &shared.config;
+    let _ = stream.set_nodelay(true);
+    if stream.set_read_timeout(Some(cfg.io_timeout)).is_err()
+        || stream.set_write_timeout(Some(cfg.io_timeout)).is_err()
+    {
+        return;
+    }
+    let start = Instant::now();
+    let (answer, method, path) = match serve(&mut stream, shared, start) {
+        Ok(None) => return,
+        Ok(Some((a, m, p))) => (a, m, p),
+        Err(e) => (Answer::from(e), String::new(), String::new()),
+    };
+    if answer.status >= 400 {
+        log::debug!(
+            "control API: {method} {path} -> {} {}",
+            answer.status,
+            answer.body
+        );
+    } else {
+        log::debug!("control API: {method} {path} -> {}", answer.status);
+    }
+    let mut body = answer.body.to_string();
+    body.push('\n');
+    let allow: Vec<(&str, &str)> = answer.allow.map(|a| ("Allow", a)).into_iter().collect();
+    if http::write_response(
+        &mut stream,
+        answer.status,
+        "application/json",
+        &allow,
+        body.as_bytes(),
+    )
+    .is_err()
+    {
+        return;
+    }
+    // Close gently: stop sending, then read (for at most a second) whatever
+    // the client still sends, so the kernel does not answer it with a reset that could
+    // destroy our response before the client reads it.
+    let _ = stream.shutdown(Shutdown::Write);
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < 256 * 1024 && Instant::now() < until {
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+type Served = Option<(Answer, String, String)>;
+
+/// Reads and answers one request. `Ok(None)`: the client went away silently.
+fn serve(stream: &mut TcpStream, shared: &Shared, start: Instant) -> Result<Served, HttpError> {
+    let cfg = &shared.config;
+    let Some((head, rest)) = http::read_head(stream, start + cfg.head_timeout, cfg.max_head)?
+    else {
+        return Ok(None);
+    };
+    check_origin(&head)?;
+    let len = head.content_length()?;
+    let route = route(&head)?;
+    let method = head.method.clone();
+    let path = head.path.clone();
+    let route = match route {
+        Ok(r) => r,
+        Err(answer) => return Ok(Some((answer, method, path))),
+    };
+    if route.needs_body() && len.is_none() {
+        return Err(HttpError::new(411, "Content-Length required"));
+    }
+    let len = len.unwrap_or(0);
+    if len > cfg.max_body {
+        return Err(HttpError::new(
+            413,
+            format!(
+                "request body of {len} bytes is larger than the limit of {}",
+                cfg.max_body
+            ),
+        ));
+    }
+    if len > 0
+        && head
+            .header("expect")
+            .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+    {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|_| HttpError::new(400, "connection lost"))?;
+    }
+    // Fits in usize: at most max_body.
+    let body = http::read_body(stream, rest, len as usize, start + cfg.request_timeout)?;
+    let answer = dispatch(route, &head, body, shared).unwrap_or_else(|e| e);
+    Ok(Some((answer, method, path)))
+}
+
+/// Refuses requests a browser would make on behalf of another site: the
+/// `Host` must not be a DNS name (rebinding), and `Origin`, when present,
+/// must be this very host.
+fn check_origin(head: &Head) -> Result<(), HttpError> {
+    let mut hosts = head.headers_named("host");
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h,
+        (None, _) => return Err(HttpError::new(400, "missing Host header")),
+        (Some(_), Some(_)) => return Err(HttpError::new(400, "more than one Host header")),
+    };
+    if !http::host_allowed(host) {
+        return Err(HttpError::new(
+            421,
+            "Host must be an IP address or localhost (requests through other names are refused as DNS rebinding)",
+        ));
+    }
+    if let Some(origin) = head.header("origin") {
+        let same = origin
+            .strip_prefix("http://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host) && http::host_allowed(o));
+        if !same {
+            return Err(HttpError::new(403, "cross-origin requests are refused"));
+        }
+    }
+    if let Some(site) = head.header("sec-fetch-site") {
+        if !site.eq_ignore_ascii_case("same-origin") && !site.eq_ignore_ascii_case("none") {
+            return Err(HttpError::new(403, "cross-site requests are refused"));
+        }
+    }
+    Ok(())
+}
+
+/// What a request asks for.
+enum Route {
+    Node,
+    List,
+    Add,
+    Detail(InfoHash),
+    Remove(InfoHash),
+    Pause(InfoHash),
+    Resume(InfoHash),
+    AddPeers(InfoHash),
+    Shutdown,
+}
+
+impl Route {
+    fn needs_body(&self) -> bool {
+        matches!(self, Route::Add)
+    }
+
+    /// Query parameters this route takes.
+    fn params(&self) -> &'static [&'static str] {
+        match self {
+            Route::Add => &["dir", "peer", "paused"],
+            Route::Remove(_) => &["delete_data"],
+            Route::AddPeers(_) => &["peer"],
+            _ => &[],
+        }
+    }
+}
+
+/// Maps method and path to a route. The inner `Err` is a finished answer
+/// (404, 405); the outer one a malformed request.
+#[allow(clippy::type_complexity)]
+fn route(head: &Head) -> Result<Result<Route, Answer>, HttpError> {
+    let path = head
+        .path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(&head.path);
+    let m = head.method.as_str();
+    let not_found = || Answer::from(HttpError::new(404, format!("no such endpoint: {path}")));
+    let wrong_method = |allow: &'static str| Answer {
+        status: 405,
+        body: Json::obj().with(
+            "error",
+            format!("{m} is not allowed on {path} (allowed: {allow})"),
+        ),
+        allow: Some(allow),
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    let hash = |s: &str| {
+        InfoHash::parse(s).ok_or_else(|| {
+            HttpError::new(400, format!("'{s}' is not an info-hash (40 hex digits)"))
+        })
+    };
+    let r = match parts.as_slice() {
+        ["", "api", "node"] => match m {
+            "GET" => Route::Node,
+            _ => return Ok(Err(wrong_method("GET"))),
+        },
+        ["", "api", "shutdown"] => match m {
+            "POST" => Route::Shutdown,
+            _ => return Ok(Err(wrong_method("POST"))),
+        },
+        ["", "api", "torrents"] => match m {
+            "GET" => Route::List,
+            "POST" => Route::Add,
+            _ => return Ok(Err(wrong_method("GET, POST"))),
+        },
+        ["", "api", "torrents", h] => match m {
+            "GET" => Route::Detail(hash(h)?),
+            "DELETE" => Route::Remove(hash(h)?),
+            _ => return Ok(Err(wrong_method("GET, DELETE"))),
+        },
+        ["", "api", "torrents", h, action @ ("pause" | "resume" | "peers")] => match m {
+            "POST" => {
+                let h = hash(h)?;
+                match *action {
+                    "pause" => Route::Pause(h),
+                    "resume" => Route::Resume(h),
+                    _ => Route::AddPeers(h),
+                }
+            }
+            _ => return Ok(Err(wrong_method("POST"))),
+        },
+        _ => return Ok(Err(not_found())),
+    };
+    Ok(Ok(r))
+}
+
+/// The query parameters of a request, checked against what its route takes.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(head: &Head, allowed: &[&str]) -> Result<Query, ApiError> {
+        let q = http::parse_query(&head.query).map_err(|e| ApiError::BadRequest(e.message))?;
+        for (k, _) in &q {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter '{k}'"
+                )));
+            }
+        }
+        Ok(Query(q))
+    }
+
+    fn one(&self, key: &str) -> Result<Option<&str>, ApiError> {
+        let mut it = self.0.iter().filter(|(k, _)| k == key);
+        match (it.next(), it.next()) {
+            (None, _) => Ok(None),
+            (Some((_, v)), None) => Ok(Some(v)),
+            _ => Err(ApiError::BadRequest(format!(
+                "query parameter '{key}' given twice"
+            ))),
+        }
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.one(key)? {
+            None | Some("0" | "false" | "no") => Ok(false),
+            Some("" | "1" | "true" | "yes") => Ok(true),
+            Some(v) => Err(ApiError::BadRequest(format!(
+                "'{key}={v}': expected 1 or 0"
+            ))),
+        }
+    }
+
+    fn peers(&self) -> Result<Vec<String>, ApiError> {
+        let peers: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == "peer")
+            .map(|(_, v)| v.clone())
+            .collect();
+        if peers.len() > MAX_PEERS {
+            return Err(ApiError::BadRequest(format!(
+                "more than {MAX_PEERS} peers in one request"
+            )));
+        }
+        for p in &peers {
+            if !plausible_peer(p) {
+                return Err(ApiError::BadRequest(format!("peer '{p}' is not host:port")));
+            }
+        }
+        Ok(peers)
+    }
+}
+
+/// `host:port` or `[v6]:port` with a non-zero port (the engine resolves and checks further).
+pub fn plausible_peer(p: &str) -> bool {
+    let Some((host, port)) = p.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    };
+    host_ok && port.parse::<u16>().is_ok_and(|p| p != 0) && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn done() -> Json {
+    Json::obj().with("ok", true)
+}
+
+fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result<Answer, Answer> {
+    let q = Query::parse(head, route.params())?;
+    let engine = &shared.engine;
+    let t = shared.config.engine_timeout;
+    let answer = match route {
+        Route::Node => Answer::ok(engine.call(t, |reply| Command::Node { reply })?.to_json()),
+        Route::List => {
+            let list = engine.call(t, |reply| Command::List { reply })?;
+            Answer::ok(Json::Arr(list.iter().map(|s| s.to_json()).collect()))
+        }
+        Route::Detail(info_hash) => Answer::ok(
+            engine
+                .call(t, |reply| Command::Status { info_hash, reply })?
+                .to_json(),
+        ),
+        Route::Add => {
+            let source = add_source(head, body)?;
+            let dir = match q.one("dir")? {
+                None | Some("") => None,
+                Some(d) => {
+                    let d = PathBuf::from(d);
+                    if !d.is_absolute() {
+                        let msg = format!("dir '{}' must be an absolute path", d.display());
+                        return Err(ApiError::BadRequest(msg).into());
+                    }
+                    Some(d)
+                }
+            };
+            let peers = q.peers()?;
+            let paused = q.flag("paused")?;
+            let r = engine.call(t, |reply| Command::Add {
+                source,
+                dir,
+                peers,
+                paused,
+                reply,
+            })?;
+            let status = if r.added { 201 } else { 200 };
+            Answer {
+                status,
+                body: Json::obj()
+                    .with("info_hash", r.info_hash.to_hex())
+                    .with("name", r.name)
+                    .with("added", r.added),
+                allow: None,
+            }
+        }
+        Route::Remove(info_hash) => {
+            let delete_data = q.flag("delete_data")?;
+            engine.call(t, |reply| Command::Remove {
+                info_hash,
+                delete_data,
+                reply,
+            })?;
+            Answer::ok(done())
+        }
+        Route::Pause(info_hash) => {
+            engine.call(t, |reply| Command::Pause { info_hash, reply })?;
+            Answer::ok(done())
+        }
+        Route::Resume(info_hash) => {
+            engine.call(t, |reply| Command::Resume { info_hash, reply })?;
+            Answer::ok(done())
+        }
+        Route::AddPeers(info_hash) => {
+            let peers = q.peers()?;
+            if peers.is_empty() {
+                return Err(
+                    ApiError::BadRequest("no peer given (use ?peer=HOST:PORT)".into()).into(),
+                );
+            }
+            engine.call(t, |reply| Command::AddPeers {
+                info_hash,
+                peers,
+                reply,
+            })?;
+            Answer::ok(done())
+        }
+        Route::Shutdown => {
+            engine.call(t, |reply| Command::Shutdown { reply })?;
+            Answer::ok(done())
+        }
+    };
+    Ok(answer)
+}
+
+/// The body of `POST /api/torrents`: .torrent bytes or a magnet link,
+/// by Content-Type (or by its first bytes when the type says nothing).
+fn add_source(head: &Head, body: Vec<u8>) -> Result<AddSource, HttpError> {
+    if body.is_empty() {
+        return Err(HttpError::new(
+            400,
+            "empty body: send the bytes of a .torrent file or a magnet link",
+        ));
+    }
+    let ctype = head.header("content-type").unwrap_or("");
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let magnet = |body: Vec<u8>| -> Result<AddSource, HttpError> {
+        let text = String::from_utf8(body)
+            .map_err(|_| HttpError::new(400, "the magnet link is not UTF-8 text"))?;
+        Ok(AddSource::Magnet(text.trim().to_string()))
+    };
+    match mime.as_str() {
+        "application/x-bittorrent" => Ok(AddSource::Torrent(body)),
+        "text/plain" => magnet(body),
+        "" | "application/octet-stream" => {
+            let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+            if body[start..].len() >= 7 && body[start..start + 7].eq_ignore_ascii_case(b"magnet:") {
+                magnet(body)
+            } else {
+                Ok(AddSource::Torrent(body))
+            }
+        }
+        other => Err(HttpError::new(
+            415,
+            format!(
+                "unsupported Content-Type '{other}': use application/x-bittorrent for a .torrent file, \
+                 text/plain for a magnet link"
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_look_plausible() {
+        for ok in [
+            "1.2.3.4:6881",
+            "[::1]:6881",
+            "host.example:1",
+            "a_b-c:65535",
+        ] {
+            assert!(plausible_peer(ok), "{ok}");
+        }
+        for bad in [
+            "1.2.3.4",
+            "1.2.3.4:0",
+            "1.2.3.4:65536",
+            ":80",
+            "[::1:80",
+            "[zz]:80",
+            "a b:80",
+            "h:+80",
+            "::1:80",
+        ] {
+            assert!(!plausible_peer(bad), "{bad}");
+        }
+    }
 }
