@@ -12,6 +12,8 @@
 //! - [`storage`]: the only module that touches the filesystem: pieces mapped
 //!   onto files, positioned reads and writes, an LRU of open files, directory walks.
 //! - [`workers`]: the worker pool that hashes and does disk I/O off the network thread.
+//! - [`net`]: the mio event loop: sockets, torrents, jobs, resume checkpoints.
+//! - [`daemon`]: configuration, state directory, threads, signals.
 //! - [`control`]: the local HTTP + JSON control API and the CLI client of it.
 //! - [`cli`]: command-line parsing and the subcommands.
 //!
@@ -21,9 +23,11 @@
 pub mod bencode;
 pub mod cli;
 pub mod control;
+pub mod daemon;
 pub mod hash;
 pub mod json;
 pub mod metainfo;
+pub mod net;
 pub mod progress;
 pub mod resume;
 pub mod storage;

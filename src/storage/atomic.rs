@@ -54,6 +54,82 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
+/// Appends `data` to `path` (created 0600 if missing), without fsync: for
+/// hint files such as the resume journal.
+pub fn append_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Removes files that exist; missing ones are fine.
+pub fn remove_files(paths: &[std::path::PathBuf]) -> io::Result<()> {
+    for p in paths {
+        match std::fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a torrent's files under `dir` (checked relative paths), then the
+/// directories they leave empty, never `dir` itself. Links are removed, not followed.
+pub fn remove_torrent_data(dir: &Path, relative: &[Vec<String>]) -> io::Result<()> {
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for rel in relative {
+        let Some(path) = crate::metainfo::path::join_under(dir, rel) else {
+            continue;
+        };
+        match std::fs::symlink_metadata(&path) {
+            Ok(md) if !md.is_dir() => std::fs::remove_file(&path)?,
+            _ => {}
+        }
+        let mut parent = path.parent();
+        while let Some(p) = parent {
+            if p == dir || !p.starts_with(dir) {
+                break;
+            }
+            if !dirs.iter().any(|d| d == p) {
+                dirs.push(p.to_path_buf());
+            }
+            parent = p.parent();
+        }
+    }
+    // Deepest first; only empty directories go.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        let _ = std::fs::remove_dir(&d);
+    }
+    Ok(())
+}
+
+/// Lists the file names in `dir` (empty when it does not exist).
+pub fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `dir` and its parents with mode 0700 when missing.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,10 @@ mod fault;
 mod files;
 mod walk;
 
-pub use atomic::{read_limited, write_atomic};
+pub use atomic::{
+    append_file, create_private_dir, list_dir, read_limited, remove_files, remove_torrent_data,
+    write_atomic,
+};
 
 pub use fault::{FaultPlan, FaultyStorage};
 pub use files::{FileStorage, DEFAULT_MAX_OPEN_FILES};

@@ -1,0 +1,16 @@
+//! The network thread: the only user of `mio`.
+//!
+//! - [`engine`]: the poll loop, torrents, jobs, resume checkpoints, control commands.
+//! - [`conn`]: one peer connection (socket, capped buffers, readiness, timers).
+//! - [`slab`]: connection slots with generations.
+//!
+//! Architecture Invariant: nothing here hashes or touches files; that is
+//! work for the pool (`crate::workers`), submitted as jobs.
+
+pub mod conn;
+pub mod engine;
+pub mod slab;
+
+pub use engine::{
+    file_storage_factory, spawn, EngineConfig, EngineThread, LoadedTorrent, Startup, StorageFactory,
+};
