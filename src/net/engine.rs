@@ -1505,6 +1505,16 @@ impl Engine {
             Out::Complete => {
                 if let Some(t) = self.torrents.get(&tid) {
                     log::info!("{}: download complete, seeding", t.meta.name);
+                    // Empty files get no blocks: create them, and give every file its full length.
+                    let disk = t.disk.clone();
+                    let lengths: Vec<u64> = t.meta.files.iter().map(|f| f.length).collect();
+                    self.run_job(Ctx::Other("completing files"), move || {
+                        let res = lengths
+                            .iter()
+                            .enumerate()
+                            .try_for_each(|(i, &len)| disk.storage.ensure_len(i, len));
+                        Box::new(res)
+                    });
                 }
                 self.checkpoint(tid, now, true);
             }

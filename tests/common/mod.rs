@@ -95,3 +95,5 @@ pub fn field(output: &str, key: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(&prefix))
         .map(|s| s.trim().to_string())
 }
+
+pub mod daemon;
