@@ -24,8 +24,10 @@
 //!    installed) and peerlet's recheck (`workers::hash_all` on a `Pool` of
 //!    `--threads` workers, default 2, exactly as `peerlet verify` runs it).
 //!    Every piece must come back good, or the benchmark fails with exit 1.
-//! 4. Prints a markdown table of the median throughput of each tool, and its
-//!    ratio to `sha1sum` and to `openssl` measured in the same run.
+//! 4. Prints a markdown table of the median throughput of each tool, its
+//!    ratio to `sha1sum` and to `openssl` measured in the same run, and its
+//!    median CPU time. On a shared machine the two-thread recheck loses wall
+//!    time first when another process takes a core; CPU time shows that.
 //!
 //! What it does not do: drop the page cache (that needs root), so this
 //! measures hashing and copying from cache, not the disk. MB/s is 10^6 bytes
@@ -166,30 +168,22 @@ fn run(args: &Args, scratch: &TempDir) -> Result<(), String> {
         eprintln!("openssl not found: skipping it");
     }
 
-    let mut times_sha1sum = Vec::new();
-    let mut times_openssl = Vec::new();
-    let mut times_peerlet = Vec::new();
+    let mut sha1sum = Samples::default();
+    let mut openssl = Samples::default();
+    let mut peerlet = Samples::default();
     for round in 1..=rounds {
-        let t = time_tool("sha1sum", &[], &path, &expected_hex)?;
-        times_sha1sum.push(t);
-        let mut line = format!("round {round}/{rounds}: sha1sum {:.3}s", t.as_secs_f64());
+        let t = sha1sum.push(time_tool("sha1sum", &[], &path, &expected_hex)?);
+        let mut line = format!("round {round}/{rounds}: sha1sum {t:.3}s");
         if have_openssl {
-            let t = time_tool("openssl", &["sha1"], &path, &expected_hex)?;
-            times_openssl.push(t);
-            line += &format!(", openssl {:.3}s", t.as_secs_f64());
+            let t = openssl.push(time_tool("openssl", &["sha1"], &path, &expected_hex)?);
+            line += &format!(", openssl {t:.3}s");
         }
-        let t = time_peerlet(&path, &torrent, threads)?;
-        times_peerlet.push(t);
-        line += &format!(", peerlet {:.3}s", t.as_secs_f64());
+        let t = peerlet.push(time_peerlet(&path, &torrent, threads)?);
+        line += &format!(", peerlet {t:.3}s");
         eprintln!("{line}");
     }
-
-    let mbps = |times: &mut Vec<Duration>| -> Option<f64> {
-        median(times).map(|d| total as f64 / 1e6 / d.as_secs_f64().max(1e-9))
-    };
-    let sha1sum = mbps(&mut times_sha1sum);
-    let openssl = mbps(&mut times_openssl);
-    let peerlet = mbps(&mut times_peerlet);
+    let base_sha1sum = sha1sum.mb_per_s(total);
+    let base_openssl = openssl.mb_per_s(total);
     let ratio = |x: Option<f64>, base: Option<f64>| match (x, base) {
         (Some(x), Some(b)) if b > 0.0 => format!("{:.2}x", x / b),
         _ => "n/a".to_string(),
@@ -207,22 +201,32 @@ fn run(args: &Args, scratch: &TempDir) -> Result<(), String> {
         torrent.lengths.n_pieces()
     );
     println!();
-    println!("| tool | MB/s | vs sha1sum | vs openssl |");
-    println!("|---|---:|---:|---:|");
+    println!("| tool | MB/s | vs sha1sum | vs openssl | CPU s |");
+    println!("|---|---:|---:|---:|---:|");
     let peerlet_name = format!("peerlet recheck ({threads} threads)");
     let rows = [
-        ("sha1sum", sha1sum),
-        ("openssl sha1", openssl),
-        (peerlet_name.as_str(), peerlet),
+        ("sha1sum", &mut sha1sum),
+        ("openssl sha1", &mut openssl),
+        (peerlet_name.as_str(), &mut peerlet),
     ];
-    for (name, rate) in rows {
-        let Some(rate) = rate else { continue };
+    for (name, samples) in rows {
+        let Some(rate) = samples.mb_per_s(total) else {
+            continue;
+        };
+        let cpu = samples
+            .median_cpu()
+            .map_or("n/a".to_string(), |c| format!("{c:.2}"));
         println!(
-            "| {name} | {rate:.0} | {} | {} |",
-            ratio(Some(rate), sha1sum),
-            ratio(Some(rate), openssl)
+            "| {name} | {rate:.0} | {} | {} | {cpu} |",
+            ratio(Some(rate), base_sha1sum),
+            ratio(Some(rate), base_openssl)
         );
     }
+    println!();
+    println!(
+        "MB/s is 10^6 bytes per wall-clock second; CPU s is user + system time \
+         (median). Ratios compare medians from this run."
+    );
     Ok(())
 }
 
@@ -288,13 +292,9 @@ fn make_torrent(
 }
 
 /// Runs `tool ARGS FILE`, checks that it printed `expected_hex`, and returns
-/// the wall time (process start-up included).
-fn time_tool(
-    tool: &str,
-    args: &[&str],
-    path: &Path,
-    expected_hex: &str,
-) -> Result<Duration, String> {
+/// its wall time (process start-up included) and CPU time.
+fn time_tool(tool: &str, args: &[&str], path: &Path, expected_hex: &str) -> Result<Sample, String> {
+    let cpu_before = cpu_times();
     let start = Instant::now();
     let out = Command::new(tool)
         .args(args)
@@ -302,7 +302,10 @@ fn time_tool(
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("running {tool}: {e}"))?;
-    let elapsed = start.elapsed();
+    let wall = start.elapsed();
+    let cpu = cpu_times()
+        .zip(cpu_before)
+        .map(|(after, before)| after.children - before.children);
     if !out.status.success() {
         return Err(format!("{tool} failed: {}", out.status));
     }
@@ -313,17 +316,18 @@ fn time_tool(
             text.trim()
         ));
     }
-    Ok(elapsed)
+    Ok(Sample { wall, cpu })
 }
 
 /// One recheck of the whole torrent, as `peerlet verify` does it: a fresh
 /// storage and pool, `hash_all`, then every piece compared with the torrent.
-fn time_peerlet(path: &Path, torrent: &Torrent, threads: usize) -> Result<Duration, String> {
+fn time_peerlet(path: &Path, torrent: &Torrent, threads: usize) -> Result<Sample, String> {
     let dir = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let relative = vec![torrent.relative_path(0)];
+    let cpu_before = cpu_times();
     let start = Instant::now();
     let storage = FileStorage::new(dir, relative, DEFAULT_MAX_OPEN_FILES)
         .map_err(|e| format!("opening storage: {e}"))?;
@@ -341,7 +345,11 @@ fn time_peerlet(path: &Path, torrent: &Torrent, threads: usize) -> Result<Durati
     );
     let checks = hash_all(&pool, &disk, Priority::Live, |_, _| {});
     pool.shutdown();
-    let elapsed = start.elapsed();
+    let wall = start.elapsed();
+    // The pool's threads have been joined, so their time is in `own`.
+    let cpu = cpu_times()
+        .zip(cpu_before)
+        .map(|(after, before)| after.own - before.own);
 
     if checks.len() != torrent.lengths.n_pieces() as usize {
         return Err(format!(
@@ -367,11 +375,67 @@ fn time_peerlet(path: &Path, torrent: &Torrent, threads: usize) -> Result<Durati
             checks.len()
         ));
     }
-    Ok(elapsed)
+    Ok(Sample { wall, cpu })
 }
 
-/// The median (the lower middle one for an even count).
-fn median(times: &mut [Duration]) -> Option<Duration> {
-    times.sort();
-    times.get((times.len().max(1) - 1) / 2).copied()
+/// One timed run.
+struct Sample {
+    wall: Duration,
+    /// User + system seconds; `None` where /proc is not readable.
+    cpu: Option<f64>,
+}
+
+/// The runs of one tool.
+#[derive(Default)]
+struct Samples {
+    wall: Vec<Duration>,
+    cpu: Vec<f64>,
+}
+
+impl Samples {
+    /// Records a run and returns its wall time in seconds.
+    fn push(&mut self, sample: Sample) -> f64 {
+        self.wall.push(sample.wall);
+        self.cpu.extend(sample.cpu);
+        sample.wall.as_secs_f64()
+    }
+
+    /// Throughput of the median wall time, or `None` without runs.
+    fn mb_per_s(&mut self, bytes: u64) -> Option<f64> {
+        self.wall.sort();
+        let median = self.wall.get(self.wall.len().checked_sub(1)? / 2)?;
+        Some(bytes as f64 / 1e6 / median.as_secs_f64().max(1e-9))
+    }
+
+    fn median_cpu(&mut self) -> Option<f64> {
+        self.cpu.sort_by(f64::total_cmp);
+        self.cpu.get(self.cpu.len().checked_sub(1)? / 2).copied()
+    }
+}
+
+/// CPU seconds (user + system) of this process and of its waited-for children.
+struct CpuTimes {
+    own: f64,
+    children: f64,
+}
+
+/// Reads `utime stime cutime cstime` from /proc/self/stat (Linux; clock
+/// ticks of 1/100 s, the fixed USER_HZ of /proc).
+fn cpu_times() -> Option<CpuTimes> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; fields after it are plain.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11) // state .. cmajflt: fields 3 to 13
+        .take(4)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let [utime, stime, cutime, cstime] = fields[..] else {
+        return None;
+    };
+    Some(CpuTimes {
+        own: (utime + stime) / 100.0,
+        children: (cutime + cstime) / 100.0,
+    })
 }
