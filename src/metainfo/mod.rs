@@ -540,4 +540,20 @@ mod tests {
             "'length' should be an integer, found a string",
         );
     }
+
+    #[test]
+    fn name_too_long_once_made_utf8() {
+        // Caught by the fuzz/metainfo_parse invariants: 100 invalid bytes
+        // pass a raw-length check but become a 300-byte name that
+        // join_under refuses.
+        let e = Torrent::from_bytes(&torrent(info(&[("name", Value::Bytes(vec![0xff; 100]))])))
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::BadName {
+                reason: PathError::TooLong(300),
+                ..
+            }
+        ));
+    }
 }

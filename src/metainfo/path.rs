@@ -10,11 +10,13 @@
 //! - is empty, `.` or `..`;
 //! - contains `/` or `\` (a path separator on some system), or a NUL byte;
 //! - starts with a Windows drive prefix such as `C:`;
-//! - is longer than 255 bytes (the file-name limit of Linux file systems).
+//! - is longer than 255 bytes (the file-name limit of Linux file systems),
+//!   measured after the lossy UTF-8 conversion below.
 //!
 //! and when a path has more than 100 components. Names that are not valid
 //! UTF-8 are converted lossily (invalid bytes become U+FFFD), which cannot
-//! create a separator. A path that passes is joined under the download
+//! create a separator but makes a name longer (one invalid byte becomes the
+//! three bytes of U+FFFD). A path that passes is joined under the download
 //! directory with [`join_under`], which can only add plain components, so
 //! nothing derived from a torrent can name a path outside that directory.
 //! Links on disk are the storage layer's concern: it refuses to follow a
@@ -65,6 +67,11 @@ impl fmt::Display for PathError {
 }
 
 /// Checks one name from a torrent and returns it as a string.
+///
+/// The length limit applies to the returned string, the name as it will be
+/// written to disk: lossy conversion turns each invalid byte into a 3-byte
+/// U+FFFD, so 100 raw bytes can become 300. Checking the result (not the raw
+/// bytes) also makes the check idempotent: a returned name always passes again.
 pub fn check_component(raw: &[u8]) -> Result<String, PathError> {
     if raw.is_empty() {
         return Err(PathError::Empty);
@@ -88,7 +95,11 @@ pub fn check_component(raw: &[u8]) -> Result<String, PathError> {
             return Err(PathError::DrivePrefix);
         }
     }
-    Ok(String::from_utf8_lossy(raw).into_owned())
+    let name = String::from_utf8_lossy(raw).into_owned();
+    if name.len() > MAX_COMPONENT_LEN {
+        return Err(PathError::TooLong(name.len()));
+    }
+    Ok(name)
 }
 
 /// Checks a whole path (a list of components).
@@ -155,6 +166,25 @@ mod tests {
         let deep: Vec<&[u8]> = vec![b"d"; 101];
         assert_eq!(check_path(deep), Err(PathError::TooDeep(101)));
         assert_eq!(check_path(Vec::<&[u8]>::new()), Err(PathError::Empty));
+    }
+
+    #[test]
+    fn length_limit_applies_after_lossy_conversion() {
+        // Caught by the fuzz/metainfo_parse invariants: 100 invalid bytes
+        // become 300 bytes of U+FFFD, which join_under (and the file
+        // system) would then refuse.
+        assert_eq!(check_component(&[0xff; 100]), Err(PathError::TooLong(300)));
+        let mut edge = vec![b'a'; 252];
+        edge.push(0xff);
+        assert_eq!(check_component(&edge).map(|s| s.len()), Ok(255));
+        edge.push(0xff);
+        assert_eq!(check_component(&edge), Err(PathError::TooLong(258)));
+        // What check_component returns always passes it again.
+        for raw in [&b"\xff.bin"[..], &[0xff; 85], b"plain"] {
+            let name = check_component(raw).unwrap();
+            assert_eq!(check_component(name.as_bytes()), Ok(name.clone()));
+            assert!(join_under(Path::new("/data"), &[name]).is_some());
+        }
     }
 
     #[test]
