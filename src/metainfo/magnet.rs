@@ -2,8 +2,10 @@
 //!
 //! The info-hash may be 40 hex digits or 32 base32 characters. Parameters we
 //! do not use are ignored; a second, different `btih` or a v2-only link is
-//! refused. Input is capped at [`MAX_LEN`] bytes and [`MAX_PARAMS`] parameters.
-//! Never panics on any input.
+//! refused. Input is capped at [`MAX_LEN`] bytes and [`MAX_PARAMS`] parameters,
+//! and so is the canonical form ([`Magnet`]'s `Display`, which escapes more
+//! than links usually do), so every magnet that parses can be written out and
+//! parsed back. Never panics on any input.
 
 use super::InfoHash;
 use std::fmt;
@@ -30,6 +32,8 @@ pub struct Magnet {
 pub enum MagnetError {
     NotMagnet,
     TooLong(usize),
+    /// The canonical form would be this many bytes, over [`MAX_LEN`].
+    CanonicalTooLong(usize),
     TooManyParams,
     BadEscape(String),
     NoInfoHash,
@@ -44,6 +48,10 @@ impl fmt::Display for MagnetError {
         match self {
             MagnetError::NotMagnet => write!(f, "not a magnet link (it must start with 'magnet:?')"),
             MagnetError::TooLong(n) => write!(f, "magnet link of {n} bytes is longer than the limit of {MAX_LEN}"),
+            MagnetError::CanonicalTooLong(n) => write!(
+                f,
+                "magnet link would be {n} bytes once written in canonical form, longer than the limit of {MAX_LEN}"
+            ),
             MagnetError::TooManyParams => write!(f, "magnet link has more than {MAX_PARAMS} parameters"),
             MagnetError::BadEscape(p) => write!(f, "bad %-escape in magnet parameter '{p}'"),
             MagnetError::NoInfoHash => write!(f, "magnet link has no 'xt=urn:btih:' info-hash"),
@@ -126,7 +134,28 @@ impl Magnet {
             None if saw_v2 => return Err(MagnetError::V2Only),
             None => return Err(MagnetError::NoInfoHash),
         };
+        // Escaping can triple a value (a raw 'é' or '+' becomes "%C3%A9" or
+        // "%20"), so a link under the cap can have a canonical form over it.
+        let canonical_len = m.canonical_len();
+        if canonical_len > MAX_LEN {
+            return Err(MagnetError::CanonicalTooLong(canonical_len));
+        }
         Ok(m)
+    }
+
+    /// Length in bytes of the canonical form, without building it.
+    fn canonical_len(&self) -> usize {
+        struct Count(usize);
+        impl fmt::Write for Count {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0 += s.len();
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        // Writing into a counter cannot fail.
+        let _ = fmt::write(&mut count, format_args!("{self}"));
+        count.0
     }
 }
 
@@ -294,5 +323,28 @@ mod tests {
         assert!(e(&format!("magnet:?xt=urn:btih:{HEX}&x.pe=h:0")).contains("not host:port"));
         assert!(e(&format!("magnet:?xt=urn:btih:{HEX}&dn=%")).contains("bad %-escape"));
         assert!(e(&"a".repeat(MAX_LEN + 1)).contains("longer than"));
+    }
+
+    #[test]
+    fn canonical_form_within_the_cap() {
+        // Found by fuzz/magnet_parse: a link under MAX_LEN whose canonical
+        // form (every '+' written "%20") is over it parsed, but its
+        // to_string() did not parse back.
+        let head = format!("magnet:?xt=urn:btih:{HEX}&dn=");
+        let long = format!("{head}{}", "+".repeat(6000));
+        assert!(long.len() <= MAX_LEN);
+        assert_eq!(
+            Magnet::parse(&long),
+            Err(MagnetError::CanonicalTooLong(head.len() + 3 * 6000))
+        );
+        assert!(Magnet::parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("once written in canonical form"));
+        // Right at the cap: accepted, and the canonical form parses back.
+        let fits = format!("{head}{}", "+".repeat((MAX_LEN - head.len()) / 3));
+        let m = Magnet::parse(&fits).unwrap();
+        assert!(m.to_string().len() <= MAX_LEN);
+        assert_eq!(Magnet::parse(&m.to_string()), Ok(m));
     }
 }
