@@ -54,6 +54,9 @@ pub struct DaemonArgs {
     /// make verified data durable and record it every this many MiB (default 32)
     #[argh(option, default = "32")]
     pub checkpoint_mib: u64,
+    /// bound on bytes of blocks in flight (requested, being written, read for upload); K and M suffixes (default 16M)
+    #[argh(option, from_str_fn(crate::cli::parse_size))]
+    pub memory_limit: Option<u32>,
 }
 
 /// The data directory when none is given.
@@ -201,6 +204,9 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
     config.upload_rate_limit = a.upload_limit;
     config.disk_retry = Duration::from_secs(a.disk_retry.max(1));
     config.checkpoint_bytes = a.checkpoint_mib.max(1) << 20;
+    if let Some(m) = a.memory_limit {
+        config.memory_budget = u64::from(m).max(64 * 1024);
+    }
     if let Some(w) = a.workers.filter(|&w| w > 0) {
         config.workers = w;
     }

@@ -433,9 +433,7 @@ impl Engine {
             let timeout = if self.has_pending_reads() {
                 Duration::ZERO
             } else {
-                self.next_tick
-                    .saturating_duration_since(now)
-                    .min(Duration::from_millis(250))
+                self.next_wakeup(now).saturating_duration_since(now)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -929,7 +927,7 @@ impl Engine {
         }
         t.pieces_resumed = have.count();
         let mut config = self.config.swarm.clone();
-        config.max_in_flight_bytes = (budget / 2 / n_torrents).max(256 * 1024);
+        config.max_in_flight_bytes = (budget / 2 / n_torrents).max(32 * 1024);
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -1188,6 +1186,31 @@ impl Engine {
         if self.conns.get(key).is_some_and(|c| c.readable) && !self.reads_blocked() {
             self.read_conn(key, now);
         }
+    }
+
+    /// When the loop must run again without any socket event: the next
+    /// tick, or the moment a rate limit lets waiting work go on.
+    fn next_wakeup(&mut self, now: Instant) -> Instant {
+        let mut at = self.next_tick.min(now + Duration::from_millis(250));
+        if let Some((_, _, block)) = self.deferred_reads.front() {
+            at = at.min(
+                self.up_bucket
+                    .ready_at(u64::from(block.length), now)
+                    .max(now + Duration::from_millis(1)),
+            );
+        }
+        let readable = self
+            .conns
+            .values()
+            .any(|c| c.readable && c.state != ConnState::Connecting && c.closing.is_none());
+        if readable && self.backlog.len() <= BACKLOG_LIMIT {
+            at = at.min(
+                self.down_bucket
+                    .ready_at(1, now)
+                    .max(now + Duration::from_millis(1)),
+            );
+        }
+        at
     }
 
     fn reads_blocked(&self) -> bool {

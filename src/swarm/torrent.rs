@@ -804,7 +804,8 @@ impl Swarm {
             self.state[p as usize] = HASHING;
             self.out.push(Out::Hash(piece));
         }
-        let _ = now;
+        // The write freed in-flight budget: use it at once, not at the next tick.
+        self.refill_all(now);
     }
 
     /// The hash of a fully written piece came back.

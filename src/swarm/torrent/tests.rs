@@ -470,3 +470,50 @@ fn pause_cancels_and_stops_requests() {
     assert!(sent(&out, 1, Message::Interested));
     assert!(!requests(&out, 1).is_empty());
 }
+
+#[test]
+fn finished_writes_refill_the_pipeline_at_once() {
+    let lengths = Lengths::new(8 * u64::from(PIECE), PIECE).unwrap();
+    let config = SwarmConfig {
+        max_in_flight_bytes: 2 * 16384,
+        ..SwarmConfig::default()
+    };
+    let mut s = Swarm::new(config, lengths, Bitfield::new(8), 3);
+    let now = Instant::now();
+    s.add_peer(1, addr(1), false, now);
+    s.on_message(1, Message::Bitfield(&[0xff]), now);
+    s.on_message(1, Message::Unchoke, now);
+    let first = requests(&s.drain().collect::<Vec<_>>(), 1);
+    assert_eq!(first.len(), 2, "capped by the budget");
+    let data = vec![0u8; 16384];
+    s.on_message(
+        1,
+        Message::Piece {
+            index: first[0].index,
+            begin: first[0].begin,
+            data: &data,
+        },
+        now,
+    );
+    let out: Vec<Out> = s.drain().collect();
+    assert!(
+        requests(&out, 1).is_empty(),
+        "the received block still holds the budget until written"
+    );
+    let (piece, begin) = out
+        .iter()
+        .find_map(|o| {
+            if let Out::Write { piece, begin, .. } = o {
+                Some((*piece, *begin))
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    s.on_written(piece, begin, 16384, true, now);
+    assert_eq!(
+        requests(&s.drain().collect::<Vec<_>>(), 1).len(),
+        1,
+        "written: one more request right away"
+    );
+}
