@@ -1508,6 +1508,9 @@ impl Engine {
                 }
             }
             Out::Ban(ip, reason) => {
+                if self.bans.contains_key(&ip) {
+                    return;
+                }
                 log::warn!("banned {ip}: {reason}");
                 self.bans.insert(ip, reason.clone());
                 for c in self.conns.values_mut() {

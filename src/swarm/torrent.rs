@@ -615,8 +615,12 @@ impl Swarm {
         if peer.snubbed {
             candidates.clear();
         }
+        let ip = peer.addr.ip();
         candidates.retain(|&p| {
-            peer.has.get(p) && allowed(p) && self.state.get(p as usize) == Some(&PARTIAL)
+            peer.has.get(p)
+                && allowed(p)
+                && self.state.get(p as usize) == Some(&PARTIAL)
+                && !self.tainted(p, ip, key)
         });
         for p in candidates {
             if let Some(b) = self.free_block_in(p) {
@@ -628,8 +632,12 @@ impl Swarm {
         // 2. A new piece.
         let common_first = self.have.count() < 4;
         let state = &self.state;
+        let ip = peer.addr.ip();
         let picked = self.picker.pick(common_first, |p| {
-            state[p as usize] == MISSING && peer.has.get(p) && allowed(p)
+            state[p as usize] == MISSING
+                && peer.has.get(p)
+                && allowed(p)
+                && !self.tainted(p, ip, key)
         });
         if let Some(p) = picked {
             let piece = self.lengths.piece(p)?;
@@ -677,6 +685,25 @@ impl Swarm {
             *n += 1;
         }
         Some(r)
+    }
+
+    /// True when `ip` sent data for an earlier copy of `piece` that failed
+    /// its hash and some other peer could send it instead ("parole": the
+    /// re-download of a failed piece goes to someone else when possible).
+    fn tainted(&self, piece: u32, ip: IpAddr, key: PeerKey) -> bool {
+        let in_failed = self
+            .failed
+            .get(&piece)
+            .is_some_and(|r| r.iter().any(|(o, _)| *o == Some(ip)));
+        let in_checking = self
+            .failed_owners
+            .get(&piece)
+            .is_some_and(|r| r.contains(&Some(ip)));
+        (in_failed || in_checking)
+            && self
+                .peers
+                .iter()
+                .any(|(k, p)| *k != key && p.addr.ip() != ip && p.has.get(piece))
     }
 
     fn block_ref(&self, piece: u32, block: u32) -> Option<BlockRef> {
@@ -930,7 +957,6 @@ impl Swarm {
     }
 
     fn ban(&mut self, ip: IpAddr, reason: String) {
-        log::warn!("banning {ip}: {reason}");
         self.out.push(Out::Ban(ip, reason));
     }
 

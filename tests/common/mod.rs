@@ -97,3 +97,4 @@ pub fn field(output: &str, key: &str) -> Option<String> {
 }
 
 pub mod daemon;
+pub mod fake_peer;
