@@ -1,0 +1,192 @@
+//! Disk faults injected through the storage trait into an in-process
+//! daemon: a full disk (ENOSPC after a budget, with a short write) and a
+//! permission error (EACCES) mid-download pause that torrent with the error
+//! shown, the other torrent goes on, nothing verified is lost, and the
+//! download resumes once the fault is cleared.
+
+mod common;
+
+use common::daemon::{assert_same_tree, create_torrent, DaemonProc};
+use common::{write_random_file, TempDir};
+use peerlet::control::api::{AddSource, Command, TorrentState, TorrentStatus};
+use peerlet::daemon::Daemon;
+use peerlet::metainfo::InfoHash;
+use peerlet::net::EngineConfig;
+use peerlet::storage::{FaultPlan, FaultyStorage, FileStorage, Storage};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Plans = Arc<Mutex<HashMap<String, Arc<Mutex<FaultPlan>>>>>;
+
+fn status(d: &Daemon, hash: InfoHash) -> TorrentStatus {
+    d.handle()
+        .call(Duration::from_secs(10), |reply| Command::Status {
+            info_hash: hash,
+            reply,
+        })
+        .unwrap()
+        .status
+}
+
+fn wait_for(
+    d: &Daemon,
+    hash: InfoHash,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&TorrentStatus) -> bool,
+) -> TorrentStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let st = status(d, hash);
+        if ok(&st) {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {st:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn full_disk_and_permission_errors_pause_one_torrent_and_recover() {
+    let tmp = TempDir::new("faults");
+    let mut hashes = Vec::new();
+    let mut torrents = Vec::new();
+    let seeder = DaemonProc::start(
+        tmp.path(),
+        "seeder",
+        "127.0.0.81",
+        &["--upload-limit", "8000000"],
+    );
+    for (i, name) in ["nospace", "noaccess", "fine"].iter().enumerate() {
+        let dir = tmp.join(&format!("src/{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_random_file(&dir.join("data.bin"), 8 << 20, 40 + i as u64);
+        let t = tmp.join(&format!("{name}.torrent"));
+        let h = create_torrent(&dir, &t, "64K");
+        let seed_copy = seeder.download_dir.join(name);
+        std::fs::create_dir_all(&seed_copy).unwrap();
+        std::fs::copy(dir.join("data.bin"), seed_copy.join("data.bin")).unwrap();
+        seeder.add(&t, &[]);
+        hashes.push(InfoHash::parse(&h).unwrap());
+        torrents.push(t);
+    }
+    for h in &hashes {
+        seeder.wait_complete(&h.to_hex(), Duration::from_secs(60));
+    }
+
+    // The leecher runs in this process, with faulty storage for two torrents.
+    let plans: Plans = Default::default();
+    let plans2 = plans.clone();
+    let mut config = EngineConfig::new(
+        "127.0.0.82:0".parse().unwrap(),
+        tmp.join("leech/downloads"),
+        tmp.join("leech/state"),
+    );
+    config.disk_retry = Duration::from_millis(500);
+    config.storage_factory = Arc::new(move |t, dir| {
+        let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
+        let files = FileStorage::new(dir.to_path_buf(), relative, 8)?;
+        let (faulty, plan) = FaultyStorage::new(files);
+        plans2.lock().unwrap().insert(t.name.clone(), plan);
+        Ok(Arc::new(faulty) as Arc<dyn Storage>)
+    });
+    let leecher = Daemon::start(config, None).unwrap();
+    let plan = |name: &str| plans.lock().unwrap().get(name).cloned().unwrap();
+    let add = |i: usize| {
+        let bytes = std::fs::read(&torrents[i]).unwrap();
+        let peers = vec![seeder.listen.to_string()];
+        leecher
+            .handle()
+            .call(Duration::from_secs(10), |reply| Command::Add {
+                source: AddSource::Torrent(bytes),
+                dir: None,
+                peers,
+                paused: false,
+                reply,
+            })
+            .unwrap();
+    };
+    add(0);
+    add(1);
+    // Full disk after 2 MiB (the write that crosses it is short); no access at all for the other from the start.
+    plan("nospace").lock().unwrap().write_budget = Some(2 << 20);
+    plan("noaccess").lock().unwrap().write_error = Some(libc::EACCES);
+    add(2);
+
+    let full = wait_for(
+        &leecher,
+        hashes[0],
+        "the full-disk error",
+        Duration::from_secs(60),
+        |s| s.state == TorrentState::Error,
+    );
+    assert!(
+        full.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("the disk is full"),
+        "{full:?}"
+    );
+    let denied = wait_for(
+        &leecher,
+        hashes[1],
+        "the permission error",
+        Duration::from_secs(60),
+        |s| s.state == TorrentState::Error,
+    );
+    assert!(
+        denied
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("permission denied"),
+        "{denied:?}"
+    );
+    // The healthy torrent is unaffected.
+    let fine = wait_for(
+        &leecher,
+        hashes[2],
+        "the healthy torrent",
+        Duration::from_secs(120),
+        |s| s.pieces_have == s.pieces,
+    );
+    assert_eq!(fine.state, TorrentState::Seeding);
+
+    // While the faults last, nothing verified is lost and nothing more is verified.
+    let have_full = status(&leecher, hashes[0]).pieces_have;
+    assert!(
+        have_full > 0 && have_full < full.pieces,
+        "some pieces before the disk filled: {have_full}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let again = status(&leecher, hashes[0]);
+    assert_eq!(again.pieces_have, have_full);
+    assert_eq!(
+        again.state,
+        TorrentState::Error,
+        "retries while the disk is still full fail again"
+    );
+
+    // Clear the faults: both resume and complete.
+    *plan("nospace").lock().unwrap() = FaultPlan::default();
+    *plan("noaccess").lock().unwrap() = FaultPlan::default();
+    for h in &hashes[..2] {
+        let st = wait_for(&leecher, *h, "recovery", Duration::from_secs(120), |s| {
+            s.pieces_have == s.pieces
+        });
+        assert_eq!(st.state, TorrentState::Seeding);
+        assert!(st.error.is_none());
+        assert_eq!(
+            st.hash_failures, 0,
+            "a short write must never pass as a verified piece"
+        );
+    }
+    for name in ["nospace", "noaccess", "fine"] {
+        assert_same_tree(
+            &tmp.join(&format!("src/{name}")),
+            &tmp.join(&format!("leech/downloads/{name}")),
+        );
+    }
+    leecher.stop();
+}
