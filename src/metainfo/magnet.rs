@@ -222,12 +222,20 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// Escapes everything but unreserved characters and a few safe in URLs.
 fn percent_encode(s: &str) -> String {
+    // One allocation per value, not one `format!` per escaped byte.
+    let upper_hex = |n: u8| {
+        char::from_digit(u32::from(n), 16)
+            .unwrap_or('0')
+            .to_ascii_uppercase()
+    };
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || b"-._~:/[]".contains(&b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(upper_hex(b >> 4));
+            out.push(upper_hex(b & 0x0f));
         }
     }
     out
@@ -291,6 +299,7 @@ mod tests {
         .unwrap();
         let again = Magnet::parse(&m.to_string()).unwrap();
         assert_eq!(m, again);
+        assert_eq!(percent_encode("a b\u{e9}\n~"), "a%20b%C3%A9%0A~");
         assert!(m
             .to_string()
             .starts_with(&format!("magnet:?xt=urn:btih:{HEX}&dn=a%20b%26c")));
