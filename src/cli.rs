@@ -255,11 +255,7 @@ fn create(a: CreateArgs) -> Result<u8, CliError> {
     }
     let st = FileStorage::new(root, relative, DEFAULT_MAX_OPEN_FILES)
         .map_err(|e| CliError(e.to_string()))?;
-    let disk = Arc::new(DiskTorrent {
-        storage: Arc::new(st),
-        map: metainfo::FileMap::new(walked.iter().map(|f| f.length)),
-        lengths,
-    });
+    let disk = Arc::new(DiskTorrent::new(Arc::new(st), metainfo::FileMap::new(walked.iter().map(|f| f.length)), lengths));
 
     let output = a
         .output
@@ -452,11 +448,7 @@ fn verify(a: VerifyArgs) -> Result<u8, CliError> {
     let st = FileStorage::new(a.dir.clone(), relative, DEFAULT_MAX_OPEN_FILES)
         .map_err(|e| CliError(e.to_string()))?;
     let st = Arc::new(st);
-    let disk = Arc::new(DiskTorrent {
-        storage: st.clone(),
-        map: t.file_map.clone(),
-        lengths: t.lengths,
-    });
+    let disk = Arc::new(DiskTorrent::new(st.clone(), t.file_map.clone(), t.lengths));
 
     let pool = Pool::new(
         PoolConfig {

@@ -442,7 +442,6 @@ fn check_peerlet_leecher(st: &Json, payload_len: u64) {
 // byte-for-byte comparison. peerlet dials the client unless said otherwise.
 
 #[test]
-#[ignore = "peerlet bugs: drops a peer whose have-none follows its BEP 10 extended handshake, and on the bitfield aria2c re-sends mid-connection; remove when fixed"]
 fn peerlet_seeds_aria2c_leeches_multi_file() {
     require_tool("aria2c", "aria2");
     let tmp = TempDir::new("interop-pl-aria2");
@@ -472,7 +471,6 @@ fn peerlet_seeds_aria2c_leeches_multi_file() {
 }
 
 #[test]
-#[ignore = "peerlet bug: drops a peer whose have-all/have-none/bitfield follows its BEP 10 extended handshake ('late'); remove when fixed"]
 fn aria2c_seeds_peerlet_leeches_single_file() {
     require_tool("aria2c", "aria2");
     let tmp = TempDir::new("interop-aria2-pl");
@@ -501,7 +499,6 @@ fn aria2c_seeds_peerlet_leeches_single_file() {
 }
 
 #[test]
-#[ignore = "peerlet bug: drops a peer whose have-all/have-none/bitfield follows its BEP 10 extended handshake ('late'); remove when fixed"]
 fn aria2c_seeds_peerlet_leeches_multi_file() {
     require_tool("aria2c", "aria2");
     let tmp = TempDir::new("interop-aria2-pl-multi");
@@ -528,7 +525,6 @@ fn aria2c_seeds_peerlet_leeches_multi_file() {
 }
 
 #[test]
-#[ignore = "peerlet bug: drops a peer whose have-all/have-none/bitfield follows its BEP 10 extended handshake ('late'); remove when fixed"]
 fn peerlet_seeds_libtorrent_leeches_single_file() {
     require_libtorrent();
     let tmp = TempDir::new("interop-pl-lt");
@@ -562,7 +558,6 @@ fn peerlet_seeds_libtorrent_leeches_single_file() {
 }
 
 #[test]
-#[ignore = "peerlet bug: drops a peer whose have-all/have-none/bitfield follows its BEP 10 extended handshake ('late'); remove when fixed"]
 fn peerlet_seeds_libtorrent_leeches_multi_file_libtorrent_dials() {
     require_libtorrent();
     let tmp = TempDir::new("interop-pl-lt-in");
@@ -594,7 +589,6 @@ fn peerlet_seeds_libtorrent_leeches_multi_file_libtorrent_dials() {
 }
 
 #[test]
-#[ignore = "peerlet bug: drops a peer whose have-all/have-none/bitfield follows its BEP 10 extended handshake ('late'); remove when fixed"]
 fn libtorrent_seeds_peerlet_leeches_multi_file() {
     require_libtorrent();
     let tmp = TempDir::new("interop-lt-pl");

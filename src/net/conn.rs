@@ -14,6 +14,8 @@ use std::time::Instant;
 
 /// Initial and shrink-back size of the read buffer.
 pub const READ_BUF: usize = 64 * 1024;
+/// A fast peer's read buffer grows up to this (fewer, larger reads).
+pub const FAST_READ_BUF: usize = 512 * 1024;
 /// Largest read buffer (one maximal frame plus a read's worth).
 pub const MAX_READ_BUF: usize = MAX_FRAME + 4 + READ_BUF;
 
@@ -42,6 +44,8 @@ pub struct Conn {
     rbuf: Vec<u8>,
     rstart: usize,
     rend: usize,
+    /// The last read filled all the free space: read more at a time.
+    grow: bool,
     wbuf: Vec<u8>,
     wpos: usize,
     pub readable: bool,
@@ -78,6 +82,7 @@ impl Conn {
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,
+            grow: false,
             wbuf: Vec::new(),
             wpos: 0,
             readable: false,
@@ -115,10 +120,15 @@ impl Conn {
             self.rbuf.resize(READ_BUF, 0);
         }
         // Make room: compact, then grow for a frame larger than the buffer.
-        if self.rend == self.rbuf.len() && self.rstart > 0 {
+        if self.rstart > 0 && (self.rend == self.rbuf.len() || self.rstart >= self.rbuf.len() / 2) {
             self.rbuf.copy_within(self.rstart..self.rend, 0);
             self.rend -= self.rstart;
             self.rstart = 0;
+        }
+        if self.grow && self.rbuf.len() < FAST_READ_BUF {
+            let len = (self.rbuf.len() * 2).min(FAST_READ_BUF);
+            self.rbuf.resize(len, 0);
+            self.grow = false;
         }
         if self.rend == self.rbuf.len() {
             let want = self
@@ -138,6 +148,7 @@ impl Conn {
                 "connection closed by peer",
             )),
             Ok(n) => {
+                self.grow = self.rend + n == end && end == self.rbuf.len();
                 self.rend += n;
                 Ok(n)
             }

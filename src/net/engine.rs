@@ -174,6 +174,10 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
     };
     let peer_id = new_peer_id();
     let wake_for_pool = waker.clone();
+    // One wake-up per batch of results: a worker wakes the loop only when
+    // the loop has drained everything since the last wake-up.
+    let wake_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pending_for_pool = wake_pending.clone();
     let pool = Pool::new(
         PoolConfig {
             threads: config.workers,
@@ -181,7 +185,9 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
             background_rate: (config.recheck_rate > 0).then_some(config.recheck_rate),
         },
         Some(Arc::new(move || {
-            let _ = wake_for_pool.wake();
+            if !pending_for_pool.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                let _ = wake_for_pool.wake();
+            }
         })),
     );
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
@@ -200,6 +206,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         pool,
         jobs_tx,
         jobs_rx,
+        wake_pending,
         commands: cmd_rx,
         backlog: VecDeque::new(),
         jobs: HashMap::new(),
@@ -213,6 +220,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         shutdown: None,
         clean_start: startup.clean,
         outs: Vec::new(),
+        pending_writes: Vec::new(),
     };
     for t in startup.torrents {
         engine.load(t);
@@ -343,11 +351,11 @@ enum Ctx {
         peer: PeerKey,
         block: BlockRef,
     },
+    /// Contiguous blocks of one piece written in one job: (begin, len) each.
     Write {
         tid: u32,
         piece: PieceIdx,
-        begin: u32,
-        len: u32,
+        blocks: Vec<(u32, u32)>,
     },
     Hash {
         tid: u32,
@@ -398,6 +406,7 @@ struct Engine {
     pool: Pool,
     jobs_tx: Sender<JobDone>,
     jobs_rx: Receiver<JobDone>,
+    wake_pending: Arc<std::sync::atomic::AtomicBool>,
     commands: Receiver<Command>,
     backlog: VecDeque<(Job, Priority)>,
     jobs: HashMap<u64, Ctx>,
@@ -411,6 +420,7 @@ struct Engine {
     shutdown: Option<Shutdown>,
     clean_start: bool,
     outs: Vec<Out>,
+    pending_writes: Vec<(PieceIdx, u32, Vec<u8>)>,
 }
 
 /// Bytes a single socket may deliver per loop turn (fairness).
@@ -419,6 +429,11 @@ const READ_BUDGET: usize = 1 << 20;
 const BACKLOG_LIMIT: usize = 64;
 /// Output bytes buffered for one peer beyond which its uploads wait.
 const SEND_WATERMARK: usize = 512 * 1024;
+/// A run of contiguous blocks of one piece: (piece, first begin, next begin, blocks).
+type WriteRun = (PieceIdx, u32, u32, Vec<Vec<u8>>);
+
+/// Most blocks in one write job.
+const MAX_WRITE_BLOCKS: usize = 64;
 
 impl Engine {
     fn run(mut self) {
@@ -522,6 +537,8 @@ impl Engine {
     }
 
     fn drain_jobs(&mut self, now: Instant) {
+        self.wake_pending
+            .store(false, std::sync::atomic::Ordering::Release);
         loop {
             let done = match self.jobs_rx.try_recv() {
                 Ok(d) => d,
@@ -539,22 +556,16 @@ impl Engine {
             (Ctx::Read { tid, peer, block }, JobDone::Read { result, .. }) => {
                 self.on_read(tid, peer, block, result, now)
             }
-            (
-                Ctx::Write {
-                    tid,
-                    piece,
-                    begin,
-                    len,
-                },
-                JobDone::Written { result, .. },
-            ) => {
+            (Ctx::Write { tid, piece, blocks }, JobDone::Written { result, .. }) => {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
                 t.writes_in_flight = t.writes_in_flight.saturating_sub(1);
                 let ok = result.is_ok();
                 if let Some(s) = t.swarm.as_mut() {
-                    s.on_written(piece, begin, len, ok, now);
+                    for (begin, len) in blocks {
+                        s.on_written(piece, begin, len, ok, now);
+                    }
                 }
                 if let Err(e) = result {
                     self.disk_error(tid, &e, now);
@@ -679,11 +690,11 @@ impl Engine {
         let storage = (self.config.storage_factory)(&meta, &dir)
             .map_err(|e| format!("cannot open storage: {e}"))?;
         let n = meta.lengths.n_pieces();
-        let disk = Arc::new(DiskTorrent {
+        let disk = Arc::new(DiskTorrent::new(
             storage,
-            map: meta.file_map.clone(),
-            lengths: meta.lengths,
-        });
+            meta.file_map.clone(),
+            meta.lengths,
+        ));
         let tid = self.next_tid;
         self.next_tid += 1;
         self.by_hash.insert(meta.info_hash, tid);
@@ -1323,9 +1334,6 @@ impl Engine {
                 break;
             }
         }
-        if let Some(c) = self.conns.get_mut(key) {
-            c.trim();
-        }
         self.apply_swarm(tid, now);
     }
 
@@ -1396,6 +1404,28 @@ impl Engine {
         c.peer_id = h.peer_id;
         c.fast = h.supports_fast();
         c.state = ConnState::Active;
+        if h.supports_extensions() {
+            // BEP 10: tell the peer how many requests we queue (reqq), so it
+            // does not send more than we accept, plus our port and version.
+            let mut d = crate::bencode::Value::dict();
+            d.insert("m", crate::bencode::Value::dict());
+            d.insert(
+                "p",
+                crate::bencode::Value::Int(i64::from(self.listen_addr.port())),
+            );
+            d.insert(
+                "reqq",
+                crate::bencode::Value::Int(self.config.swarm.max_upload_queue as i64),
+            );
+            d.insert(
+                "v",
+                crate::bencode::Value::str(concat!("peerlet ", env!("CARGO_PKG_VERSION"))),
+            );
+            c.queue(&Message::Extended {
+                id: 0,
+                payload: &d.to_bytes(),
+            });
+        }
         let fast = c.fast;
         log::debug!(
             "{addr}: connected ({})",
@@ -1425,6 +1455,7 @@ impl Engine {
                 self.apply_out(tid, out, now);
             }
         }
+        self.submit_writes(tid);
         self.outs = outs;
     }
 
@@ -1441,30 +1472,7 @@ impl Engine {
                 }
             }
             Out::Read { peer, block } => self.deferred_reads.push_back((tid, peer, block)),
-            Out::Write { piece, begin, data } => {
-                let Some(t) = self.torrents.get_mut(&tid) else {
-                    return;
-                };
-                let offset = t.meta.lengths.piece_offset(piece) + u64::from(begin);
-                let len = data.len() as u32;
-                t.writes_in_flight += 1;
-                let disk = t.disk.clone();
-                self.submit(
-                    |tag| Job::Write {
-                        tag,
-                        torrent: disk,
-                        offset,
-                        data,
-                    },
-                    Ctx::Write {
-                        tid,
-                        piece,
-                        begin,
-                        len,
-                    },
-                    Priority::Live,
-                );
-            }
+            Out::Write { piece, begin, data } => self.pending_writes.push((piece, begin, data)),
             Out::Hash(piece) => {
                 let Some(t) = self.torrents.get(&tid) else {
                     return;
@@ -1544,6 +1552,63 @@ impl Engine {
                 }
                 self.checkpoint(tid, now, true);
             }
+        }
+    }
+
+    /// Submits the blocks received in this batch, contiguous runs of one
+    /// piece merged into one job (fewer jobs, wake-ups and syscalls; and the
+    /// worker hashes in-order runs as it writes them).
+    fn submit_writes(&mut self, tid: u32) {
+        if self.pending_writes.is_empty() {
+            return;
+        }
+        let mut writes = std::mem::take(&mut self.pending_writes);
+        writes.sort_by_key(|(piece, begin, _)| (*piece, *begin));
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let disk = t.disk.clone();
+        let lengths = t.meta.lengths;
+        // (piece, first begin, next begin, blocks)
+        let mut jobs: Vec<WriteRun> = Vec::new();
+        for (piece, begin, data) in writes {
+            match jobs.last_mut() {
+                Some((p, _, next, blocks))
+                    if *p == piece && *next == begin && blocks.len() < MAX_WRITE_BLOCKS =>
+                {
+                    *next += data.len() as u32;
+                    blocks.push(data);
+                }
+                _ => jobs.push((piece, begin, begin + data.len() as u32, vec![data])),
+            }
+        }
+        t.writes_in_flight += jobs.len() as u32;
+        for (piece, begin, _, blocks) in jobs {
+            let offset = lengths.piece_offset(piece) + u64::from(begin);
+            let mut at = begin;
+            let spans = blocks
+                .iter()
+                .map(|b| {
+                    let span = (at, b.len() as u32);
+                    at += b.len() as u32;
+                    span
+                })
+                .collect();
+            let d = disk.clone();
+            self.submit(
+                |tag| Job::WriteBlocks {
+                    tag,
+                    torrent: d,
+                    offset,
+                    blocks,
+                },
+                Ctx::Write {
+                    tid,
+                    piece,
+                    blocks: spans,
+                },
+                Priority::Live,
+            );
         }
     }
 
@@ -1678,6 +1743,9 @@ impl Engine {
             self.config.keepalive_interval,
         );
         for c in self.conns.values_mut() {
+            if now.duration_since(c.last_recv) > Duration::from_secs(5) {
+                c.trim();
+            }
             match c.state {
                 ConnState::Connecting if now.duration_since(c.created) > connect_t => {
                     c.close("connect timed out")

@@ -142,7 +142,6 @@ struct Peer {
     addr: SocketAddr,
     has: Bitfield,
     fast: bool,
-    got_first_message: bool,
     am_choking: bool,
     am_interested: bool,
     peer_choking: bool,
@@ -338,7 +337,6 @@ impl Swarm {
                 addr,
                 has: Bitfield::new(n),
                 fast,
-                got_first_message: false,
                 am_choking: true,
                 am_interested: false,
                 peer_choking: true,
@@ -414,10 +412,6 @@ impl Swarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        let first = !peer.got_first_message;
-        if !matches!(msg, Message::KeepAlive) {
-            peer.got_first_message = true;
-        }
         match msg {
             Message::KeepAlive
             | Message::Port(_)
@@ -453,9 +447,8 @@ impl Swarm {
                 self.fill_requests(key, now);
             }
             Message::Bitfield(bytes) => {
-                if !first {
-                    return self.disconnect(key, "bitfield after other messages".into());
-                }
+                // A later bitfield only adds pieces: aria2c sends one instead of
+                // a batch of haves.
                 let Some(bits) = Bitfield::from_bytes(bytes, self.lengths.n_pieces()) else {
                     return self.disconnect(
                         key,
@@ -469,11 +462,9 @@ impl Swarm {
                 self.fill_requests(key, now);
             }
             Message::HaveAll | Message::HaveNone => {
-                if !peer.fast || !first {
-                    return self.disconnect(
-                        key,
-                        "have-all/have-none without the Fast extension or late".into(),
-                    );
+                if !peer.fast {
+                    return self
+                        .disconnect(key, "have-all/have-none without the Fast extension".into());
                 }
                 if matches!(msg, Message::HaveAll) {
                     for p in 0..self.lengths.n_pieces() {
