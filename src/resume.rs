@@ -37,6 +37,10 @@ pub struct Resume {
     pub paused: bool,
     /// Size of each file when the record was written (resume sanity check).
     pub file_sizes: Vec<u64>,
+    /// Modification time of each file (ns since the epoch, 0 unknown) when
+    /// the record was written; after a clean stop a change means the data
+    /// was touched while peerlet was not running.
+    pub file_mtimes: Vec<i64>,
 }
 
 impl Resume {
@@ -62,6 +66,10 @@ impl Resume {
                     .map(|&s| Value::Int(s as i64))
                     .collect(),
             ),
+        );
+        d.insert(
+            "file mtimes",
+            Value::List(self.file_mtimes.iter().map(|&m| Value::Int(m)).collect()),
         );
         d.to_bytes()
     }
@@ -108,6 +116,13 @@ impl Resume {
                 .ok_or("bad file sizes")?,
             None => Vec::new(),
         };
+        let file_mtimes = match d.get(b"file mtimes").and_then(|n| n.as_list()) {
+            Some(list) => list
+                .map(|n| n.as_int())
+                .collect::<Option<Vec<i64>>>()
+                .ok_or("bad file mtimes")?,
+            None => Vec::new(),
+        };
         Ok(Resume {
             info_hash,
             dir: PathBuf::from(dir),
@@ -115,6 +130,7 @@ impl Resume {
             peers,
             paused,
             file_sizes,
+            file_mtimes,
         })
     }
 }
@@ -144,6 +160,7 @@ mod tests {
             peers: vec!["127.0.0.1:6881".into()],
             paused: true,
             file_sizes: vec![10, 0, 5],
+            file_mtimes: vec![1, 0, -3],
         };
         assert_eq!(Resume::decode(&r.encode()), Ok(r.clone()));
         let bytes = r.encode();

@@ -297,6 +297,7 @@ struct TorrentEntry {
     /// Pieces taken from the resume file (trusted unless the probe disagrees).
     resume_have: Bitfield,
     resume_sizes: Vec<u64>,
+    resume_mtimes: Vec<i64>,
     journal: Vec<u32>,
     check: Option<Check>,
     known: Vec<KnownPeer>,
@@ -340,6 +341,7 @@ impl TorrentEntry {
             peers: self.manual_peers.clone(),
             paused: self.paused,
             file_sizes: self.resume_sizes.clone(),
+            file_mtimes: self.resume_mtimes.clone(),
         }
     }
 }
@@ -633,8 +635,8 @@ impl Engine {
                 }
             }
             (Ctx::Probe { tid }, JobDone::Ran { result, .. }) => {
-                if let Ok(sizes) = result.downcast::<Vec<Option<u64>>>() {
-                    self.on_probe(tid, *sizes, now);
+                if let Ok(files) = result.downcast::<Vec<(Option<u64>, Option<i64>)>>() {
+                    self.on_probe(tid, *files, now);
                 }
             }
             (Ctx::Resolve { tid, source }, JobDone::Ran { result, .. }) => {
@@ -712,6 +714,7 @@ impl Engine {
                 swarm: None,
                 resume_have: Bitfield::new(n),
                 resume_sizes: Vec::new(),
+                resume_mtimes: Vec::new(),
                 journal: Vec::new(),
                 check: None,
                 known: Vec::new(),
@@ -755,6 +758,7 @@ impl Engine {
                 t.resume_have = bits;
             }
             t.resume_sizes = r.file_sizes;
+            t.resume_mtimes = r.file_mtimes;
             t.paused = r.paused;
             t.manual_peers = r.peers;
         }
@@ -776,17 +780,24 @@ impl Engine {
         t.phase = Phase::Probing;
         let disk = t.disk.clone();
         self.run_job(Ctx::Probe { tid }, move || {
-            let sizes: Vec<Option<u64>> = (0..disk.storage.n_files())
-                .map(|i| disk.storage.file_len(i).ok().flatten())
+            let files: Vec<(Option<u64>, Option<i64>)> = (0..disk.storage.n_files())
+                .map(|i| {
+                    (
+                        disk.storage.file_len(i).ok().flatten(),
+                        disk.storage.file_mtime(i).ok().flatten(),
+                    )
+                })
                 .collect();
-            Box::new(sizes)
+            Box::new(files)
         });
     }
 
-    fn on_probe(&mut self, tid: u32, sizes: Vec<Option<u64>>, now: Instant) {
+    fn on_probe(&mut self, tid: u32, files: Vec<(Option<u64>, Option<i64>)>, now: Instant) {
+        let clean = self.clean_start;
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
+        let sizes: Vec<Option<u64>> = files.iter().map(|(s, _)| *s).collect();
         let meta = t.meta.clone();
         let lengths = meta.lengths;
         let mut have = t.resume_have.clone();
@@ -804,14 +815,25 @@ impl Engine {
             return;
         }
         let mut to_check: Vec<u32> = Vec::new();
-        // Files that are missing, shorter than the data we had, or shorter
-        // than when the resume record was written: recheck their pieces.
+        // Files that are missing, shorter than the data we had, shorter than
+        // when the resume record was written, or (after a clean stop, when
+        // nothing of ours wrote to them since) modified: recheck their pieces.
         for (i, size) in sizes.iter().enumerate() {
             let recorded = t.resume_sizes.get(i).copied().unwrap_or(0);
+            let recorded_mtime = t.resume_mtimes.get(i).copied().unwrap_or(0);
+            let touched =
+                clean && recorded_mtime != 0 && files[i].1.is_some_and(|m| m != recorded_mtime);
             let suspect = match size {
                 None => meta.files[i].length > 0,
-                Some(s) => *s < recorded,
+                Some(s) => *s < recorded || (touched && *s > 0),
             };
+            if suspect && t.resume_have.count() > 0 {
+                log::warn!(
+                    "{}: {} changed while peerlet was stopped; rechecking it",
+                    meta.name,
+                    meta.relative_path(i).join("/")
+                );
+            }
             if suspect {
                 for p in meta.file_map.pieces_of_file(&lengths, i) {
                     if have.clear(p) {
@@ -1843,6 +1865,9 @@ impl Engine {
             record.file_sizes = (0..disk.storage.n_files())
                 .map(|i| disk.storage.file_len(i).ok().flatten().unwrap_or(0))
                 .collect();
+            record.file_mtimes = (0..disk.storage.n_files())
+                .map(|i| disk.storage.file_mtime(i).ok().flatten().unwrap_or(0))
+                .collect();
             Box::new(storage::write_atomic(&path, &record.encode(), 0o600))
         });
     }
@@ -2083,7 +2108,8 @@ impl Engine {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return Ok(());
         };
-        if t.paused == pause {
+        // Resuming a torrent stopped by an error retries at once, paused or not.
+        if t.paused == pause && (pause || t.error.is_none()) {
             return Ok(());
         }
         t.paused = pause;

@@ -97,6 +97,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         self.inner.file_len(file_idx)
     }
 
+    fn file_mtime(&self, file_idx: usize) -> io::Result<Option<i64>> {
+        self.inner.file_mtime(file_idx)
+    }
+
     fn sync(&self) -> io::Result<()> {
         if let Some(errno) = self.plan().sync_error {
             return Err(io::Error::from_raw_os_error(errno));

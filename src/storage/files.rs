@@ -273,6 +273,24 @@ impl Storage for FileStorage {
         }
     }
 
+    fn file_mtime(&self, file_idx: usize) -> io::Result<Option<i64>> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self
+            .paths
+            .get(file_idx)
+            .ok_or_else(|| bad_index(file_idx))?;
+        match std::fs::symlink_metadata(path) {
+            Ok(md) if md.is_file() => Ok(Some(
+                md.mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(md.mtime_nsec()),
+            )),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn sync(&self) -> io::Result<()> {
         let (dirty, pending) = {
             let mut open = self.lock();

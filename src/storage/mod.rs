@@ -50,6 +50,14 @@ pub trait Storage: Send + Sync {
     /// Current size of file `file_idx`, or `None` when it does not exist.
     fn file_len(&self, file_idx: usize) -> io::Result<Option<u64>>;
 
+    /// Modification time of file `file_idx` in nanoseconds since the epoch,
+    /// when the storage knows it (resume checks that data did not change
+    /// while the daemon was stopped).
+    fn file_mtime(&self, file_idx: usize) -> io::Result<Option<i64>> {
+        let _ = file_idx;
+        Ok(None)
+    }
+
     /// Makes every write so far durable (fdatasync of the files written).
     fn sync(&self) -> io::Result<()>;
 }
