@@ -43,6 +43,7 @@ pub enum Command {
     Rm(crate::control::cmd::RmArgs),
     Pause(crate::control::cmd::PauseArgs),
     Resume(crate::control::cmd::ResumeArgs),
+    Limit(crate::control::cmd::LimitArgs),
     Stop(crate::control::cmd::StopArgs),
 }
 
@@ -153,6 +154,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Rm(a)) => crate::control::cmd::run_rm(a),
         Some(Command::Pause(a)) => crate::control::cmd::run_pause(a),
         Some(Command::Resume(a)) => crate::control::cmd::run_resume(a),
+        Some(Command::Limit(a)) => crate::control::cmd::run_limit(a),
         Some(Command::Stop(a)) => crate::control::cmd::run_stop(a),
     }
 }
@@ -255,7 +257,11 @@ fn create(a: CreateArgs) -> Result<u8, CliError> {
     }
     let st = FileStorage::new(root, relative, DEFAULT_MAX_OPEN_FILES)
         .map_err(|e| CliError(e.to_string()))?;
-    let disk = Arc::new(DiskTorrent::new(Arc::new(st), metainfo::FileMap::new(walked.iter().map(|f| f.length)), lengths));
+    let disk = Arc::new(DiskTorrent::new(
+        Arc::new(st),
+        metainfo::FileMap::new(walked.iter().map(|f| f.length)),
+        lengths,
+    ));
 
     let output = a
         .output

@@ -41,6 +41,9 @@ pub struct Resume {
     /// the record was written; after a clean stop a change means the data
     /// was touched while peerlet was not running.
     pub file_mtimes: Vec<i64>,
+    /// The torrent's own rate limits, bytes per second (0: none).
+    pub download_limit: u64,
+    pub upload_limit: u64,
 }
 
 impl Resume {
@@ -48,6 +51,8 @@ impl Resume {
         let mut d = Value::dict();
         d.insert("version", Value::Int(VERSION));
         d.insert("info hash", Value::Bytes(self.info_hash.0.to_vec()));
+        d.insert("download limit", Value::Int(self.download_limit as i64));
+        d.insert("upload limit", Value::Int(self.upload_limit as i64));
         d.insert(
             "dir",
             Value::Bytes(self.dir.as_os_str().as_encoded_bytes().to_vec()),
@@ -123,6 +128,13 @@ impl Resume {
                 .ok_or("bad file mtimes")?,
             None => Vec::new(),
         };
+        let limit = |key: &[u8]| {
+            d.get(key)
+                .and_then(|n| n.as_int())
+                .and_then(|i| u64::try_from(i).ok())
+                .unwrap_or(0)
+        };
+        let (download_limit, upload_limit) = (limit(b"download limit"), limit(b"upload limit"));
         Ok(Resume {
             info_hash,
             dir: PathBuf::from(dir),
@@ -131,6 +143,8 @@ impl Resume {
             paused,
             file_sizes,
             file_mtimes,
+            download_limit,
+            upload_limit,
         })
     }
 }
@@ -161,6 +175,8 @@ mod tests {
             paused: true,
             file_sizes: vec![10, 0, 5],
             file_mtimes: vec![1, 0, -3],
+            download_limit: 1000,
+            upload_limit: 0,
         };
         assert_eq!(Resume::decode(&r.encode()), Ok(r.clone()));
         let bytes = r.encode();

@@ -56,6 +56,8 @@ fn status(h: &str, name: &str) -> TorrentStatus {
         hash_failures: 1,
         pieces_downloaded: 2,
         pieces_resumed: 0,
+        download_limit: 0,
+        upload_limit: 0,
     }
 }
 
@@ -242,6 +244,19 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
                 reply,
             } => {
                 note(format!("peers {info_hash} {peers:?}"));
+                let _ = reply.send(
+                    find(&torrents, info_hash)
+                        .map(|_| ())
+                        .ok_or_else(|| missing(info_hash)),
+                );
+            }
+            Command::SetLimits {
+                info_hash,
+                download,
+                upload,
+                reply,
+            } => {
+                note(format!("limits {info_hash} {download:?} {upload:?}"));
                 let _ = reply.send(
                     find(&torrents, info_hash)
                         .map(|_| ())

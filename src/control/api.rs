@@ -81,6 +81,14 @@ pub enum Command {
         info_hash: InfoHash,
         reply: Reply<()>,
     },
+    /// Set a torrent's rate limits in payload bytes per second (0: none;
+    /// `None`: leave as it is). Remembered across restarts.
+    SetLimits {
+        info_hash: InfoHash,
+        download: Option<u64>,
+        upload: Option<u64>,
+        reply: Reply<()>,
+    },
     /// Connect to these peers (`host:port`) for a torrent; remembered across restarts.
     AddPeers {
         info_hash: InfoHash,
@@ -155,6 +163,9 @@ pub struct TorrentStatus {
     pub pieces_downloaded: u32,
     /// Pieces found good on disk at start (resume file or recheck).
     pub pieces_resumed: u32,
+    /// This torrent's rate limits, bytes per second (0: none).
+    pub download_limit: u64,
+    pub upload_limit: u64,
 }
 
 impl TorrentStatus {
@@ -186,6 +197,8 @@ impl TorrentStatus {
             .with("hash_failures", self.hash_failures)
             .with("pieces_downloaded", self.pieces_downloaded)
             .with("pieces_resumed", self.pieces_resumed)
+            .with("download_limit", self.download_limit)
+            .with("upload_limit", self.upload_limit)
     }
 }
 

@@ -740,6 +740,57 @@ pub fn run_resume(a: ResumeArgs) -> Result<u8, CliError> {
     })
 }
 
+#[derive(FromArgs, Debug)]
+/// Set a torrent's download and upload rate limits (0: no limit; K and M suffixes allowed).
+#[argh(subcommand, name = "limit")]
+pub struct LimitArgs {
+    /// info-hash of the torrent (40 hex digits, or a unique prefix of at least 4)
+    #[argh(positional)]
+    pub hash: String,
+    /// download limit in bytes per second
+    #[argh(option, from_str_fn(crate::cli::parse_size))]
+    pub down: Option<u32>,
+    /// upload limit in bytes per second
+    #[argh(option, from_str_fn(crate::cli::parse_size))]
+    pub up: Option<u32>,
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+pub fn run_limit(a: LimitArgs) -> Result<u8, CliError> {
+    if a.down.is_none() && a.up.is_none() {
+        return Err(CliError(
+            "give --down and/or --up (bytes per second, 0 for no limit)".into(),
+        ));
+    }
+    with_client(&a.api, |c| {
+        let hash = resolve_hash(c, &a.hash)?;
+        let mut q = Vec::new();
+        if let Some(d) = a.down {
+            q.push(format!("down={d}"));
+        }
+        if let Some(u) = a.up {
+            q.push(format!("up={u}"));
+        }
+        c.post(
+            &format!("/api/torrents/{hash}/limits?{}", q.join("&")),
+            None,
+        )?;
+        let show = |v: Option<u32>| match v {
+            None => "unchanged".to_string(),
+            Some(0) => "none".to_string(),
+            Some(n) => format!("{}/s", crate::progress::human_bytes(n.into())),
+        };
+        println!(
+            "limits of {hash}: download {}, upload {}",
+            show(a.down),
+            show(a.up)
+        );
+        Ok(0)
+    })
+}
+
 pub fn run_stop(a: StopArgs) -> Result<u8, CliError> {
     with_client(&a.api, |c| {
         c.post("/api/shutdown", None)?;

@@ -408,6 +408,7 @@ enum Route {
     Pause(InfoHash),
     Resume(InfoHash),
     AddPeers(InfoHash),
+    Limits(InfoHash),
     Shutdown,
 }
 
@@ -422,6 +423,7 @@ impl Route {
             Route::Add => &["dir", "peer", "paused"],
             Route::Remove(_) => &["delete_data"],
             Route::AddPeers(_) => &["peer"],
+            Route::Limits(_) => &["down", "up"],
             _ => &[],
         }
     }
@@ -471,12 +473,13 @@ fn route(head: &Head) -> Result<Result<Route, Answer>, HttpError> {
             "DELETE" => Route::Remove(hash(h)?),
             _ => return Ok(Err(wrong_method("GET, DELETE"))),
         },
-        ["", "api", "torrents", h, action @ ("pause" | "resume" | "peers")] => match m {
+        ["", "api", "torrents", h, action @ ("pause" | "resume" | "peers" | "limits")] => match m {
             "POST" => {
                 let h = hash(h)?;
                 match *action {
                     "pause" => Route::Pause(h),
                     "resume" => Route::Resume(h),
+                    "limits" => Route::Limits(h),
                     _ => Route::AddPeers(h),
                 }
             }
@@ -640,6 +643,30 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
             engine.call(t, |reply| Command::AddPeers {
                 info_hash,
                 peers,
+                reply,
+            })?;
+            Answer::ok(done())
+        }
+        Route::Limits(info_hash) => {
+            let rate = |key: &str| -> Result<Option<u64>, ApiError> {
+                match q.one(key)? {
+                    None => Ok(None),
+                    Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                        ApiError::BadRequest(format!("'{key}={v}': expected bytes per second"))
+                    }),
+                }
+            };
+            let (download, upload) = (rate("down")?, rate("up")?);
+            if download.is_none() && upload.is_none() {
+                return Err(ApiError::BadRequest(
+                    "give down=BYTES_PER_SEC and/or up=BYTES_PER_SEC (0: no limit)".into(),
+                )
+                .into());
+            }
+            engine.call(t, |reply| Command::SetLimits {
+                info_hash,
+                download,
+                upload,
                 reply,
             })?;
             Answer::ok(done())

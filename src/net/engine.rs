@@ -298,6 +298,9 @@ struct TorrentEntry {
     resume_have: Bitfield,
     resume_sizes: Vec<u64>,
     resume_mtimes: Vec<i64>,
+    /// This torrent's own rate limits (0: none), on top of the global ones.
+    down_limit: TokenBucket,
+    up_limit: TokenBucket,
     journal: Vec<u32>,
     check: Option<Check>,
     known: Vec<KnownPeer>,
@@ -342,6 +345,8 @@ impl TorrentEntry {
             paused: self.paused,
             file_sizes: self.resume_sizes.clone(),
             file_mtimes: self.resume_mtimes.clone(),
+            download_limit: self.down_limit.rate(),
+            upload_limit: self.up_limit.rate(),
         }
     }
 }
@@ -447,7 +452,7 @@ impl Engine {
         );
         loop {
             let now = Instant::now();
-            let timeout = if self.has_pending_reads() {
+            let timeout = if self.has_pending_reads(now) {
                 Duration::ZERO
             } else {
                 self.next_wakeup(now).saturating_duration_since(now)
@@ -715,6 +720,8 @@ impl Engine {
                 resume_have: Bitfield::new(n),
                 resume_sizes: Vec::new(),
                 resume_mtimes: Vec::new(),
+                down_limit: TokenBucket::new(0),
+                up_limit: TokenBucket::new(0),
                 journal: Vec::new(),
                 check: None,
                 known: Vec::new(),
@@ -759,6 +766,8 @@ impl Engine {
             }
             t.resume_sizes = r.file_sizes;
             t.resume_mtimes = r.file_mtimes;
+            t.down_limit.set_rate(r.download_limit);
+            t.up_limit.set_rate(r.upload_limit);
             t.paused = r.paused;
             t.manual_peers = r.peers;
         }
@@ -1224,52 +1233,70 @@ impl Engine {
     /// When the loop must run again without any socket event: the next
     /// tick, or the moment a rate limit lets waiting work go on.
     fn next_wakeup(&mut self, now: Instant) -> Instant {
+        let soon = now + Duration::from_millis(1);
         let mut at = self.next_tick.min(now + Duration::from_millis(250));
-        if let Some((_, _, block)) = self.deferred_reads.front() {
-            at = at.min(
-                self.up_bucket
-                    .ready_at(u64::from(block.length), now)
-                    .max(now + Duration::from_millis(1)),
-            );
+        let mut deferred_tids: Vec<u32> =
+            self.deferred_reads.iter().map(|(tid, _, _)| *tid).collect();
+        deferred_tids.sort_unstable();
+        deferred_tids.dedup();
+        for tid in deferred_tids {
+            let mut ready = self
+                .up_bucket
+                .ready_at(u64::from(crate::metainfo::BLOCK_SIZE), now);
+            if let Some(t) = self.torrents.get_mut(&tid) {
+                ready = ready.max(
+                    t.up_limit
+                        .ready_at(u64::from(crate::metainfo::BLOCK_SIZE), now),
+                );
+            }
+            at = at.min(ready.max(soon));
         }
-        let readable = self
-            .conns
-            .values()
-            .any(|c| c.readable && c.state != ConnState::Connecting && c.closing.is_none());
-        if readable && self.backlog.len() <= BACKLOG_LIMIT {
-            at = at.min(
-                self.down_bucket
-                    .ready_at(1, now)
-                    .max(now + Duration::from_millis(1)),
-            );
+        if self.backlog.len() <= BACKLOG_LIMIT {
+            for key in self.readable_keys() {
+                let tid = self.conns.get(key).and_then(|c| c.torrent);
+                let mut ready = self.down_bucket.ready_at(1, now);
+                if let Some(t) = tid.and_then(|tid| self.torrents.get_mut(&tid)) {
+                    ready = ready.max(t.down_limit.ready_at(1, now));
+                }
+                at = at.min(ready.max(soon));
+            }
         }
         at
     }
 
-    fn reads_blocked(&self) -> bool {
-        self.backlog.len() > BACKLOG_LIMIT
-            || self.down_bucket.clone().available(Instant::now()) == 0
-    }
-
-    fn has_pending_reads(&self) -> bool {
-        !self.reads_blocked()
-            && self
-                .conns
-                .values()
-                .any(|c| c.readable && c.state != ConnState::Connecting && c.closing.is_none())
-    }
-
-    fn read_pending(&mut self, now: Instant) {
-        if self.reads_blocked() {
-            return;
-        }
-        let keys: Vec<PeerKey> = self
-            .conns
+    /// Connections with unread data that may be read (connected, not closing).
+    fn readable_keys(&self) -> Vec<PeerKey> {
+        self.conns
             .values()
             .filter(|c| c.readable && c.state != ConnState::Connecting && c.closing.is_none())
             .map(|c| c.key)
-            .collect();
-        for key in keys {
+            .collect()
+    }
+
+    /// Bytes `key` may read now under the global and its torrent's download limits.
+    fn read_allowance(&mut self, key: PeerKey, now: Instant) -> u64 {
+        let global = self.down_bucket.available(now);
+        let tid = self.conns.get(key).and_then(|c| c.torrent);
+        let torrent = tid
+            .and_then(|tid| self.torrents.get_mut(&tid))
+            .map_or(u64::MAX, |t| t.down_limit.available(now));
+        global.min(torrent)
+    }
+
+    fn reads_blocked(&self) -> bool {
+        self.backlog.len() > BACKLOG_LIMIT
+    }
+
+    fn has_pending_reads(&mut self, now: Instant) -> bool {
+        if self.reads_blocked() {
+            return false;
+        }
+        let keys = self.readable_keys();
+        keys.into_iter().any(|k| self.read_allowance(k, now) > 0)
+    }
+
+    fn read_pending(&mut self, now: Instant) {
+        for key in self.readable_keys() {
             if self.reads_blocked() {
                 break;
             }
@@ -1280,7 +1307,7 @@ impl Engine {
     fn read_conn(&mut self, key: PeerKey, now: Instant) {
         let mut budget = READ_BUDGET;
         loop {
-            let limit = self.down_bucket.available(now).min(budget as u64) as usize;
+            let limit = self.read_allowance(key, now).min(budget as u64) as usize;
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
@@ -1301,7 +1328,11 @@ impl Engine {
             };
             if n > 0 {
                 c.last_recv = now;
+                let tid = c.torrent;
                 self.down_bucket.take(n as u64, now);
+                if let Some(t) = tid.and_then(|tid| self.torrents.get_mut(&tid)) {
+                    t.down_limit.take(n as u64, now);
+                }
                 budget = budget.saturating_sub(n);
             }
             self.process_input(key, now);
@@ -1645,15 +1676,22 @@ impl Engine {
             let Some(c) = self.conns.get(peer) else {
                 continue;
             };
+            let len = u64::from(block.length);
+            let torrent_allows = self
+                .torrents
+                .get_mut(&tid)
+                .is_some_and(|t| t.up_limit.available(now) >= len);
             if c.pending_out() > SEND_WATERMARK
-                || self.up_bucket.available(now) < u64::from(block.length)
+                || self.up_bucket.available(now) < len
+                || !torrent_allows
             {
                 self.deferred_reads.push_back((tid, peer, block));
                 continue;
             }
-            let Some(t) = self.torrents.get(&tid) else {
+            let Some(t) = self.torrents.get_mut(&tid) else {
                 continue;
             };
+            t.up_limit.take(len, now);
             let Some(piece) = t.meta.lengths.piece(block.index) else {
                 continue;
             };
@@ -1963,6 +2001,34 @@ impl Engine {
                 };
                 let _ = reply.send(res);
             }
+            Command::SetLimits {
+                info_hash,
+                download,
+                upload,
+                reply,
+            } => {
+                let res = match self
+                    .by_hash
+                    .get(&info_hash)
+                    .copied()
+                    .and_then(|tid| self.torrents.get_mut(&tid))
+                {
+                    None => Err(ApiError::NotFound(format!("no torrent {info_hash}"))),
+                    Some(t) => {
+                        if let Some(d) = download {
+                            t.down_limit.set_rate(d);
+                        }
+                        if let Some(u) = upload {
+                            t.up_limit.set_rate(u);
+                        }
+                        t.save_dirty = true;
+                        let tid = t.id;
+                        self.save_resume(tid);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(res);
+            }
             Command::Node { reply } => {
                 let _ = reply.send(Ok(self.node_status(now)));
             }
@@ -2179,6 +2245,8 @@ impl Engine {
             hash_failures: stats.hash_failures,
             pieces_downloaded: stats.pieces_downloaded,
             pieces_resumed: t.pieces_resumed,
+            download_limit: t.down_limit.rate(),
+            upload_limit: t.up_limit.rate(),
         })
     }
 

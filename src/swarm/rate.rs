@@ -85,7 +85,16 @@ impl TokenBucket {
         self.rate == 0
     }
 
+    /// Bytes per second (0: unlimited).
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
     pub fn set_rate(&mut self, rate: u64) {
+        if rate != self.rate && self.rate == 0 {
+            // From unlimited: start with a full second of burst.
+            self.tokens = rate as f64;
+        }
         self.rate = rate;
         self.tokens = self.tokens.min(rate as f64);
     }
