@@ -351,33 +351,7 @@ pub fn host_allowed(host: &str) -> bool {
         || name.eq_ignore_ascii_case("localhost.")
 }
 
-/// Decodes `%XX` escapes (and `+` as a space, as forms send it). `None` on a
-/// bad escape or when the result is not UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
-                let hi = (hex[0] as char).to_digit(16)?;
-                let lo = (hex[1] as char).to_digit(16)?;
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub use crate::metainfo::percent_decode;
 
 /// Escapes everything but unreserved characters (RFC 3986), for query values.
 pub fn percent_encode(s: &str) -> String {

@@ -193,8 +193,9 @@ fn valid_host_port(s: &str) -> bool {
 }
 
 /// Decodes `%XX` escapes and `+` (a space, as in form encoding). `None` on a
-/// broken escape or bytes that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+/// broken escape or bytes that are not UTF-8. Shared with the control API's
+/// query strings.
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -17,7 +17,7 @@ pub mod path;
 
 pub use build::{auto_piece_length, build_info, InfoFile, TorrentBuilder};
 pub use lengths::{BlockIdx, FileMap, FileSlice, Lengths, PieceIdx, BLOCK_SIZE};
-pub use magnet::{Magnet, MagnetError};
+pub use magnet::{percent_decode, Magnet, MagnetError};
 
 use crate::bencode::{self, Dict, Limits, Node};
 use crate::hash::{self, Digest};

@@ -1526,35 +1526,32 @@ impl Engine {
             }
             Out::Read { peer, block } => self.deferred_reads.push_back((tid, peer, block)),
             Out::Write { piece, begin, data } => self.pending_writes.push((piece, begin, data)),
-            Out::Hash(piece) => {
+            Out::Hash(piece) | Out::HashBlocks(piece) => {
                 let Some(t) = self.torrents.get(&tid) else {
                     return;
                 };
-                let disk = t.disk.clone();
-                self.submit(
-                    |tag| Job::HashPiece {
-                        tag,
-                        torrent: disk,
-                        piece,
-                    },
-                    Ctx::Hash { tid },
-                    Priority::Live,
-                );
-            }
-            Out::HashBlocks(piece) => {
-                let Some(t) = self.torrents.get(&tid) else {
-                    return;
-                };
-                let disk = t.disk.clone();
-                self.submit(
-                    |tag| Job::HashBlocks {
-                        tag,
-                        torrent: disk,
-                        piece,
-                    },
-                    Ctx::HashBlocks { tid },
-                    Priority::Live,
-                );
+                let torrent = t.disk.clone();
+                if matches!(out, Out::Hash(_)) {
+                    self.submit(
+                        |tag| Job::HashPiece {
+                            tag,
+                            torrent,
+                            piece,
+                        },
+                        Ctx::Hash { tid },
+                        Priority::Live,
+                    );
+                } else {
+                    self.submit(
+                        |tag| Job::HashBlocks {
+                            tag,
+                            torrent,
+                            piece,
+                        },
+                        Ctx::HashBlocks { tid },
+                        Priority::Live,
+                    );
+                }
             }
             Out::Disconnect(key, reason) => {
                 if reason == "both sides are seeds" {

@@ -196,39 +196,16 @@ impl DaemonProc {
     /// `peerlet stop`, then waits for the exit (SIGKILL after 20 s).
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let _ = self.cli(&["stop"]);
-        let mut child = self.child.take()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(self.child.take()?)
     }
 
     /// SIGTERM by PID, then waits for the exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
+        let child = self.child.take()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(child)
     }
 }
 
@@ -281,5 +258,21 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
             std::fs::read(&y.path).unwrap(),
         );
         assert!(ba == bb, "{:?} differs", x.relative);
+    }
+}
+
+/// Waits up to 20 s for a child to exit; SIGKILLs it after that (`None`).
+fn wait_exit(mut child: Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
