@@ -8,6 +8,7 @@
 //!   [`metainfo::PieceIdx`]); path sanitisation; building new torrents.
 //! - [`wire`]: peer wire protocol messages (parse/emit, size limits).
 //! - [`swarm`]: sans-IO torrent logic: picker, choker, per-peer protocol state.
+//! - [`tracker`]: sans-IO tracker protocols (UDP, HTTP) and the announcer.
 //! - [`hash`]: SHA-1 behind one interface (sha1_smol or, with `hw-sha1`, RustCrypto).
 //! - [`storage`]: the only module that touches the filesystem: pieces mapped
 //!   onto files, positioned reads and writes, an LRU of open files, directory walks.
@@ -32,5 +33,6 @@ pub mod progress;
 pub mod resume;
 pub mod storage;
 pub mod swarm;
+pub mod tracker;
 pub mod wire;
 pub mod workers;

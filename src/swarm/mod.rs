@@ -8,6 +8,8 @@
 //! - [`rate`]: rate estimators and token buckets.
 
 pub mod bitfield;
+pub mod metadata;
+pub mod pex;
 pub mod picker;
 pub mod rate;
 pub mod torrent;

@@ -1,0 +1,1 @@
+//! Peer exchange (BEP 11) bookkeeping, sans I/O.
