@@ -1,0 +1,455 @@
+//! Control commands on the net thread: add, remove, pause, limits,
+//! status and node status for the API.
+
+use super::*;
+
+impl Engine {
+    // ----- control commands -----
+
+    pub(super) fn drain_commands(&mut self, now: Instant) {
+        while let Ok(cmd) = self.commands.try_recv() {
+            self.on_command(cmd, now);
+        }
+        // Journal appends batch per loop turn.
+        let tids: Vec<u32> = self
+            .torrents
+            .iter()
+            .filter(|(_, t)| !t.journal_pending.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for tid in tids {
+            self.flush_journal(tid);
+        }
+    }
+
+    pub(super) fn on_command(&mut self, cmd: Command, now: Instant) {
+        if self.shutdown.is_some() {
+            if let Command::Shutdown { reply } = cmd {
+                if let Some(s) = self.shutdown.as_mut() {
+                    s.replies.push(reply);
+                }
+            }
+            return;
+        }
+        match cmd {
+            Command::Add {
+                source,
+                dir,
+                peers,
+                paused,
+                reply,
+            } => {
+                let _ = reply.send(self.cmd_add(source, dir, peers, paused, now));
+            }
+            Command::List { reply } => {
+                let mut list: Vec<TorrentStatus> = self
+                    .torrents
+                    .keys()
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .filter_map(|tid| self.status(tid, now))
+                    .collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+                let _ = reply.send(Ok(list));
+            }
+            Command::Status { info_hash, reply } => {
+                let _ = reply.send(self.detail(info_hash, now));
+            }
+            Command::Remove {
+                info_hash,
+                delete_data,
+                reply,
+            } => {
+                let _ = reply.send(self.cmd_remove(info_hash, delete_data));
+            }
+            Command::Pause { info_hash, reply } => {
+                let _ = reply.send(self.cmd_pause(info_hash, true, now));
+            }
+            Command::Resume { info_hash, reply } => {
+                let _ = reply.send(self.cmd_pause(info_hash, false, now));
+            }
+            Command::AddPeers {
+                info_hash,
+                peers,
+                reply,
+            } => {
+                let res = match self.by_hash.get(&info_hash).copied() {
+                    None => Err(ApiError::NotFound(format!("no torrent {info_hash}"))),
+                    Some(tid) => self.add_manual_peers(tid, peers, now),
+                };
+                let _ = reply.send(res);
+            }
+            Command::SetLimits {
+                info_hash,
+                download,
+                upload,
+                reply,
+            } => {
+                let res = match self
+                    .by_hash
+                    .get(&info_hash)
+                    .copied()
+                    .and_then(|tid| self.torrents.get_mut(&tid))
+                {
+                    None => Err(ApiError::NotFound(format!("no torrent {info_hash}"))),
+                    Some(t) => {
+                        if let Some(d) = download {
+                            t.down_limit.set_rate(d);
+                        }
+                        if let Some(u) = upload {
+                            t.up_limit.set_rate(u);
+                        }
+                        t.save_dirty = true;
+                        let tid = t.id;
+                        self.save_resume(tid);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(res);
+            }
+            Command::Node { reply } => {
+                let _ = reply.send(Ok(self.node_status(now)));
+            }
+            Command::Shutdown { reply } => self.begin_shutdown(Some(reply), now),
+        }
+    }
+
+    pub(super) fn add_manual_peers(
+        &mut self,
+        tid: u32,
+        peers: Vec<String>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        for p in &peers {
+            if p.rsplit_once(':')
+                .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
+            {
+                return Err(ApiError::BadRequest(format!("peer '{p}' is not host:port")));
+            }
+        }
+        for p in peers {
+            if let Some(t) = self.torrents.get_mut(&tid) {
+                if !t.manual_peers.contains(&p) && t.manual_peers.len() < 200 {
+                    t.manual_peers.push(p.clone());
+                    t.save_dirty = true;
+                }
+            }
+            self.resolve_peer(tid, p, "manual", now);
+        }
+        self.connect_peers(tid, now);
+        self.save_resume(tid);
+        Ok(())
+    }
+
+    pub(super) fn cmd_add(
+        &mut self,
+        source: AddSource,
+        dir: Option<PathBuf>,
+        peers: Vec<String>,
+        paused: bool,
+        now: Instant,
+    ) -> Result<AddResult, ApiError> {
+        let bytes = match source {
+            AddSource::Torrent(b) => b,
+            AddSource::Magnet(_) => {
+                return Err(ApiError::BadRequest("magnet links need metadata exchange with peers, which this version cannot do yet; add the .torrent file".into()))
+            }
+        };
+        let meta = Torrent::from_bytes(&bytes).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if let Some(&tid) = self.by_hash.get(&meta.info_hash) {
+            let name = meta.name.clone();
+            self.add_manual_peers(tid, peers, now)?;
+            return Ok(AddResult {
+                info_hash: meta.info_hash,
+                name,
+                added: false,
+            });
+        }
+        let dir = dir.unwrap_or_else(|| self.config.download_dir.clone());
+        if !dir.is_absolute() {
+            return Err(ApiError::BadRequest(format!(
+                "download directory '{}' must be an absolute path",
+                dir.display()
+            )));
+        }
+        let info_hash = meta.info_hash;
+        let name = meta.name.clone();
+        let tid = self.new_entry(meta, dir).map_err(ApiError::Internal)?;
+        if let Some(t) = self.torrents.get_mut(&tid) {
+            t.paused = paused;
+        }
+        log::info!("added {name} ({info_hash})");
+        // Keep the metainfo in the state directory (written once).
+        let path = self
+            .config
+            .state_dir
+            .join("torrents")
+            .join(format!("{}.torrent", info_hash.to_hex()));
+        self.run_job(Ctx::Other("saving the torrent file"), move || {
+            Box::new(storage::write_atomic(&path, &bytes, 0o600))
+        });
+        self.add_manual_peers(tid, peers, now)?;
+        self.probe(tid);
+        Ok(AddResult {
+            info_hash,
+            name,
+            added: true,
+        })
+    }
+
+    pub(super) fn cmd_remove(
+        &mut self,
+        info_hash: InfoHash,
+        delete_data: bool,
+    ) -> Result<(), ApiError> {
+        let tid = self
+            .by_hash
+            .remove(&info_hash)
+            .ok_or_else(|| ApiError::NotFound(format!("no torrent {info_hash}")))?;
+        let Some(t) = self.torrents.remove(&tid) else {
+            return Ok(());
+        };
+        for c in self.conns.values_mut() {
+            if c.torrent == Some(tid) {
+                c.close("torrent removed");
+            }
+        }
+        let state = self.config.state_dir.join("torrents");
+        let hex = info_hash.to_hex();
+        let files: Vec<PathBuf> = ["torrent", "resume", "journal"]
+            .iter()
+            .map(|ext| state.join(format!("{hex}.{ext}")))
+            .collect();
+        let data: Option<(PathBuf, Vec<Vec<String>>)> = delete_data.then(|| {
+            (
+                t.dir.clone(),
+                (0..t.meta.files.len())
+                    .map(|i| t.meta.relative_path(i))
+                    .collect(),
+            )
+        });
+        log::info!(
+            "removed {} ({info_hash}){}",
+            t.meta.name,
+            if delete_data { " and its data" } else { "" }
+        );
+        self.run_job(Ctx::Other("removing a torrent"), move || {
+            let mut res = storage::remove_files(&files);
+            if let Some((dir, relative)) = data {
+                res = res.and(storage::remove_torrent_data(&dir, &relative));
+            }
+            Box::new(res)
+        });
+        Ok(())
+    }
+
+    pub(super) fn cmd_pause(
+        &mut self,
+        info_hash: InfoHash,
+        pause: bool,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        let tid = *self
+            .by_hash
+            .get(&info_hash)
+            .ok_or_else(|| ApiError::NotFound(format!("no torrent {info_hash}")))?;
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return Ok(());
+        };
+        // Resuming a torrent stopped by an error retries at once, paused or not.
+        if t.paused == pause && (pause || t.error.is_none()) {
+            return Ok(());
+        }
+        t.paused = pause;
+        t.save_dirty = true;
+        if pause {
+            if let Some(s) = t.swarm.as_mut() {
+                s.set_download_enabled(false, now);
+            }
+            for c in self.conns.values_mut() {
+                if c.torrent == Some(tid) {
+                    c.close("torrent paused");
+                }
+            }
+        } else {
+            t.error = None;
+            t.retry_at = None;
+            for k in t.known.iter_mut() {
+                k.next_try = now;
+                k.fails = 0;
+            }
+            match t.phase {
+                Phase::Stopped => self.probe(tid),
+                Phase::Running => {
+                    if let Some(s) = t.swarm.as_mut() {
+                        s.set_download_enabled(true, now);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.apply_swarm(tid, now);
+        self.save_resume(tid);
+        self.connect_peers(tid, now);
+        Ok(())
+    }
+
+    pub(super) fn status(&mut self, tid: u32, now: Instant) -> Option<TorrentStatus> {
+        let t = self.torrents.get_mut(&tid)?;
+        let state = t.api_state();
+        let (have_bytes, pieces_have, down, up, stats, peers) = match t.swarm.as_mut() {
+            Some(s) => (
+                s.have_bytes(),
+                s.have().count(),
+                s.down.per_second(now),
+                s.up.per_second(now),
+                s.stats.clone(),
+                s.n_peers() as u32,
+            ),
+            None => (0, 0, 0, 0, Default::default(), 0),
+        };
+        let error = t.error.clone();
+        Some(TorrentStatus {
+            info_hash: t.meta.info_hash,
+            name: t.meta.name.clone(),
+            state,
+            error,
+            dir: t.dir.clone(),
+            total_size: t.meta.total_length(),
+            have_bytes,
+            pieces: t.meta.lengths.n_pieces(),
+            pieces_have,
+            download_rate: down,
+            upload_rate: up,
+            downloaded: stats.downloaded,
+            uploaded: stats.uploaded,
+            peers,
+            hash_failures: stats.hash_failures,
+            pieces_downloaded: stats.pieces_downloaded,
+            pieces_resumed: t.pieces_resumed,
+            download_limit: t.down_limit.rate(),
+            upload_limit: t.up_limit.rate(),
+        })
+    }
+
+    pub(super) fn detail(
+        &mut self,
+        info_hash: InfoHash,
+        now: Instant,
+    ) -> Result<TorrentDetail, ApiError> {
+        let tid = *self
+            .by_hash
+            .get(&info_hash)
+            .ok_or_else(|| ApiError::NotFound(format!("no torrent {info_hash}")))?;
+        let status = self
+            .status(tid, now)
+            .ok_or_else(|| ApiError::NotFound(format!("no torrent {info_hash}")))?;
+        let conns = &self.conns;
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return Err(ApiError::NotFound(info_hash.to_string()));
+        };
+        let meta = t.meta.clone();
+        let mut peers = Vec::new();
+        let mut files = Vec::new();
+        if let Some(s) = t.swarm.as_mut() {
+            for p in s.peer_infos(now) {
+                let c = conns.get(p.key);
+                peers.push(PeerStatus {
+                    addr: p.addr.to_string(),
+                    source: c.map(|c| c.source).unwrap_or("incoming"),
+                    client: c.map(|c| client_name(&c.peer_id)).unwrap_or_default(),
+                    download_rate: p.download_rate,
+                    upload_rate: p.upload_rate,
+                    downloaded: p.downloaded,
+                    uploaded: p.uploaded,
+                    progress: p.progress,
+                    flags: p.flags,
+                });
+            }
+        }
+        let have = t.swarm.as_ref().map(|s| s.have().clone());
+        for i in 0..meta.files.len() {
+            let mut have_bytes = 0;
+            if let Some(have) = &have {
+                let start = meta.file_map.file_offset(i);
+                let end = start + meta.files[i].length;
+                for p in meta.file_map.pieces_of_file(&meta.lengths, i) {
+                    if have.get(p) {
+                        let Some(pi) = meta.lengths.piece(p) else {
+                            continue;
+                        };
+                        let ps = meta.lengths.piece_offset(pi);
+                        let pe = ps + u64::from(meta.lengths.piece_size(pi));
+                        have_bytes += pe.min(end) - ps.max(start);
+                    }
+                }
+            }
+            files.push(FileStatus {
+                path: meta.relative_path(i).join("/"),
+                size: meta.files[i].length,
+                have_bytes,
+            });
+        }
+        Ok(TorrentDetail {
+            status,
+            piece_length: meta.lengths.piece_length(),
+            private: meta.private,
+            magnet: meta.magnet().to_string(),
+            peers,
+            files,
+        })
+    }
+
+    pub(super) fn node_status(&mut self, now: Instant) -> NodeStatus {
+        let mut down = 0;
+        let mut up = 0;
+        let mut in_flight = 0;
+        let mut peers = 0;
+        for t in self.torrents.values_mut() {
+            if let Some(s) = t.swarm.as_mut() {
+                down += s.down.per_second(now);
+                up += s.up.per_second(now);
+                in_flight += s.in_flight();
+                peers += s.n_peers() as u32;
+            }
+        }
+        in_flight += self
+            .deferred_reads
+            .iter()
+            .map(|(_, _, b)| u64::from(b.length))
+            .sum::<u64>();
+        NodeStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            listen: self.listen_addr.to_string(),
+            peer_id: String::from_utf8_lossy(&self.peer_id).into_owned(),
+            torrents: self.torrents.len() as u32,
+            peers,
+            download_rate: down,
+            upload_rate: up,
+            bytes_in_flight: in_flight,
+            memory_budget: self.config.memory_budget,
+            uptime_secs: now.duration_since(self.started).as_secs(),
+        }
+    }
+}
+
+/// "-PL0100-..." → "PL 0100"; "-lt0D80-" → "lt 0D80"; otherwise hex.
+pub(super) fn client_name(peer_id: &[u8; 20]) -> String {
+    if peer_id[0] == b'-'
+        && peer_id[7] == b'-'
+        && peer_id[1..7].iter().all(|b| b.is_ascii_alphanumeric())
+    {
+        let s = String::from_utf8_lossy(&peer_id[1..7]).into_owned();
+        return format!("{} {}", &s[..2], &s[2..]);
+    }
+    if peer_id[0].is_ascii_alphabetic()
+        && peer_id[1..]
+            .iter()
+            .take(5)
+            .all(|b| b.is_ascii_digit() || *b == b'-')
+    {
+        return String::from_utf8_lossy(&peer_id[..6]).into_owned();
+    }
+    crate::hash::to_hex(&peer_id[..8])
+}

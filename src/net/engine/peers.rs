@@ -1,0 +1,641 @@
+//! Peer connections on the net thread: dialling and accepting, readiness,
+//! reading under rate limits and backpressure, handshakes, message
+//! dispatch to the swarm, uploads, flushing and closing.
+
+use super::*;
+
+impl Engine {
+    // ----- peers -----
+
+    pub(super) fn add_known_peer(
+        &mut self,
+        tid: u32,
+        addr: SocketAddr,
+        source: &'static str,
+        now: Instant,
+    ) {
+        if addr == self.listen_addr || addr.port() == 0 {
+            return;
+        }
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if let Some(k) = t.known.iter_mut().find(|k| k.addr == addr) {
+            k.next_try = now;
+            k.fails = 0;
+            return;
+        }
+        if t.known.len() >= 500 {
+            return;
+        }
+        t.known.push(KnownPeer {
+            addr,
+            source,
+            fails: 0,
+            next_try: now,
+            conn: None,
+            seed: false,
+        });
+    }
+
+    /// Adds `host:port` (resolved on a worker when it is a name).
+    pub(super) fn resolve_peer(
+        &mut self,
+        tid: u32,
+        peer: String,
+        source: &'static str,
+        now: Instant,
+    ) {
+        if let Ok(addr) = peer.parse::<SocketAddr>() {
+            self.add_known_peer(tid, addr, source, now);
+            return;
+        }
+        self.run_job(Ctx::Resolve { tid, source }, move || {
+            let addrs: Vec<SocketAddr> = peer
+                .to_socket_addrs()
+                .map(|a| a.take(8).collect())
+                .unwrap_or_default();
+            Box::new(addrs)
+        });
+    }
+
+    pub(super) fn connect_peers(&mut self, tid: u32, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let half_open = self
+            .conns
+            .values()
+            .filter(|c| c.state != ConnState::Active)
+            .count();
+        let mut budget_half = self.config.max_half_open.saturating_sub(half_open);
+        let mut budget_total = self.config.max_connections.saturating_sub(self.conns.len());
+        let per_torrent = self.config.max_connections_per_torrent;
+        let Some(t) = self.torrents.get(&tid) else {
+            return;
+        };
+        if t.paused || t.phase != Phase::Running {
+            return;
+        }
+        let complete = t.swarm.as_ref().is_some_and(|s| s.is_complete());
+        let mut n_conns = t.known.iter().filter(|k| k.conn.is_some()).count()
+            + self
+                .conns
+                .values()
+                .filter(|c| c.torrent == Some(tid) && !c.outgoing)
+                .count();
+        let candidates: Vec<(usize, SocketAddr)> = t
+            .known
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| {
+                k.conn.is_none()
+                    && k.next_try <= now
+                    && !(complete && k.seed)
+                    && !self.bans.contains_key(&k.addr.ip())
+            })
+            .map(|(i, k)| (i, k.addr))
+            .collect();
+        let info_hash = t.meta.info_hash.0;
+        for (i, addr) in candidates {
+            if budget_half == 0 || budget_total == 0 || n_conns >= per_torrent {
+                break;
+            }
+            // Already connected to this address (it dialled us)?
+            if self
+                .conns
+                .values()
+                .any(|c| c.torrent == Some(tid) && c.addr == addr)
+            {
+                continue;
+            }
+            match self.open_outgoing(addr, tid, info_hash, now) {
+                Ok(key) => {
+                    if let Some(k) = self.torrents.get_mut(&tid).and_then(|t| t.known.get_mut(i)) {
+                        k.conn = Some(key);
+                        if let Some(c) = self.conns.get_mut(key) {
+                            c.source = k.source;
+                        }
+                    }
+                    budget_half -= 1;
+                    budget_total -= 1;
+                    n_conns += 1;
+                }
+                Err(e) => {
+                    log::debug!("connect to {addr}: {e}");
+                    self.peer_failed(tid, addr, now);
+                }
+            }
+        }
+    }
+
+    pub(super) fn open_outgoing(
+        &mut self,
+        addr: SocketAddr,
+        tid: u32,
+        info_hash: [u8; 20],
+        now: Instant,
+    ) -> io::Result<PeerKey> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket.set_tcp_nodelay(true)?;
+        // Dial from our listening address when it is a specific one, so the
+        // peer sees the address we serve on.
+        let local = self.listen_addr.ip();
+        if !local.is_unspecified() && local.is_ipv4() == addr.is_ipv4() {
+            socket.bind(&SocketAddr::new(local, 0).into())?;
+        }
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINPROGRESS)
+                    || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let std_stream: std::net::TcpStream = socket.into();
+        let mut sock = TcpStream::from_std(std_stream);
+        let key = self.conns.next_key();
+        self.poll.registry().register(
+            &mut sock,
+            Token(index_of(key) + FIRST_CONN),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let mut c = Conn::new(key, sock, addr, true, now);
+        c.torrent = Some(tid);
+        c.queue_handshake(&Handshake::ours(info_hash, self.peer_id));
+        let inserted = self.conns.insert_with(|_| c);
+        debug_assert_eq!(inserted, key);
+        Ok(key)
+    }
+
+    pub(super) fn peer_failed(&mut self, tid: u32, addr: SocketAddr, now: Instant) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if let Some(k) = t.known.iter_mut().find(|k| k.addr == addr) {
+            k.conn = None;
+            k.fails += 1;
+            let backoff = Duration::from_secs(2u64.saturating_pow(k.fails.min(8)))
+                .min(Duration::from_secs(120));
+            k.next_try = now + backoff;
+        }
+    }
+
+    pub(super) fn accept(&mut self, now: Instant) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut sock, addr)) => {
+                    if self.shutdown.is_some()
+                        || self.conns.len() >= self.config.max_connections
+                        || self.bans.contains_key(&addr.ip())
+                    {
+                        continue;
+                    }
+                    let _ = sock.set_nodelay(true);
+                    let key = self.conns.next_key();
+                    let token = Token(index_of(key) + FIRST_CONN);
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let mut c = Conn::new(key, sock, addr, false, now);
+                    c.readable = true;
+                    self.conns.insert_with(|_| c);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    // ----- connections -----
+
+    pub(super) fn on_ready(&mut self, key: PeerKey, now: Instant) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.state == ConnState::Connecting && c.writable {
+            match c.sock.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => return c.close(format!("connect failed: {e}")),
+            }
+            match c.sock.peer_addr() {
+                Ok(_) => c.state = ConnState::Handshake,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => return c.close(format!("connect failed: {e}")),
+            }
+        }
+        if c.writable && c.pending_out() > 0 {
+            if let Err(e) = c.flush(now) {
+                c.close(format!("write: {e}"));
+                return;
+            }
+            self.after_flush(key);
+        }
+        if self.conns.get(key).is_some_and(|c| c.readable) && !self.reads_blocked() {
+            self.read_conn(key, now);
+        }
+    }
+
+    /// When the loop must run again without any socket event: the next
+    /// tick, or the moment a rate limit lets waiting work go on.
+    pub(super) fn next_wakeup(&mut self, now: Instant) -> Instant {
+        let soon = now + Duration::from_millis(1);
+        let mut at = self.next_tick.min(now + Duration::from_millis(250));
+        let mut deferred_tids: Vec<u32> =
+            self.deferred_reads.iter().map(|(tid, _, _)| *tid).collect();
+        deferred_tids.sort_unstable();
+        deferred_tids.dedup();
+        for tid in deferred_tids {
+            let mut ready = self
+                .up_bucket
+                .ready_at(u64::from(crate::metainfo::BLOCK_SIZE), now);
+            if let Some(t) = self.torrents.get_mut(&tid) {
+                ready = ready.max(
+                    t.up_limit
+                        .ready_at(u64::from(crate::metainfo::BLOCK_SIZE), now),
+                );
+            }
+            at = at.min(ready.max(soon));
+        }
+        if self.backlog.len() <= BACKLOG_LIMIT {
+            for key in self.readable_keys() {
+                let tid = self.conns.get(key).and_then(|c| c.torrent);
+                let mut ready = self.down_bucket.ready_at(1, now);
+                if let Some(t) = tid.and_then(|tid| self.torrents.get_mut(&tid)) {
+                    ready = ready.max(t.down_limit.ready_at(1, now));
+                }
+                at = at.min(ready.max(soon));
+            }
+        }
+        at
+    }
+
+    /// Connections with unread data that may be read (connected, not closing).
+    pub(super) fn readable_keys(&self) -> Vec<PeerKey> {
+        self.conns
+            .values()
+            .filter(|c| c.readable && c.state != ConnState::Connecting && c.closing.is_none())
+            .map(|c| c.key)
+            .collect()
+    }
+
+    /// Bytes `key` may read now under the global and its torrent's download limits.
+    pub(super) fn read_allowance(&mut self, key: PeerKey, now: Instant) -> u64 {
+        let global = self.down_bucket.available(now);
+        let tid = self.conns.get(key).and_then(|c| c.torrent);
+        let torrent = tid
+            .and_then(|tid| self.torrents.get_mut(&tid))
+            .map_or(u64::MAX, |t| t.down_limit.available(now));
+        global.min(torrent)
+    }
+
+    pub(super) fn reads_blocked(&self) -> bool {
+        self.backlog.len() > BACKLOG_LIMIT
+    }
+
+    pub(super) fn has_pending_reads(&mut self, now: Instant) -> bool {
+        if self.reads_blocked() {
+            return false;
+        }
+        let keys = self.readable_keys();
+        keys.into_iter().any(|k| self.read_allowance(k, now) > 0)
+    }
+
+    pub(super) fn read_pending(&mut self, now: Instant) {
+        for key in self.readable_keys() {
+            if self.reads_blocked() {
+                break;
+            }
+            self.read_conn(key, now);
+        }
+    }
+
+    pub(super) fn read_conn(&mut self, key: PeerKey, now: Instant) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let limit = self.read_allowance(key, now).min(budget as u64) as usize;
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            if c.closing.is_some() || !c.readable || c.state == ConnState::Connecting || limit == 0
+            {
+                return;
+            }
+            let n = match c.read_some(limit) {
+                Ok(n) => n,
+                Err(e) => {
+                    c.close(if e.kind() == io::ErrorKind::UnexpectedEof {
+                        "closed by peer".to_string()
+                    } else {
+                        format!("read: {e}")
+                    });
+                    return;
+                }
+            };
+            if n > 0 {
+                c.last_recv = now;
+                let tid = c.torrent;
+                self.down_bucket.take(n as u64, now);
+                if let Some(t) = tid.and_then(|tid| self.torrents.get_mut(&tid)) {
+                    t.down_limit.take(n as u64, now);
+                }
+                budget = budget.saturating_sub(n);
+            }
+            self.process_input(key, now);
+            let Some(c) = self.conns.get(key) else { return };
+            if n == 0 || budget == 0 || c.closing.is_some() || self.backlog.len() > BACKLOG_LIMIT {
+                return;
+            }
+        }
+    }
+
+    /// Parses what the connection received: the handshake, then messages.
+    pub(super) fn process_input(&mut self, key: PeerKey, now: Instant) {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.state == ConnState::Handshake)
+        {
+            self.process_handshake(key, now);
+        }
+        let Some(c) = self.conns.get(key) else { return };
+        if c.state != ConnState::Active || c.closing.is_some() {
+            return;
+        }
+        let Some(tid) = c.torrent else { return };
+        loop {
+            let Some(t) = self.torrents.get_mut(&tid) else {
+                return;
+            };
+            let Some(swarm) = t.swarm.as_mut() else {
+                return;
+            };
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            let bitfield_len = Some(swarm.lengths().bitfield_len());
+            let parsed = match Message::parse(c.unparsed(), bitfield_len) {
+                Ok(Some((msg, used))) => {
+                    swarm.on_message(key, msg, now);
+                    Some(used)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    c.close(format!("protocol error: {e}"));
+                    None
+                }
+            };
+            match parsed {
+                Some(used) => c.consume(used),
+                None => break,
+            }
+            if c.closing.is_some() {
+                break;
+            }
+        }
+        self.apply_swarm(tid, now);
+    }
+
+    pub(super) fn process_handshake(&mut self, key: PeerKey, now: Instant) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let h = match Handshake::parse(c.unparsed()) {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(e) => return c.close(format!("handshake: {e}")),
+        };
+        c.consume(HANDSHAKE_LEN);
+        let addr = c.addr;
+        if h.peer_id == self.peer_id {
+            return c.close("connected to ourselves");
+        }
+        let tid = match c.torrent {
+            Some(tid) => {
+                let ok = self
+                    .torrents
+                    .get(&tid)
+                    .is_some_and(|t| t.meta.info_hash.0 == h.info_hash);
+                if !ok {
+                    return c.close("handshake for another torrent");
+                }
+                tid
+            }
+            None => {
+                let found = self.by_hash.get(&InfoHash(h.info_hash)).copied();
+                let usable = found
+                    .and_then(|tid| self.torrents.get(&tid))
+                    .filter(|t| !t.paused && t.phase == Phase::Running && t.swarm.is_some());
+                let Some(t) = usable else {
+                    return c.close("handshake for a torrent we do not serve");
+                };
+                let tid = t.id;
+                let info_hash = t.meta.info_hash.0;
+                let per_torrent = self.config.max_connections_per_torrent;
+                let n = self
+                    .conns
+                    .values()
+                    .filter(|x| x.torrent == Some(tid))
+                    .count();
+                let Some(c) = self.conns.get_mut(key) else {
+                    return;
+                };
+                if n >= per_torrent {
+                    return c.close("too many connections for this torrent");
+                }
+                c.torrent = Some(tid);
+                c.queue_handshake(&Handshake::ours(info_hash, self.peer_id));
+                tid
+            }
+        };
+        let duplicate = self.conns.values().any(|x| {
+            x.key != key
+                && x.torrent == Some(tid)
+                && x.state == ConnState::Active
+                && x.peer_id == h.peer_id
+        });
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if duplicate {
+            return c.close("already connected to this peer");
+        }
+        c.peer_id = h.peer_id;
+        c.fast = h.supports_fast();
+        c.state = ConnState::Active;
+        if h.supports_extensions() {
+            // BEP 10: tell the peer how many requests we queue (reqq), so it
+            // does not send more than we accept, plus our port and version.
+            let mut d = crate::bencode::Value::dict();
+            d.insert("m", crate::bencode::Value::dict());
+            d.insert(
+                "p",
+                crate::bencode::Value::Int(i64::from(self.listen_addr.port())),
+            );
+            d.insert(
+                "reqq",
+                crate::bencode::Value::Int(self.config.swarm.max_upload_queue as i64),
+            );
+            d.insert(
+                "v",
+                crate::bencode::Value::str(concat!("peerlet ", env!("CARGO_PKG_VERSION"))),
+            );
+            c.queue(&Message::Extended {
+                id: 0,
+                payload: &d.to_bytes(),
+            });
+        }
+        let fast = c.fast;
+        log::debug!(
+            "{addr}: connected ({})",
+            String::from_utf8_lossy(&h.peer_id[..8])
+        );
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if let Some(k) = t.known.iter_mut().find(|k| k.conn == Some(key)) {
+            k.fails = 0;
+        }
+        if let Some(s) = t.swarm.as_mut() {
+            s.add_peer(key, addr, fast, now);
+        }
+        self.apply_swarm(tid, now);
+    }
+
+    /// Upload reads wait here for the rate limit and the peer's send buffer.
+    pub(super) fn process_deferred_reads(&mut self, now: Instant) {
+        let mut n = self.deferred_reads.len();
+        while n > 0 {
+            n -= 1;
+            let Some((tid, peer, block)) = self.deferred_reads.pop_front() else {
+                break;
+            };
+            let Some(c) = self.conns.get(peer) else {
+                continue;
+            };
+            let len = u64::from(block.length);
+            let torrent_allows = self
+                .torrents
+                .get_mut(&tid)
+                .is_some_and(|t| t.up_limit.available(now) >= len);
+            if c.pending_out() > SEND_WATERMARK
+                || self.up_bucket.available(now) < len
+                || !torrent_allows
+            {
+                self.deferred_reads.push_back((tid, peer, block));
+                continue;
+            }
+            let Some(t) = self.torrents.get_mut(&tid) else {
+                continue;
+            };
+            t.up_limit.take(len, now);
+            let Some(piece) = t.meta.lengths.piece(block.index) else {
+                continue;
+            };
+            let offset = t.meta.lengths.piece_offset(piece) + u64::from(block.begin);
+            let disk = t.disk.clone();
+            self.up_bucket.take(u64::from(block.length), now);
+            self.submit(
+                |tag| Job::Read {
+                    tag,
+                    torrent: disk,
+                    offset,
+                    len: block.length,
+                },
+                Ctx::Read { tid, peer, block },
+                Priority::Live,
+            );
+        }
+    }
+
+    pub(super) fn on_read(
+        &mut self,
+        tid: u32,
+        peer: PeerKey,
+        block: BlockRef,
+        result: io::Result<Vec<u8>>,
+        now: Instant,
+    ) {
+        let Some(s) = self.torrents.get_mut(&tid).and_then(|t| t.swarm.as_mut()) else {
+            return;
+        };
+        let send = s.on_read_done(peer, block);
+        match result {
+            Ok(data) if send => {
+                if let Some(c) = self.conns.get_mut(peer) {
+                    Message::emit_piece_header(block.index, block.begin, data.len(), c.out());
+                    c.out().extend_from_slice(&data);
+                    s.on_piece_sent(peer, data.len() as u64, now);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("reading a block to upload: {e}");
+                if let Some(c) = self.conns.get_mut(peer) {
+                    c.close("cannot read the requested data");
+                }
+            }
+        }
+        s.pump_uploads(peer);
+        self.apply_swarm(tid, now);
+    }
+
+    pub(super) fn after_flush(&mut self, key: PeerKey) {
+        let _ = key;
+    }
+
+    pub(super) fn flush_all(&mut self, now: Instant) {
+        for c in self.conns.values_mut() {
+            if c.writable && c.pending_out() > 0 && c.closing.is_none() {
+                if let Err(e) = c.flush(now) {
+                    c.close(format!("write: {e}"));
+                }
+            }
+        }
+    }
+
+    pub(super) fn close_marked(&mut self, now: Instant) {
+        let closing: Vec<PeerKey> = self
+            .conns
+            .values()
+            .filter(|c| c.closing.is_some())
+            .map(|c| c.key)
+            .collect();
+        for key in closing {
+            let Some(mut c) = self.conns.remove(key) else {
+                continue;
+            };
+            let _ = c.flush(now);
+            let _ = self.poll.registry().deregister(&mut c.sock);
+            let reason = c.closing.clone().unwrap_or_default();
+            log::debug!("{}: closed: {reason}", c.addr);
+            let Some(tid) = c.torrent else { continue };
+            let was_active = c.state == ConnState::Active;
+            if let Some(t) = self.torrents.get_mut(&tid) {
+                if let Some(s) = t.swarm.as_mut() {
+                    s.remove_peer(key);
+                }
+                if let Some(k) = t.known.iter_mut().find(|k| k.conn == Some(key)) {
+                    k.conn = None;
+                    if !was_active {
+                        k.fails += 1;
+                    }
+                    let backoff = Duration::from_secs(2u64.saturating_pow(k.fails.min(8)))
+                        .min(Duration::from_secs(120));
+                    k.next_try = now + backoff.max(Duration::from_secs(1));
+                }
+            }
+            self.apply_swarm(tid, now);
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Torrent lifecycle on the net thread: loading from the state directory,
+//! probing files, rechecking, starting the swarm, disk errors, and the
+//! checkpoints that make verified pieces durable and recorded.
+
+use super::*;
+
+impl Engine {
+    /// A write or read of piece data failed: stop downloading this torrent
+    /// (keep seeding what is verified) and retry later.
+    pub(super) fn disk_error(&mut self, tid: u32, e: &io::Error, now: Instant) {
+        let retry = self.config.disk_retry;
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let what = match e.raw_os_error() {
+            Some(libc::ENOSPC) => "the disk is full",
+            Some(libc::EACCES) | Some(libc::EPERM) => "permission denied",
+            Some(libc::EROFS) => "the file system is read-only",
+            Some(libc::ENOENT) => "the download directory is gone (is the drive mounted?)",
+            _ => "disk error",
+        };
+        let msg = format!(
+            "{what}: {e} (downloading paused; retrying in {}s)",
+            retry.as_secs()
+        );
+        if t.error.as_deref() != Some(msg.as_str()) {
+            log::error!("{}: {msg}", t.meta.name);
+        }
+        t.error = Some(msg);
+        t.retry_at = Some(now + retry);
+        if let Some(s) = t.swarm.as_mut() {
+            s.set_download_enabled(false, now);
+        }
+    }
+
+    // ----- torrents: loading, probing, checking -----
+
+    pub(super) fn new_entry(&mut self, meta: Torrent, dir: PathBuf) -> Result<u32, String> {
+        let storage = (self.config.storage_factory)(&meta, &dir)
+            .map_err(|e| format!("cannot open storage: {e}"))?;
+        let n = meta.lengths.n_pieces();
+        let disk = Arc::new(DiskTorrent::new(
+            storage,
+            meta.file_map.clone(),
+            meta.lengths,
+        ));
+        let tid = self.next_tid;
+        self.next_tid += 1;
+        self.by_hash.insert(meta.info_hash, tid);
+        self.torrents.insert(
+            tid,
+            TorrentEntry {
+                id: tid,
+                meta: Arc::new(meta),
+                disk,
+                dir,
+                phase: Phase::Probing,
+                paused: false,
+                error: None,
+                retry_at: None,
+                swarm: None,
+                resume_have: Bitfield::new(n),
+                resume_sizes: Vec::new(),
+                resume_mtimes: Vec::new(),
+                down_limit: TokenBucket::new(0),
+                up_limit: TokenBucket::new(0),
+                journal: Vec::new(),
+                check: None,
+                known: Vec::new(),
+                manual_peers: Vec::new(),
+                durable: Bitfield::new(n),
+                unsynced: Vec::new(),
+                unsynced_bytes: 0,
+                first_unsynced: None,
+                sync_in_flight: false,
+                save_dirty: false,
+                save_in_flight: false,
+                journal_pending: Vec::new(),
+                pieces_resumed: 0,
+                writes_in_flight: 0,
+            },
+        );
+        Ok(tid)
+    }
+
+    pub(super) fn load(&mut self, loaded: LoadedTorrent) {
+        let meta = match Torrent::from_bytes(&loaded.torrent_bytes) {
+            Ok(m) => m,
+            Err(e) => return log::error!("a torrent in the state directory does not load: {e}"),
+        };
+        let resume = loaded.resume.filter(|r| r.info_hash == meta.info_hash);
+        let dir = resume
+            .as_ref()
+            .map(|r| r.dir.clone())
+            .unwrap_or_else(|| self.config.download_dir.clone());
+        let name = meta.name.clone();
+        let tid = match self.new_entry(meta, dir) {
+            Ok(tid) => tid,
+            Err(e) => return log::error!("{name}: {e}"),
+        };
+        let now = Instant::now();
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if let Some(r) = resume {
+            if let Some(bits) = Bitfield::from_bytes(&r.pieces, t.meta.lengths.n_pieces()) {
+                t.resume_have = bits;
+            }
+            t.resume_sizes = r.file_sizes;
+            t.resume_mtimes = r.file_mtimes;
+            t.down_limit.set_rate(r.download_limit);
+            t.up_limit.set_rate(r.upload_limit);
+            t.paused = r.paused;
+            t.manual_peers = r.peers;
+        }
+        if !self.clean_start {
+            t.journal = loaded.journal;
+        }
+        let peers = t.manual_peers.clone();
+        for p in peers {
+            self.resolve_peer(tid, p, "manual", now);
+        }
+        self.probe(tid);
+    }
+
+    /// Reads file sizes on a worker to decide what to recheck.
+    pub(super) fn probe(&mut self, tid: u32) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        t.phase = Phase::Probing;
+        let disk = t.disk.clone();
+        self.run_job(Ctx::Probe { tid }, move || {
+            let files: Vec<(Option<u64>, Option<i64>)> = (0..disk.storage.n_files())
+                .map(|i| {
+                    (
+                        disk.storage.file_len(i).ok().flatten(),
+                        disk.storage.file_mtime(i).ok().flatten(),
+                    )
+                })
+                .collect();
+            Box::new(files)
+        });
+    }
+
+    pub(super) fn on_probe(
+        &mut self,
+        tid: u32,
+        files: Vec<(Option<u64>, Option<i64>)>,
+        now: Instant,
+    ) {
+        let clean = self.clean_start;
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let sizes: Vec<Option<u64>> = files.iter().map(|(s, _)| *s).collect();
+        let meta = t.meta.clone();
+        let lengths = meta.lengths;
+        let mut have = t.resume_have.clone();
+        let any_file = sizes.iter().any(|s| s.is_some());
+        if have.count() > 0 && !any_file {
+            let msg = format!(
+                "no data found at {} although {} pieces were verified before (is the drive mounted?); not downloading again",
+                t.dir.join(&meta.name).display(),
+                have.count()
+            );
+            log::error!("{}: {msg}", meta.name);
+            t.error = Some(msg);
+            t.phase = Phase::Stopped;
+            t.retry_at = Some(now + self.config.disk_retry);
+            return;
+        }
+        let mut to_check: Vec<u32> = Vec::new();
+        // Files that are missing, shorter than the data we had, shorter than
+        // when the resume record was written, or (after a clean stop, when
+        // nothing of ours wrote to them since) modified: recheck their pieces.
+        for (i, size) in sizes.iter().enumerate() {
+            let recorded = t.resume_sizes.get(i).copied().unwrap_or(0);
+            let recorded_mtime = t.resume_mtimes.get(i).copied().unwrap_or(0);
+            let touched =
+                clean && recorded_mtime != 0 && files[i].1.is_some_and(|m| m != recorded_mtime);
+            let suspect = match size {
+                None => meta.files[i].length > 0,
+                Some(s) => *s < recorded || (touched && *s > 0),
+            };
+            if suspect && t.resume_have.count() > 0 {
+                log::warn!(
+                    "{}: {} changed while peerlet was stopped; rechecking it",
+                    meta.name,
+                    meta.relative_path(i).join("/")
+                );
+            }
+            if suspect {
+                for p in meta.file_map.pieces_of_file(&lengths, i) {
+                    if have.clear(p) {
+                        to_check.push(p);
+                    }
+                }
+            }
+        }
+        if t.resume_have.count() == 0 && t.resume_sizes.is_empty() && any_file {
+            // A new torrent with data already there: check every piece whose files exist.
+            for p in lengths.pieces() {
+                let start = lengths.piece_offset(p);
+                let exists = meta
+                    .file_map
+                    .slices(start, u64::from(lengths.piece_size(p)))
+                    .all(|s| sizes[s.file_idx].is_some_and(|len| len >= s.offset + s.len));
+                if exists {
+                    to_check.push(p.get());
+                }
+            }
+        }
+        // After an unclean stop, pieces verified since the last checkpoint are re-hashed.
+        for &p in &t.journal {
+            if lengths.piece(p).is_some() && !have.get(p) && !to_check.contains(&p) {
+                to_check.push(p);
+            }
+        }
+        t.journal.clear();
+        t.resume_have = have;
+        to_check.sort_unstable();
+        to_check.dedup();
+        if to_check.is_empty() {
+            self.start_swarm(tid, Vec::new(), now);
+        } else {
+            log::info!("{}: checking {} pieces on disk", meta.name, to_check.len());
+            t.phase = Phase::Checking;
+            t.check = Some(Check {
+                pieces: to_check,
+                next: 0,
+                in_flight: 0,
+                good: Vec::new(),
+            });
+            self.pump_check(tid);
+        }
+    }
+
+    pub(super) fn pump_check(&mut self, tid: u32) {
+        let window = (self.config.workers * 2).max(2);
+        loop {
+            let Some(t) = self.torrents.get_mut(&tid) else {
+                return;
+            };
+            let Some(c) = t.check.as_mut() else { return };
+            if c.in_flight >= window || c.next >= c.pieces.len() {
+                return;
+            }
+            let p = c.pieces[c.next];
+            c.next += 1;
+            c.in_flight += 1;
+            let Some(piece) = t.meta.lengths.piece(p) else {
+                continue;
+            };
+            let disk = t.disk.clone();
+            self.submit(
+                |tag| Job::HashPiece {
+                    tag,
+                    torrent: disk,
+                    piece,
+                },
+                Ctx::Check { tid },
+                Priority::Background,
+            );
+        }
+    }
+
+    pub(super) fn on_check_result(
+        &mut self,
+        tid: u32,
+        piece: PieceIdx,
+        result: io::Result<Digest>,
+        now: Instant,
+    ) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let expected = t.meta.piece_hash(piece);
+        let Some(c) = t.check.as_mut() else { return };
+        c.in_flight -= 1;
+        if result.is_ok_and(|d| d == expected) {
+            c.good.push(piece.get());
+        }
+        if c.in_flight == 0 && c.next >= c.pieces.len() {
+            let good = std::mem::take(&mut c.good);
+            t.check = None;
+            self.start_swarm(tid, good, now);
+        } else {
+            self.pump_check(tid);
+        }
+    }
+
+    /// Starts transfers: `have` = trusted resume pieces + `found` by recheck.
+    pub(super) fn start_swarm(&mut self, tid: u32, found: Vec<u32>, now: Instant) {
+        let n_torrents = self.torrents.len().max(1) as u64;
+        let budget = self.config.memory_budget;
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let mut have = t.resume_have.clone();
+        t.durable = t.resume_have.clone();
+        for &p in &found {
+            if have.set(p) {
+                // Found on disk but not recorded as durable: record at the next checkpoint.
+                t.unsynced.push(p);
+                t.unsynced_bytes += u64::from(
+                    t.meta.lengths.piece_size(PieceIdx::clone(
+                        &t.meta
+                            .lengths
+                            .piece(p)
+                            .unwrap_or(t.meta.lengths.last_piece()),
+                    )),
+                );
+                t.first_unsynced.get_or_insert(now);
+            }
+        }
+        t.pieces_resumed = have.count();
+        let mut config = self.config.swarm.clone();
+        config.max_in_flight_bytes = (budget / 2 / n_torrents).max(32 * 1024);
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(tid);
+            h.finish()
+        };
+        let mut swarm = Swarm::new(config, t.meta.lengths, have, seed);
+        if t.paused || t.error.is_some() {
+            swarm.set_download_enabled(false, now);
+        }
+        if swarm.is_complete() {
+            swarm.set_download_enabled(false, now);
+        }
+        log::info!(
+            "{}: {} of {} pieces verified, {}",
+            t.meta.name,
+            swarm.have().count(),
+            t.meta.lengths.n_pieces(),
+            if swarm.is_complete() {
+                "seeding"
+            } else {
+                "downloading"
+            }
+        );
+        t.swarm = Some(swarm);
+        t.phase = Phase::Running;
+        t.save_dirty = true;
+        self.save_resume(tid);
+        self.connect_peers(tid, now);
+    }
+
+    /// Syncs verified data and records it, when enough has accumulated.
+    pub(super) fn checkpoint(&mut self, tid: u32, now: Instant, force: bool) {
+        let (bytes, interval) = (
+            self.config.checkpoint_bytes,
+            self.config.checkpoint_interval,
+        );
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if t.sync_in_flight || t.unsynced.is_empty() {
+            if t.save_dirty && !t.sync_in_flight {
+                self.save_resume(tid);
+            }
+            return;
+        }
+        let due = force
+            || t.unsynced_bytes >= bytes
+            || t.first_unsynced
+                .is_some_and(|f| now.duration_since(f) >= interval);
+        if !due {
+            return;
+        }
+        let pieces = std::mem::take(&mut t.unsynced);
+        t.unsynced_bytes = 0;
+        t.first_unsynced = None;
+        t.sync_in_flight = true;
+        let disk = t.disk.clone();
+        self.submit(
+            |tag| Job::Sync { tag, torrent: disk },
+            Ctx::Sync { tid, pieces },
+            Priority::Live,
+        );
+    }
+
+    pub(super) fn save_resume(&mut self, tid: u32) {
+        let state_dir = self.config.state_dir.join("torrents");
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if t.save_in_flight || !t.save_dirty || t.phase != Phase::Running {
+            return;
+        }
+        t.save_dirty = false;
+        t.save_in_flight = true;
+        // Record current file sizes with the pieces (sizes only grow while we download).
+        let disk = t.disk.clone();
+        let mut record = t.resume_record();
+        let path = state_dir.join(format!("{}.resume", t.meta.info_hash.to_hex()));
+        self.run_job(Ctx::Save { tid }, move || {
+            record.file_sizes = (0..disk.storage.n_files())
+                .map(|i| disk.storage.file_len(i).ok().flatten().unwrap_or(0))
+                .collect();
+            record.file_mtimes = (0..disk.storage.n_files())
+                .map(|i| disk.storage.file_mtime(i).ok().flatten().unwrap_or(0))
+                .collect();
+            Box::new(storage::write_atomic(&path, &record.encode(), 0o600))
+        });
+    }
+
+    pub(super) fn flush_journal(&mut self, tid: u32) {
+        let state_dir = self.config.state_dir.join("torrents");
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if t.journal_pending.is_empty() {
+            return;
+        }
+        let bytes = resume::encode_journal(&std::mem::take(&mut t.journal_pending));
+        let path = state_dir.join(format!("{}.journal", t.meta.info_hash.to_hex()));
+        self.run_job(Ctx::Other("journal"), move || {
+            Box::new(storage::append_file(&path, &bytes))
+        });
+    }
+}
