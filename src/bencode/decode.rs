@@ -38,6 +38,17 @@ pub fn decode(input: &[u8], limits: Limits) -> Result<Document<'_>, Error> {
     Decoder::new(input, limits).run()
 }
 
+/// Decodes the one bencoded value at the front of `input` and returns it with
+/// its length in bytes; whatever follows is left alone (BEP 9 data messages
+/// are a dictionary followed by raw bytes). The document's
+/// [`Document::input`] is that prefix. `limits.max_input` applies to the
+/// whole of `input`.
+///
+/// Never panics; apart from allowing trailing bytes, the same rules as [`decode`].
+pub fn decode_prefix(input: &[u8], limits: Limits) -> Result<(Document<'_>, usize), Error> {
+    Decoder::new(input, limits).run_prefix()
+}
+
 /// An open list or dictionary while decoding.
 struct Frame {
     token: u32,
@@ -69,7 +80,21 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn run(mut self) -> Result<Document<'a>, Error> {
+    fn run(self) -> Result<Document<'a>, Error> {
+        let input_len = self.input.len();
+        let (doc, end) = self.run_prefix()?;
+        if end != input_len {
+            return Err(Error {
+                kind: ErrorKind::TrailingBytes,
+                offset: end,
+                path: String::new(),
+            });
+        }
+        Ok(doc)
+    }
+
+    /// Decodes the first value; returns it and the offset one past its end.
+    fn run_prefix(mut self) -> Result<(Document<'a>, usize), Error> {
         // The tape stores offsets as u32; the limit keeps them in range.
         let max_input = self.limits.max_input.min(u32::MAX as usize - 1);
         if self.input.len() > max_input {
@@ -92,13 +117,14 @@ impl<'a> Decoder<'a> {
                 break;
             }
         }
-        if self.pos != self.input.len() {
-            return Err(self.error(ErrorKind::TrailingBytes, self.pos));
-        }
-        Ok(Document {
-            input: self.input,
-            tokens: self.tokens,
-        })
+        let end = self.pos;
+        Ok((
+            Document {
+                input: self.input.get(..end).unwrap_or(self.input),
+                tokens: self.tokens,
+            },
+            end,
+        ))
     }
 
     /// In a dictionary, a key must be a string and must sort after the previous one.
@@ -693,6 +719,35 @@ mod tests {
         assert_eq!(err(b"").kind, ErrorKind::UnexpectedEof);
         assert_eq!(err(b"x").kind, ErrorKind::UnexpectedByte(b'x'));
         assert_eq!(err(b"e").kind, ErrorKind::UnexpectedByte(b'e'));
+        assert_eq!(err(b"i1ei2e").offset, 3);
+    }
+
+    #[test]
+    fn prefix_stops_after_the_first_value() {
+        let input = b"d8:msg_typei1e5:piecei0eeRAW\x00BYTES";
+        let (doc, n) = decode_prefix(input, Limits::MESSAGE).unwrap();
+        assert_eq!(n, 25);
+        assert_eq!(doc.input(), &input[..25]);
+        assert_eq!(doc.root().raw(), &input[..25]);
+        let d = doc.root().as_dict().unwrap();
+        assert_eq!(d.get(b"piece").and_then(|v| v.as_int()), Some(0));
+        // Nothing after the value is fine too.
+        let (doc, n) = decode_prefix(b"4:spam", Limits::MESSAGE).unwrap();
+        assert_eq!((n, doc.root().as_bytes()), (6, Some(&b"spam"[..])));
+        // Errors inside the value are still errors; so is a truncated value.
+        let e = decode_prefix(b"d1:bi1e1:ai2eeXX", Limits::MESSAGE).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnsortedKey(b"a".to_vec()));
+        assert!(decode_prefix(b"d1:ai1e", Limits::MESSAGE)
+            .unwrap_err()
+            .is_eof());
+        assert!(decode_prefix(b"", Limits::MESSAGE).unwrap_err().is_eof());
+        // max_input covers the trailing bytes as well.
+        let limits = Limits {
+            max_input: 8,
+            ..Limits::MESSAGE
+        };
+        let e = decode_prefix(b"i1e0123456789", limits).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InputTooLarge(8));
     }
 
     #[test]

@@ -24,12 +24,13 @@
 //! Integers are canonical (no leading zeros, no `-0`, no empty digits, within
 //! `i64`), string lengths are canonical, dictionary keys are byte strings in
 //! strictly increasing byte order (so sorted and unique), and nothing may
-//! follow the top-level value.
+//! follow the top-level value ([`decode_prefix`] lifts that last rule for a
+//! value followed by raw bytes, as in BEP 9 data messages).
 
 mod decode;
 mod encode;
 
-pub use decode::{decode, Dict, DictIter, Document, ListIter, Node};
+pub use decode::{decode, decode_prefix, Dict, DictIter, Document, ListIter, Node};
 pub use encode::{Encoder, Value};
 
 use std::fmt;
