@@ -18,6 +18,7 @@
 //! while a torrent is idle.
 
 use super::conn::{Conn, ConnState};
+use super::peerlist::PeerList;
 use super::slab::{index_of, Slab};
 use crate::control::api::{
     self, AddResult, AddSource, ApiError, Command, EngineHandle, FileStatus, NodeStatus,
@@ -258,17 +259,6 @@ fn new_peer_id() -> [u8; 20] {
     id
 }
 
-/// A peer address we may connect to.
-struct KnownPeer {
-    addr: SocketAddr,
-    source: &'static str,
-    fails: u32,
-    next_try: Instant,
-    conn: Option<PeerKey>,
-    /// It had every piece when we last saw it.
-    seed: bool,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Reading file sizes to see what must be rechecked.
@@ -307,7 +297,7 @@ struct TorrentEntry {
     up_limit: TokenBucket,
     journal: Vec<u32>,
     check: Option<Check>,
-    known: Vec<KnownPeer>,
+    known: PeerList,
     manual_peers: Vec<String>,
     durable: Bitfield,
     unsynced: Vec<u32>,
@@ -727,9 +717,7 @@ impl Engine {
             Out::Disconnect(key, reason) => {
                 if reason == "both sides are seeds" {
                     if let Some(t) = self.torrents.get_mut(&tid) {
-                        if let Some(k) = t.known.iter_mut().find(|k| k.conn == Some(key)) {
-                            k.seed = true;
-                        }
+                        t.known.mark_seed(key);
                     }
                 }
                 if let Some(c) = self.conns.get_mut(key) {

@@ -2,6 +2,7 @@
 //!
 //! - [`engine`]: the poll loop, torrents, jobs, resume checkpoints, control commands.
 //! - [`conn`]: one peer connection (socket, capped buffers, readiness, timers).
+//! - [`peerlist`]: the addresses a torrent may dial, with back-off.
 //! - [`slab`]: connection slots with generations.
 //!
 //! Architecture Invariant: nothing here hashes or touches files; that is
@@ -9,6 +10,7 @@
 
 pub mod conn;
 pub mod engine;
+pub mod peerlist;
 pub mod slab;
 
 pub use engine::{

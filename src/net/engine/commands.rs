@@ -275,10 +275,7 @@ impl Engine {
         } else {
             t.error = None;
             t.retry_at = None;
-            for k in t.known.iter_mut() {
-                k.next_try = now;
-                k.fails = 0;
-            }
+            t.known.retry_all(now);
             match t.phase {
                 Phase::Stopped => self.probe(tid),
                 Phase::Running => {

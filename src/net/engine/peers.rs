@@ -17,25 +17,9 @@ impl Engine {
         if addr == self.listen_addr || addr.port() == 0 {
             return;
         }
-        let Some(t) = self.torrents.get_mut(&tid) else {
-            return;
-        };
-        if let Some(k) = t.known.iter_mut().find(|k| k.addr == addr) {
-            k.next_try = now;
-            k.fails = 0;
-            return;
+        if let Some(t) = self.torrents.get_mut(&tid) {
+            t.known.add(addr, source, now);
         }
-        if t.known.len() >= 500 {
-            return;
-        }
-        t.known.push(KnownPeer {
-            addr,
-            source,
-            fails: 0,
-            next_try: now,
-            conn: None,
-            seed: false,
-        });
     }
 
     /// Adds `host:port` (resolved on a worker when it is a name).
@@ -78,26 +62,17 @@ impl Engine {
             return;
         }
         let complete = t.swarm.as_ref().is_some_and(|s| s.is_complete());
-        let mut n_conns = t.known.iter().filter(|k| k.conn.is_some()).count()
+        let mut n_conns = t.known.n_connected()
             + self
                 .conns
                 .values()
                 .filter(|c| c.torrent == Some(tid) && !c.outgoing)
                 .count();
-        let candidates: Vec<(usize, SocketAddr)> = t
+        let candidates = t
             .known
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| {
-                k.conn.is_none()
-                    && k.next_try <= now
-                    && !(complete && k.seed)
-                    && !self.bans.contains_key(&k.addr.ip())
-            })
-            .map(|(i, k)| (i, k.addr))
-            .collect();
+            .candidates(now, complete, |a| self.bans.contains_key(&a.ip()));
         let info_hash = t.meta.info_hash.0;
-        for (i, addr) in candidates {
+        for addr in candidates {
             if budget_half == 0 || budget_total == 0 || n_conns >= per_torrent {
                 break;
             }
@@ -111,11 +86,12 @@ impl Engine {
             }
             match self.open_outgoing(addr, tid, info_hash, now) {
                 Ok(key) => {
-                    if let Some(k) = self.torrents.get_mut(&tid).and_then(|t| t.known.get_mut(i)) {
-                        k.conn = Some(key);
-                        if let Some(c) = self.conns.get_mut(key) {
-                            c.source = k.source;
-                        }
+                    let source = self
+                        .torrents
+                        .get_mut(&tid)
+                        .and_then(|t| t.known.attach(addr, key));
+                    if let (Some(source), Some(c)) = (source, self.conns.get_mut(key)) {
+                        c.source = source;
                     }
                     budget_half -= 1;
                     budget_total -= 1;
@@ -173,13 +149,7 @@ impl Engine {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
-        if let Some(k) = t.known.iter_mut().find(|k| k.addr == addr) {
-            k.conn = None;
-            k.fails += 1;
-            let backoff = Duration::from_secs(2u64.saturating_pow(k.fails.min(8)))
-                .min(Duration::from_secs(120));
-            k.next_try = now + backoff;
-        }
+        t.known.failed(addr, now);
     }
 
     pub(super) fn accept(&mut self, now: Instant) {
@@ -503,9 +473,7 @@ impl Engine {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
-        if let Some(k) = t.known.iter_mut().find(|k| k.conn == Some(key)) {
-            k.fails = 0;
-        }
+        t.known.connected(key);
         if let Some(s) = t.swarm.as_mut() {
             s.add_peer(key, addr, fast, now);
         }
@@ -625,15 +593,7 @@ impl Engine {
                 if let Some(s) = t.swarm.as_mut() {
                     s.remove_peer(key);
                 }
-                if let Some(k) = t.known.iter_mut().find(|k| k.conn == Some(key)) {
-                    k.conn = None;
-                    if !was_active {
-                        k.fails += 1;
-                    }
-                    let backoff = Duration::from_secs(2u64.saturating_pow(k.fails.min(8)))
-                        .min(Duration::from_secs(120));
-                    k.next_try = now + backoff.max(Duration::from_secs(1));
-                }
+                t.known.closed(key, was_active, now);
             }
             self.apply_swarm(tid, now);
         }

@@ -66,7 +66,7 @@ impl Engine {
                 up_limit: TokenBucket::new(0),
                 journal: Vec::new(),
                 check: None,
-                known: Vec::new(),
+                known: PeerList::default(),
                 manual_peers: Vec::new(),
                 durable: Bitfield::new(n),
                 unsynced: Vec::new(),
