@@ -208,6 +208,18 @@ fn start_aria2(
     dir: &Path,
     seed: bool,
 ) -> (Client, SocketAddr) {
+    start_aria2_with(logs, name, ip, &[std::ffi::OsStr::new("-T"), torrent.as_os_str()], dir, seed)
+}
+
+/// aria2c on `ip` with `target` as its last arguments (`-T FILE` or a magnet link).
+fn start_aria2_with(
+    logs: &Path,
+    name: &str,
+    ip: &str,
+    target: &[&std::ffi::OsStr],
+    dir: &Path,
+    seed: bool,
+) -> (Client, SocketAddr) {
     require_tool("aria2c", "aria2");
     let mut last = String::new();
     for attempt in 0..5 {
@@ -253,7 +265,7 @@ fn start_aria2(
         } else {
             cmd.args(["--seed-time=0"]);
         }
-        cmd.arg("-T").arg(torrent);
+        cmd.args(target);
         let mut c = Client::spawn(cmd, logs, &format!("{name}-{attempt}"), Some(log));
         let listening = c.wait_stdout(LISTEN_TIMEOUT, |l| {
             if l.contains(&format!("listening on TCP port {port}")) {
@@ -613,4 +625,27 @@ fn libtorrent_seeds_peerlet_leeches_multi_file() {
     report("libtorrent → peerlet, 5 files", total, t);
     check_peerlet_leecher(&st, total);
     assert_same(&payload, &leecher.download_dir.join("tree"));
+}
+
+/// BEP 9 serving: aria2c starts from nothing but a magnet link; peerlet, the
+/// seeder, dials it, and aria2c fetches the info dictionary from peerlet over
+/// ut_metadata before downloading the data.
+#[test]
+fn aria2c_fetches_metadata_from_a_peerlet_seeder_with_a_magnet_link() {
+    require_tool("aria2c", "aria2");
+    let tmp = TempDir::new("interop-magnet-aria2");
+    let payload = tmp.join("seed/tree");
+    let total = make_tree(&payload, 8, 300);
+    let torrent = tmp.join("tree.torrent");
+    let hash = create_torrent(&payload, &torrent, "64K");
+    let seeder = peerlet_seeder(tmp.path(), "127.0.0.45", &torrent, &hash, &payload);
+    let dl = tmp.join("aria2-dl");
+    let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=tree");
+    let (mut aria, aria_addr) =
+        start_aria2_with(tmp.path(), "aria2-magnet", "127.0.0.46", &[std::ffi::OsStr::new(&magnet)], &dl, false);
+    let t = Instant::now();
+    seeder.add(&torrent, &[aria_addr]);
+    wait_client_done(&mut aria, &seeder, &hash);
+    report("peerlet → aria2c from a magnet link", total, t);
+    assert_same(&payload, &dl.join("tree"));
 }

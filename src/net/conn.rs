@@ -41,6 +41,12 @@ pub struct Conn {
     pub source: &'static str,
     pub fast: bool,
     pub peer_id: [u8; 20],
+    /// The peer's extension ids (BEP 10), from its extended handshake.
+    pub ext: crate::wire::extension::PeerExtensions,
+    /// Client name from the extended handshake (`v`).
+    pub client: Option<String>,
+    /// ut_metadata pieces answered on this connection (bounded).
+    pub metadata_served: usize,
     rbuf: Vec<u8>,
     rstart: usize,
     rend: usize,
@@ -79,6 +85,9 @@ impl Conn {
             source: if outgoing { "manual" } else { "incoming" },
             fast: false,
             peer_id: [0; 20],
+            ext: Default::default(),
+            client: None,
+            metadata_served: 0,
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,

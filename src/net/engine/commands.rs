@@ -355,7 +355,9 @@ impl Engine {
                 peers.push(PeerStatus {
                     addr: p.addr.to_string(),
                     source: c.map(|c| c.source).unwrap_or("incoming"),
-                    client: c.map(|c| client_name(&c.peer_id)).unwrap_or_default(),
+                    client: c
+                        .map(|c| c.client.clone().unwrap_or_else(|| client_name(&c.peer_id)))
+                        .unwrap_or_default(),
                     download_rate: p.download_rate,
                     upload_rate: p.upload_rate,
                     downloaded: p.downloaded,

@@ -3,6 +3,7 @@
 //! dispatch to the swarm, uploads, flushing and closing.
 
 use super::*;
+use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
 
 impl Engine {
     // ----- peers -----
@@ -354,7 +355,12 @@ impl Engine {
                 return;
             };
             let bitfield_len = Some(swarm.lengths().bitfield_len());
+            let mut extended: Option<(u8, Vec<u8>)> = None;
             let parsed = match Message::parse(c.unparsed(), bitfield_len) {
+                Ok(Some((Message::Extended { id, payload }, used))) => {
+                    extended = Some((id, payload.to_vec()));
+                    Some(used)
+                }
                 Ok(Some((msg, used))) => {
                     swarm.on_message(key, msg, now);
                     Some(used)
@@ -372,8 +378,73 @@ impl Engine {
             if c.closing.is_some() {
                 break;
             }
+            if let Some((id, payload)) = extended {
+                self.on_extended(key, tid, id, &payload);
+            }
         }
         self.apply_swarm(tid, now);
+    }
+
+    /// An extension protocol message (BEP 10) from a connected peer.
+    pub(super) fn on_extended(&mut self, key: PeerKey, tid: u32, id: u8, payload: &[u8]) {
+        match id {
+            extension::HANDSHAKE_ID => match ExtendedHandshake::parse(payload) {
+                Ok(hs) => {
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.ext.update(&hs);
+                        if let Some(v) = hs.client {
+                            c.client = Some(v);
+                        }
+                    }
+                }
+                Err(e) => log::debug!("bad extension handshake: {e}"),
+            },
+            extension::UT_METADATA_ID => match MetadataMsg::parse(payload) {
+                Ok(MetadataMsg::Request { piece }) => self.serve_metadata(key, tid, piece),
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.close(format!("bad ut_metadata message: {e}"));
+                    }
+                }
+            },
+            // PEX and unknown extensions: not handled yet.
+            _ => {}
+        }
+    }
+
+    /// Answers a BEP 9 request for a piece of our info dictionary. A
+    /// connection gets at most twice the dictionary (plus a few pieces)
+    /// before further requests are rejected, so requests cannot be
+    /// amplified into unbounded upload.
+    fn serve_metadata(&mut self, key: PeerKey, tid: u32, piece: u32) {
+        let Some(info) = self.torrents.get(&tid).map(|t| t.meta.clone()) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(their_id) = c.ext.ut_metadata else {
+            return;
+        };
+        let bytes = &info.info_bytes;
+        let n_pieces = bytes.len().div_ceil(extension::METADATA_PIECE_LEN);
+        let start = piece as usize * extension::METADATA_PIECE_LEN;
+        let answer = if (piece as usize) < n_pieces && c.metadata_served < 2 * n_pieces + 8 {
+            c.metadata_served += 1;
+            let end = (start + extension::METADATA_PIECE_LEN).min(bytes.len());
+            MetadataMsg::Data {
+                piece,
+                total_size: bytes.len() as u64,
+                data: &bytes[start..end],
+            }
+        } else {
+            MetadataMsg::Reject { piece }
+        };
+        c.queue(&Message::Extended {
+            id: their_id,
+            payload: &answer.to_bytes(),
+        });
     }
 
     pub(super) fn process_handshake(&mut self, key: PeerKey, now: Instant) {
@@ -443,29 +514,25 @@ impl Engine {
         c.peer_id = h.peer_id;
         c.fast = h.supports_fast();
         c.state = ConnState::Active;
+        let fast = c.fast;
         if h.supports_extensions() {
-            // BEP 10: tell the peer how many requests we queue (reqq), so it
-            // does not send more than we accept, plus our port and version.
-            let mut d = crate::bencode::Value::dict();
-            d.insert("m", crate::bencode::Value::dict());
-            d.insert(
-                "p",
-                crate::bencode::Value::Int(i64::from(self.listen_addr.port())),
-            );
-            d.insert(
-                "reqq",
-                crate::bencode::Value::Int(self.config.swarm.max_upload_queue as i64),
-            );
-            d.insert(
-                "v",
-                crate::bencode::Value::str(concat!("peerlet ", env!("CARGO_PKG_VERSION"))),
-            );
+            // BEP 10: our extensions, how many requests we queue (reqq, so
+            // the peer does not send more than we accept), our port, the size
+            // of the info dictionary we can serve (BEP 9) and the peer's address.
+            let meta = self.torrents.get(&tid).map(|t| t.meta.clone());
+            let mut hs = ExtendedHandshake::ours(meta.as_ref().is_some_and(|m| !m.private));
+            hs.port = Some(self.listen_addr.port());
+            hs.reqq = Some(self.config.swarm.max_upload_queue as u32);
+            hs.metadata_size = meta.map(|m| m.info_bytes.len() as u64);
+            hs.yourip = Some(addr.ip());
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
             c.queue(&Message::Extended {
-                id: 0,
-                payload: &d.to_bytes(),
+                id: extension::HANDSHAKE_ID,
+                payload: &hs.to_bytes(),
             });
         }
-        let fast = c.fast;
         log::debug!(
             "{addr}: connected ({})",
             String::from_utf8_lossy(&h.peer_id[..8])
