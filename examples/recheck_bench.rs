@@ -331,7 +331,11 @@ fn time_peerlet(path: &Path, torrent: &Torrent, threads: usize) -> Result<Sample
     let start = Instant::now();
     let storage = FileStorage::new(dir, relative, DEFAULT_MAX_OPEN_FILES)
         .map_err(|e| format!("opening storage: {e}"))?;
-    let disk = Arc::new(DiskTorrent::new(Arc::new(storage), torrent.file_map.clone(), torrent.lengths));
+    let disk = Arc::new(DiskTorrent::new(
+        Arc::new(storage),
+        torrent.file_map.clone(),
+        torrent.lengths,
+    ));
     let pool = Pool::new(
         PoolConfig {
             threads,

@@ -281,7 +281,11 @@ mod tests {
         let dir = tempdir(name);
         std::fs::write(dir.join("f"), vec![5u8; len]).unwrap();
         let st = FileStorage::new(dir.clone(), vec![vec!["f".into()]], 4).unwrap();
-        let d = DiskTorrent::new(Arc::new(st), FileMap::new([len as u64]), Lengths::new(len as u64, 16384).unwrap());
+        let d = DiskTorrent::new(
+            Arc::new(st),
+            FileMap::new([len as u64]),
+            Lengths::new(len as u64, 16384).unwrap(),
+        );
         (Arc::new(d), dir)
     }
 
