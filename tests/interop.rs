@@ -208,7 +208,14 @@ fn start_aria2(
     dir: &Path,
     seed: bool,
 ) -> (Client, SocketAddr) {
-    start_aria2_with(logs, name, ip, &[std::ffi::OsStr::new("-T"), torrent.as_os_str()], dir, seed)
+    start_aria2_with(
+        logs,
+        name,
+        ip,
+        &[std::ffi::OsStr::new("-T"), torrent.as_os_str()],
+        dir,
+        seed,
+    )
 }
 
 /// aria2c on `ip` with `target` as its last arguments (`-T FILE` or a magnet link).
@@ -641,8 +648,14 @@ fn aria2c_fetches_metadata_from_a_peerlet_seeder_with_a_magnet_link() {
     let seeder = peerlet_seeder(tmp.path(), "127.0.0.45", &torrent, &hash, &payload);
     let dl = tmp.join("aria2-dl");
     let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=tree");
-    let (mut aria, aria_addr) =
-        start_aria2_with(tmp.path(), "aria2-magnet", "127.0.0.46", &[std::ffi::OsStr::new(&magnet)], &dl, false);
+    let (mut aria, aria_addr) = start_aria2_with(
+        tmp.path(),
+        "aria2-magnet",
+        "127.0.0.46",
+        &[std::ffi::OsStr::new(&magnet)],
+        &dl,
+        false,
+    );
     let t = Instant::now();
     seeder.add(&torrent, &[aria_addr]);
     wait_client_done(&mut aria, &seeder, &hash);
