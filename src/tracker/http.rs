@@ -1,0 +1,1017 @@
+//! HTTP trackers (BEP 3, compact peers BEP 23, IPv6 peers BEP 7, scrape
+//! BEP 48): tracker URLs, the announce and scrape URLs, the bencoded
+//! responses, and a minimal HTTP/1.1 client.
+//!
+//! Everything here is pure except [`fetch`], which resolves, connects and
+//! reads with blocking std sockets. It is meant for a **worker thread**, never
+//! the net thread. [`get`] is the protocol part of it over any
+//! `Read + Write` stream, so tests can drive it without sockets.
+//!
+//! # Limits
+//!
+//! - URLs: at most [`MAX_URL`] bytes of printable ASCII; `http://` only
+//!   (`https` is refused: we have no TLS); no user names in URLs.
+//! - Response headers: at most [`MAX_HEADERS`] bytes; body at most
+//!   [`MAX_BODY`] bytes (835,584, libtorrent's number), checked against
+//!   `Content-Length` *before* reading and while reading chunked or
+//!   until-close bodies; at most [`MAX_REDIRECTS`] redirects, no loops.
+//! - [`fetch`]: one overall deadline covering connect, send and receive; no
+//!   single read waits longer than [`RECEIVE_TIMEOUT`]. Name resolution uses
+//!   the system resolver, which the deadline cannot interrupt.
+//! - Bencoded bodies decode under [`LIMITS`]; at most [`crate::tracker::MAX_PEERS`]
+//!   peers and [`MAX_SCRAPE_FILES`] scrape entries are kept.
+//!
+//! # No-panic contract
+//!
+//! [`HttpUrl::parse`], [`get`], [`parse_announce`] and [`parse_scrape`]
+//! accept any input and return a value or a [`TrackerError`]; they never
+//! index past their input and never buffer more than the limits above.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use super::{text, udp, AnnounceParams, TrackerError, MAX_PEERS};
+use crate::bencode::{self, Dict, Limits};
+
+/// Largest response body accepted (libtorrent's `max_http_recv_buffer_size`).
+pub const MAX_BODY: usize = 835_584;
+/// Largest response head (status line and headers) accepted.
+pub const MAX_HEADERS: usize = 16 * 1024;
+/// Most redirects followed by [`fetch`].
+pub const MAX_REDIRECTS: usize = 3;
+/// Longest tracker URL accepted.
+pub const MAX_URL: usize = 2048;
+/// Longest wait for any single read in [`fetch`] (libtorrent's receive timeout).
+pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most torrents kept from one scrape response.
+pub const MAX_SCRAPE_FILES: usize = 1000;
+/// Bencode limits for tracker responses: the whole body may be one compact
+/// peer string, and a list of peer dictionaries takes about 7 values per peer.
+pub const LIMITS: Limits = Limits {
+    max_input: MAX_BODY,
+    max_depth: 32,
+    max_tokens: 200_000,
+    max_string: MAX_BODY,
+};
+
+/// What we send as `User-Agent`.
+pub const USER_AGENT: &str = concat!("peerlet/", env!("CARGO_PKG_VERSION"));
+
+/// Longest chunk-size line (size, extensions) of a chunked body.
+const MAX_CHUNK_LINE: usize = 1024;
+/// Most interim (1xx) responses skipped before the real one.
+const MAX_INTERIM: usize = 4;
+/// Bytes asked of the stream per read.
+const READ_CHUNK: usize = 8 * 1024;
+
+// ---------------------------------------------------------------------------
+// URLs.
+
+/// A checked `http://host[:port]/path[?query]` URL. The host is lower-case
+/// and without brackets; the path starts with '/'; every byte is printable
+/// ASCII (so nothing can inject a header line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl {
+    host: String,
+    port: u16,
+    path: String,
+    query: Option<String>,
+}
+
+impl HttpUrl {
+    /// Parses an HTTP URL; the fragment is dropped. Never panics.
+    pub fn parse(s: &str) -> Result<HttpUrl, TrackerError> {
+        let s = s.trim();
+        if s.len() > MAX_URL {
+            return Err(TrackerError::BadUrl(format!(
+                "URL of {} bytes is longer than {MAX_URL}",
+                s.len()
+            )));
+        }
+        if let Some(c) = s.chars().find(|c| !c.is_ascii_graphic()) {
+            return Err(TrackerError::BadUrl(format!(
+                "character {c:?} in '{}'",
+                text(s.as_bytes())
+            )));
+        }
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Err(TrackerError::BadUrl(format!("no scheme in '{s}'")));
+        };
+        if scheme.eq_ignore_ascii_case("https") {
+            return Err(TrackerError::HttpsUnsupported);
+        }
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(TrackerError::BadUrl(format!(
+                "'{scheme}' trackers are not supported"
+            )));
+        }
+        let rest = match rest.split_once('#') {
+            Some((before, _fragment)) => before,
+            None => rest,
+        };
+        let (authority, target) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let (host, port) = parse_authority(authority, Some(80))?;
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query.to_string())),
+            None => (target, None),
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        Ok(HttpUrl {
+            host,
+            port,
+            path: path.to_string(),
+            query,
+        })
+    }
+
+    /// The host name or address (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The path, starting with '/'.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The query without '?', if the URL has one (possibly empty).
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// What goes after `GET `: path and query.
+    pub fn request_target(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
+    }
+
+    /// The `Host` header value: brackets around IPv6, the port unless 80.
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// The URL a redirect's `Location` points to: absolute `http://`,
+    /// scheme-relative `//host/...`, absolute path or relative path.
+    pub fn join(&self, location: &str) -> Result<HttpUrl, TrackerError> {
+        let location = location.trim();
+        if location.contains("://") {
+            return HttpUrl::parse(location);
+        }
+        if let Some(rest) = location.strip_prefix("//") {
+            return HttpUrl::parse(&format!("http://{rest}"));
+        }
+        if location.is_empty() {
+            return Err(TrackerError::BadUrl("empty redirect location".into()));
+        }
+        let target = if location.starts_with('/') {
+            location.to_string()
+        } else {
+            // Relative to the directory of the current path (RFC 3986 §5.2.3, simplified).
+            let dir = match self.path.rfind('/') {
+                Some(i) => self.path.get(..=i).unwrap_or("/"),
+                None => "/",
+            };
+            format!("{dir}{location}")
+        };
+        HttpUrl::parse(&format!("http://{}{target}", self.host_header()))
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.host_header(), self.request_target())
+    }
+}
+
+/// `host[:port]` or `[ipv6][:port]` → (host, port). `default_port` `None`
+/// makes the port mandatory (UDP trackers). Host names are letters, digits,
+/// '-', '.' and '_', at most 253 bytes, lower-cased.
+pub(crate) fn parse_authority(
+    authority: &str,
+    default_port: Option<u16>,
+) -> Result<(String, u16), TrackerError> {
+    let bad =
+        |why: &str| TrackerError::BadUrl(format!("{why} in '{}'", text(authority.as_bytes())));
+    if authority.contains('@') {
+        return Err(bad("user name"));
+    }
+    let (host, port_str) = if let Some(rest) = authority.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+        v6.parse::<Ipv6Addr>()
+            .map_err(|_| bad("invalid IPv6 address"))?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?),
+        };
+        (v6.to_ascii_lowercase(), port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !host_ok {
+            return Err(bad("invalid host"));
+        }
+        (host.to_ascii_lowercase(), port)
+    };
+    let port = match port_str {
+        Some(p) => {
+            let valid = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+            match p.parse::<u16>() {
+                Ok(n) if valid && n != 0 => n,
+                _ => return Err(bad("invalid port")),
+            }
+        }
+        None => default_port.ok_or_else(|| bad("no port"))?,
+    };
+    Ok((host, port))
+}
+
+/// The announce URL: the tracker URL (its query kept) plus `info_hash`,
+/// `peer_id` (raw bytes, percent-encoded), `port`, `uploaded`, `downloaded`,
+/// `left`, `compact=1`, `numwant`, `key`, `event` unless a regular announce,
+/// and `trackerid` when the tracker gave one (BEP 3, BEP 23).
+pub fn announce_url(base: &HttpUrl, p: &AnnounceParams) -> String {
+    let mut url = base.to_string();
+    url.push_str(separator(base));
+    url.push_str("info_hash=");
+    percent_encode_into(&p.info_hash, &mut url);
+    url.push_str("&peer_id=");
+    percent_encode_into(&p.peer_id, &mut url);
+    url.push_str(&format!(
+        "&port={}&uploaded={}&downloaded={}&left={}&compact=1&numwant={}&key={:08x}",
+        p.port, p.stats.uploaded, p.stats.downloaded, p.stats.left, p.num_want, p.key
+    ));
+    if let Some(event) = p.event.http_name() {
+        url.push_str("&event=");
+        url.push_str(event);
+    }
+    if let Some(id) = &p.tracker_id {
+        url.push_str("&trackerid=");
+        percent_encode_into(id, &mut url);
+    }
+    url
+}
+
+/// The scrape URL by the BEP 48 convention: the last path segment must
+/// begin with "announce", which becomes "scrape" (`/announce.php` →
+/// `/scrape.php`); `None` when the tracker has no scrape URL. One
+/// `info_hash` parameter per torrent.
+pub fn scrape_url(base: &HttpUrl, info_hashes: &[[u8; 20]]) -> Option<String> {
+    let slash = base.path.rfind('/')?;
+    let (dir, last) = base.path.split_at(slash + 1);
+    let rest = last.strip_prefix("announce")?;
+    let scrape = HttpUrl {
+        path: format!("{dir}scrape{rest}"),
+        ..base.clone()
+    };
+    let mut url = scrape.to_string();
+    let mut sep = separator(&scrape);
+    for hash in info_hashes {
+        url.push_str(sep);
+        url.push_str("info_hash=");
+        percent_encode_into(hash, &mut url);
+        sep = "&";
+    }
+    Some(url)
+}
+
+/// What goes between a URL and the parameters we add: '?' when it has no
+/// query, '&' after a query, nothing after an empty query or a trailing '&'.
+fn separator(base: &HttpUrl) -> &'static str {
+    match base.query() {
+        None => "?",
+        Some(q) if q.is_empty() || q.ends_with('&') => "",
+        Some(_) => "&",
+    }
+}
+
+/// Percent-encodes raw bytes: RFC 3986 unreserved characters stay, the rest
+/// become `%XX`.
+fn percent_encode_into(bytes: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0x0f)] as char);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The client.
+
+/// What one HTTP exchange gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpResponse {
+    /// A final response with its body (any status but a redirect).
+    Body {
+        status: u16,
+        reason: String,
+        body: Vec<u8>,
+    },
+    /// 301, 302, 303, 307 or 308 with a `Location` header; the body is not read.
+    Redirect { status: u16, location: String },
+}
+
+/// Sends `GET` for `url` on a connected stream and reads the response under
+/// the limits of this module. Sets no timeouts: the caller configures the
+/// stream (see [`fetch`]); a read that times out becomes
+/// [`TrackerError::Timeout`].
+///
+/// Request: `GET <target> HTTP/1.1`, `Host`, `User-Agent`,
+/// `Accept-Encoding: identity`, `Connection: close`. Response bodies are
+/// framed by `Content-Length`, `Transfer-Encoding: chunked` or the end of
+/// the connection. Interim 1xx responses are skipped.
+pub fn get<S: Read + Write>(stream: &mut S, url: &HttpUrl) -> Result<HttpResponse, TrackerError> {
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
+        url.request_target(),
+        url.host_header()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.flush())
+        .map_err(io_error)?;
+    let mut input = Input {
+        stream,
+        buf: Vec::new(),
+        pos: 0,
+    };
+    let mut head = read_head(&mut input)?;
+    let mut n_interim = 0;
+    while (100..200).contains(&head.status) {
+        if head.status == 101 || n_interim == MAX_INTERIM {
+            return Err(TrackerError::BadHttp(format!(
+                "unexpected status {}",
+                head.status
+            )));
+        }
+        n_interim += 1;
+        head = read_head(&mut input)?;
+    }
+    if matches!(head.status, 301 | 302 | 303 | 307 | 308) {
+        if let Some(location) = head.location {
+            return Ok(HttpResponse::Redirect {
+                status: head.status,
+                location,
+            });
+        }
+    }
+    let body = if matches!(head.status, 204 | 304) {
+        Vec::new()
+    } else if head.chunked {
+        read_chunked(&mut input)?
+    } else if let Some(len) = head.content_length {
+        if len > MAX_BODY as u64 {
+            return Err(TrackerError::TooLarge);
+        }
+        let mut body = Vec::with_capacity(len as usize);
+        input.take(len as usize, &mut body)?;
+        body
+    } else {
+        input.take_to_end(MAX_BODY)?
+    };
+    Ok(HttpResponse::Body {
+        status: head.status,
+        reason: head.reason,
+        body,
+    })
+}
+
+/// GETs an `http://` URL and returns the body: resolves the host, connects
+/// (trying each address), sends, reads, and follows up to [`MAX_REDIRECTS`]
+/// redirects to other `http://` URLs, all within `timeout`. A non-2xx
+/// status is an error unless its body is a bencoded `failure reason` (some
+/// trackers send those with 4xx), which is returned as the body so the
+/// announce parser reports the tracker's words.
+///
+/// **Blocking**: for worker threads only.
+pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
+    let start = Instant::now();
+    let deadline = start.checked_add(timeout).unwrap_or(start);
+    let with_elapsed = |e: TrackerError| match e {
+        TrackerError::Timeout(None) => TrackerError::Timeout(Some(round(start.elapsed()))),
+        e => e,
+    };
+    let mut url = HttpUrl::parse(url)?;
+    let mut visited = vec![url.to_string()];
+    loop {
+        match fetch_once(&url, deadline).map_err(with_elapsed)? {
+            HttpResponse::Body { status, body, .. } if (200..300).contains(&status) => {
+                return Ok(body)
+            }
+            HttpResponse::Body {
+                status,
+                reason,
+                body,
+            } => {
+                return if has_failure_reason(&body) {
+                    Ok(body)
+                } else {
+                    Err(TrackerError::Status(status, reason))
+                };
+            }
+            HttpResponse::Redirect { location, .. } => {
+                let next = url.join(&location)?;
+                let key = next.to_string();
+                if visited.contains(&key) {
+                    return Err(TrackerError::RedirectLoop);
+                }
+                if visited.len() > MAX_REDIRECTS {
+                    return Err(TrackerError::TooManyRedirects);
+                }
+                visited.push(key);
+                url = next;
+            }
+        }
+    }
+}
+
+fn fetch_once(url: &HttpUrl, deadline: Instant) -> Result<HttpResponse, TrackerError> {
+    let remaining = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(TrackerError::Timeout(None))
+    };
+    let addrs: Vec<SocketAddr> = (url.host(), url.port())
+        .to_socket_addrs()
+        .map_err(|_| TrackerError::Resolve(url.host().to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(TrackerError::Resolve(url.host().to_string()));
+    }
+    let mut last_error = None;
+    let mut connected = None;
+    // A few addresses at most: each may take the rest of the deadline.
+    for addr in addrs.iter().take(4) {
+        match TcpStream::connect_timeout(addr, remaining()?) {
+            Ok(s) => {
+                connected = Some(s);
+                break;
+            }
+            Err(e) => last_error = Some(format!("{addr}: {e}")),
+        }
+    }
+    let Some(stream) = connected else {
+        remaining()?;
+        return Err(TrackerError::Connect(last_error.unwrap_or_default()));
+    };
+    let _ = stream.set_nodelay(true);
+    let mut stream = DeadlineStream { stream, deadline };
+    get(&mut stream, url)
+}
+
+/// A TCP stream whose every read and write waits at most until the deadline
+/// (and at most [`RECEIVE_TIMEOUT`] per read), so a server that trickles
+/// bytes cannot hold a worker past it.
+struct DeadlineStream {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl DeadlineStream {
+    fn remaining(&self) -> io::Result<Duration> {
+        self.deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
+    }
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let wait = self.remaining()?.min(RECEIVE_TIMEOUT);
+        self.stream.set_read_timeout(Some(wait))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for DeadlineStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let wait = self.remaining()?;
+        self.stream.set_write_timeout(Some(wait))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Whole seconds from 1 s up, tenths below, for messages.
+fn round(d: Duration) -> Duration {
+    if d >= Duration::from_secs(1) {
+        Duration::from_secs(d.as_secs_f64().round() as u64)
+    } else {
+        Duration::from_millis((d.as_millis() as u64 + 50) / 100 * 100)
+    }
+}
+
+fn io_error(e: io::Error) -> TrackerError {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TrackerError::Timeout(None),
+        io::ErrorKind::UnexpectedEof => TrackerError::Closed,
+        _ => TrackerError::Io(e.to_string()),
+    }
+}
+
+fn has_failure_reason(body: &[u8]) -> bool {
+    bencode::decode(body, LIMITS)
+        .ok()
+        .and_then(|doc| {
+            doc.root()
+                .as_dict()
+                .map(|d| d.get(b"failure reason").is_some())
+        })
+        .unwrap_or(false)
+}
+
+/// Status line and the headers we act on.
+struct Head {
+    status: u16,
+    reason: String,
+    content_length: Option<u64>,
+    chunked: bool,
+    location: Option<String>,
+}
+
+fn read_head<S: Read>(input: &mut Input<'_, S>) -> Result<Head, TrackerError> {
+    let mut used = 0;
+    let mut next_line = |input: &mut Input<'_, S>| -> Result<Vec<u8>, TrackerError> {
+        let room = MAX_HEADERS.saturating_sub(used);
+        let (line, n) = input.line(room, TrackerError::HeadersTooLarge)?;
+        used += n;
+        Ok(line)
+    };
+    let status_line = next_line(input)?;
+    let (status, reason) = parse_status_line(&status_line)?;
+    let mut head = Head {
+        status,
+        reason,
+        content_length: None,
+        chunked: false,
+        location: None,
+    };
+    loop {
+        let line = next_line(input)?;
+        if line.is_empty() {
+            return Ok(head);
+        }
+        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            return Err(TrackerError::BadHttp("folded header line".into()));
+        }
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
+            TrackerError::BadHttp(format!("header line without ':': '{}'", text(&line)))
+        })?;
+        let (name, value) = line.split_at(colon);
+        let value = trim(value.get(1..).unwrap_or(&[]));
+        if name.is_empty() || name.iter().any(|b| !b.is_ascii_graphic()) {
+            return Err(TrackerError::BadHttp(format!(
+                "bad header name '{}'",
+                text(name)
+            )));
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let valid =
+                !value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit);
+            let n = std::str::from_utf8(value)
+                .ok()
+                .filter(|_| valid)
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    TrackerError::BadHttp(format!("bad Content-Length '{}'", text(value)))
+                })?;
+            if head.content_length.is_some_and(|old| old != n) {
+                return Err(TrackerError::BadHttp(
+                    "conflicting Content-Length headers".into(),
+                ));
+            }
+            head.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            for coding in value.split(|&b| b == b',').map(trim) {
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    head.chunked = true;
+                } else if !coding.eq_ignore_ascii_case(b"identity") {
+                    return Err(TrackerError::BadHttp(format!(
+                        "unsupported Transfer-Encoding '{}'",
+                        text(value)
+                    )));
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"content-encoding") {
+            if !value.is_empty() && !value.eq_ignore_ascii_case(b"identity") {
+                return Err(TrackerError::BadHttp(format!(
+                    "unsupported Content-Encoding '{}' (we asked for identity)",
+                    text(value)
+                )));
+            }
+        } else if name.eq_ignore_ascii_case(b"location") {
+            head.location = std::str::from_utf8(value).ok().map(str::to_string);
+        }
+    }
+}
+
+/// `HTTP/1.x NNN reason` → (status, reason).
+fn parse_status_line(line: &[u8]) -> Result<(u16, String), TrackerError> {
+    let bad = || TrackerError::BadHttp(format!("bad status line '{}'", text(line)));
+    let rest = line
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| line.strip_prefix(b"HTTP/1.0 "))
+        .ok_or_else(bad)?;
+    let code = rest.get(..3).ok_or_else(bad)?;
+    if !code.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let status = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    if !(100..=599).contains(&status) {
+        return Err(bad());
+    }
+    let reason = match rest.get(3..) {
+        None | Some([]) => String::new(),
+        Some([b' ', reason @ ..]) => text(trim(reason)),
+        Some(_) => return Err(bad()),
+    };
+    Ok((status, reason))
+}
+
+fn read_chunked<S: Read>(input: &mut Input<'_, S>) -> Result<Vec<u8>, TrackerError> {
+    let mut body = Vec::new();
+    loop {
+        let (line, _) = input.line(
+            MAX_CHUNK_LINE,
+            TrackerError::BadHttp("chunk size line too long".into()),
+        )?;
+        let size_field = match line.iter().position(|&b| b == b';') {
+            Some(i) => line.get(..i).unwrap_or(&[]),
+            None => &line[..],
+        };
+        let size = parse_hex(trim(size_field))
+            .ok_or_else(|| TrackerError::BadHttp(format!("bad chunk size '{}'", text(&line))))?;
+        if size == 0 {
+            // Trailer fields until an empty line; a server that just closes is fine too.
+            let mut used = 0;
+            loop {
+                match input.line(
+                    MAX_HEADERS.saturating_sub(used),
+                    TrackerError::HeadersTooLarge,
+                ) {
+                    Ok((l, n)) if !l.is_empty() => used += n,
+                    Ok(_) | Err(TrackerError::Closed) => return Ok(body),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if size > (MAX_BODY - body.len()) as u64 {
+            return Err(TrackerError::TooLarge);
+        }
+        input.take(size as usize, &mut body)?;
+        let (end, _) = input.line(
+            2,
+            TrackerError::BadHttp("chunk not followed by CRLF".into()),
+        )?;
+        if !end.is_empty() {
+            return Err(TrackerError::BadHttp("chunk not followed by CRLF".into()));
+        }
+    }
+}
+
+fn parse_hex(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let v = (d as char).to_digit(16)?;
+        Some(n * 16 + u64::from(v))
+    })
+}
+
+fn trim(mut b: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = b {
+        b = rest;
+    }
+    b
+}
+
+/// A read buffer over the stream: lines for the head and chunk sizes,
+/// counted bytes for bodies. Holds at most one line or one read ahead.
+struct Input<'s, S> {
+    stream: &'s mut S,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<S: Read> Input<'_, S> {
+    fn buffered(&self) -> &[u8] {
+        self.buf.get(self.pos..).unwrap_or(&[])
+    }
+
+    /// Reads more bytes; `Ok(false)` at the end of the stream.
+    fn fill(&mut self) -> Result<bool, TrackerError> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos.min(self.buf.len()));
+            self.pos = 0;
+        }
+        let old_len = self.buf.len();
+        self.buf.resize(old_len + READ_CHUNK, 0);
+        loop {
+            let res = match self.buf.get_mut(old_len..) {
+                Some(space) => self.stream.read(space),
+                None => Ok(0),
+            };
+            match res {
+                Ok(n) => {
+                    self.buf.truncate(old_len + n.min(READ_CHUNK));
+                    return Ok(n > 0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(old_len);
+                    return Err(io_error(e));
+                }
+            }
+        }
+    }
+
+    /// The next line without "\n" or "\r\n", and the bytes it took. A line
+    /// longer than `max` bytes (terminator included) is `too_long`; the end
+    /// of the stream before "\n" is [`TrackerError::Closed`].
+    fn line(
+        &mut self,
+        max: usize,
+        too_long: TrackerError,
+    ) -> Result<(Vec<u8>, usize), TrackerError> {
+        let mut scanned = 0;
+        loop {
+            let avail = self.buffered();
+            let unscanned = avail.get(scanned..).unwrap_or(&[]);
+            if let Some(i) = unscanned.iter().position(|&b| b == b'\n') {
+                let used = scanned + i + 1;
+                if used > max {
+                    return Err(too_long);
+                }
+                let mut line = avail.get(..scanned + i).unwrap_or(&[]);
+                if let [rest @ .., b'\r'] = line {
+                    line = rest;
+                }
+                let line = line.to_vec();
+                self.pos += used;
+                return Ok((line, used));
+            }
+            scanned = avail.len();
+            if scanned >= max {
+                return Err(too_long);
+            }
+            if !self.fill()? {
+                return Err(TrackerError::Closed);
+            }
+        }
+    }
+
+    /// Moves exactly `n` bytes to `out`.
+    fn take(&mut self, mut n: usize, out: &mut Vec<u8>) -> Result<(), TrackerError> {
+        loop {
+            let avail = self.buffered();
+            let k = n.min(avail.len());
+            out.extend_from_slice(avail.get(..k).unwrap_or(&[]));
+            self.pos += k;
+            n -= k;
+            if n == 0 {
+                return Ok(());
+            }
+            if !self.fill()? {
+                return Err(TrackerError::Closed);
+            }
+        }
+    }
+
+    /// Everything until the end of the stream, at most `max` bytes.
+    fn take_to_end(&mut self, max: usize) -> Result<Vec<u8>, TrackerError> {
+        let mut out = Vec::new();
+        loop {
+            let avail = self.buffered();
+            if out.len() + avail.len() > max {
+                return Err(TrackerError::TooLarge);
+            }
+            out.extend_from_slice(avail);
+            self.pos = self.buf.len();
+            if !self.fill()? {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Responses.
+
+/// An HTTP announce response (BEP 3, BEP 23, BEP 7). Integers the tracker
+/// sent negative or not at all are `None`; larger than `u32` saturate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnnounceResponse {
+    /// Seconds until the next regular announce.
+    pub interval: Option<u32>,
+    /// Seconds before which we must not announce again.
+    pub min_interval: Option<u32>,
+    /// Seeders.
+    pub complete: Option<u32>,
+    /// Leechers.
+    pub incomplete: Option<u32>,
+    /// To send back as `trackerid` on later announces.
+    pub tracker_id: Option<Vec<u8>>,
+    /// `warning message`: the announce worked, but the tracker has a word.
+    pub warning: Option<String>,
+    /// IPv4 peers then IPv6 peers, at most [`MAX_PEERS`].
+    pub peers: Vec<SocketAddr>,
+}
+
+/// Parses an announce response body. A `failure reason` becomes
+/// [`TrackerError::Failure`]. `peers` may be a compact string (6 bytes per
+/// peer) or a list of dictionaries with `ip` (an address; host names are
+/// skipped) and `port`; `peers6` is compact, 18 bytes per peer. Never panics.
+pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
+    let doc = decode(body)?;
+    let root = doc.root();
+    let dict = root.as_dict().ok_or_else(|| {
+        TrackerError::BadResponse(format!("a {} instead of a dictionary", root.kind_name()))
+    })?;
+    check_failure(&dict)?;
+    let mut res = AnnounceResponse {
+        interval: uint(&dict, b"interval"),
+        min_interval: uint(&dict, b"min interval"),
+        complete: uint(&dict, b"complete"),
+        incomplete: uint(&dict, b"incomplete"),
+        tracker_id: dict
+            .get(b"tracker id")
+            .and_then(|n| n.as_bytes())
+            .filter(|b| !b.is_empty() && b.len() <= 256)
+            .map(<[u8]>::to_vec),
+        warning: dict
+            .get(b"warning message")
+            .and_then(|n| n.as_bytes())
+            .map(text),
+        peers: Vec::new(),
+    };
+    if let Some(peers) = dict.get(b"peers") {
+        if let Some(compact) = peers.as_bytes() {
+            compact_peers(compact, 6, "peers", &mut res.peers)?;
+        } else if let Some(list) = peers.as_list() {
+            for entry in list {
+                if res.peers.len() >= MAX_PEERS {
+                    break;
+                }
+                if let Some(addr) = entry.as_dict().and_then(|d| dict_peer(&d)) {
+                    res.peers.push(addr);
+                }
+            }
+        } else {
+            return Err(TrackerError::BadResponse(format!(
+                "'peers' is a {}",
+                peers.kind_name()
+            )));
+        }
+    }
+    if let Some(peers6) = dict.get(b"peers6") {
+        let compact = peers6.as_bytes().ok_or_else(|| {
+            TrackerError::BadResponse(format!("'peers6' is a {}", peers6.kind_name()))
+        })?;
+        compact_peers(compact, 18, "peers6", &mut res.peers)?;
+    }
+    Ok(res)
+}
+
+/// One torrent's line of a scrape response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScrapeStats {
+    /// Seeders.
+    pub complete: u32,
+    /// Leechers.
+    pub incomplete: u32,
+    /// Completed downloads so far.
+    pub downloaded: u32,
+}
+
+/// Parses a scrape response: `files` maps 20-byte info-hashes to
+/// `complete`/`incomplete`/`downloaded`. Entries with other keys are
+/// skipped; at most [`MAX_SCRAPE_FILES`] are kept. Never panics.
+pub fn parse_scrape(body: &[u8]) -> Result<Vec<([u8; 20], ScrapeStats)>, TrackerError> {
+    let doc = decode(body)?;
+    let root = doc.root();
+    let dict = root.as_dict().ok_or_else(|| {
+        TrackerError::BadResponse(format!("a {} instead of a dictionary", root.kind_name()))
+    })?;
+    check_failure(&dict)?;
+    let files = dict
+        .get(b"files")
+        .and_then(|n| n.as_dict())
+        .ok_or_else(|| TrackerError::BadResponse("no 'files' dictionary".into()))?;
+    let mut out = Vec::new();
+    for (key, value) in files.iter() {
+        if out.len() >= MAX_SCRAPE_FILES {
+            break;
+        }
+        let (Ok(hash), Some(stats)) = (<[u8; 20]>::try_from(key), value.as_dict()) else {
+            continue;
+        };
+        out.push((
+            hash,
+            ScrapeStats {
+                complete: uint(&stats, b"complete").unwrap_or(0),
+                incomplete: uint(&stats, b"incomplete").unwrap_or(0),
+                downloaded: uint(&stats, b"downloaded").unwrap_or(0),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn decode(body: &[u8]) -> Result<bencode::Document<'_>, TrackerError> {
+    if body.len() > MAX_BODY {
+        return Err(TrackerError::TooLarge);
+    }
+    if body.is_empty() {
+        return Err(TrackerError::NotBencode("empty body".into()));
+    }
+    bencode::decode(body, LIMITS)
+        .map_err(|e| TrackerError::NotBencode(format!("{} at byte {}", e.kind, e.offset)))
+}
+
+fn check_failure(dict: &Dict<'_, '_>) -> Result<(), TrackerError> {
+    match dict.get(b"failure reason") {
+        Some(reason) => Err(TrackerError::Failure(match reason.as_bytes() {
+            Some(b) if !b.is_empty() => text(b),
+            _ => "(no reason given)".into(),
+        })),
+        None => Ok(()),
+    }
+}
+
+/// A non-negative integer at `key`, saturated to `u32`.
+fn uint(dict: &Dict<'_, '_>, key: &[u8]) -> Option<u32> {
+    let n = dict.get(key)?.as_int()?;
+    (n >= 0).then(|| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn compact_peers(
+    bytes: &[u8],
+    unit: usize,
+    key: &str,
+    out: &mut Vec<SocketAddr>,
+) -> Result<(), TrackerError> {
+    if bytes.len() % unit != 0 {
+        return Err(TrackerError::BadResponse(format!(
+            "'{key}' of {} bytes is not a whole number of {unit}-byte peers",
+            bytes.len()
+        )));
+    }
+    let room = MAX_PEERS.saturating_sub(out.len());
+    out.extend(
+        bytes
+            .chunks_exact(unit)
+            .take(room)
+            .filter_map(udp::compact_peer),
+    );
+    Ok(())
+}
+
+/// `{ip: "1.2.3.4" | "2001:db8::1", port: n}`; host names and bad ports are skipped.
+fn dict_peer(d: &Dict<'_, '_>) -> Option<SocketAddr> {
+    let ip: IpAddr = d.get(b"ip")?.as_str()?.parse().ok()?;
+    let port = u16::try_from(d.get(b"port")?.as_int()?).ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests;
