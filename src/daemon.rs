@@ -54,7 +54,7 @@ pub struct DaemonArgs {
     /// make verified data durable and record it every this many MiB (default 32)
     #[argh(option, default = "32")]
     pub checkpoint_mib: u64,
-    /// bound on bytes of blocks in flight (requested, being written, read for upload); K and M suffixes (default 16M)
+    /// bound on bytes of blocks in flight (requested, being written, read for upload); K and M suffixes (default 8M)
     #[argh(option, from_str_fn(crate::cli::parse_size))]
     pub memory_limit: Option<u32>,
 }

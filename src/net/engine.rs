@@ -117,7 +117,7 @@ impl EngineConfig {
             idle_timeout: Duration::from_secs(120),
             keepalive_interval: Duration::from_secs(60),
             swarm: SwarmConfig::default(),
-            memory_budget: 16 << 20,
+            memory_budget: 8 << 20,
             download_rate_limit: 0,
             upload_rate_limit: 0,
             checkpoint_bytes: 32 << 20,
@@ -347,10 +347,11 @@ impl TorrentEntry {
 
 /// Why a job was submitted, keyed by its tag.
 enum Ctx {
+    /// Consecutive blocks of one piece read in one job for one peer.
     Read {
         tid: u32,
         peer: PeerKey,
-        block: BlockRef,
+        blocks: Vec<BlockRef>,
     },
     /// Contiguous blocks of one piece written in one job: (begin, len) each.
     Write {
@@ -435,6 +436,8 @@ type WriteRun = (PieceIdx, u32, u32, Vec<Vec<u8>>);
 
 /// Most blocks in one write job.
 const MAX_WRITE_BLOCKS: usize = 64;
+/// Most blocks read for one peer in one job.
+const MAX_READ_RUN: usize = 16;
 
 impl Engine {
     fn run(mut self) {
@@ -554,8 +557,8 @@ impl Engine {
 
     fn on_job(&mut self, ctx: Ctx, done: JobDone, now: Instant) {
         match (ctx, done) {
-            (Ctx::Read { tid, peer, block }, JobDone::Read { result, .. }) => {
-                self.on_read(tid, peer, block, result, now)
+            (Ctx::Read { tid, peer, blocks }, JobDone::Read { result, .. }) => {
+                self.on_read(tid, peer, blocks, result, now)
             }
             (Ctx::Write { tid, piece, blocks }, JobDone::Written { result, .. }) => {
                 let Some(t) = self.torrents.get_mut(&tid) else {

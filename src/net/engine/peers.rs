@@ -570,24 +570,46 @@ impl Engine {
                 self.deferred_reads.push_back((tid, peer, block));
                 continue;
             }
+            // Read the following requests of the same peer with it when they
+            // continue this block in the same piece: one job and one pread
+            // for a run instead of one per 16 KiB.
+            let mut blocks = vec![block];
+            let mut total = len;
+            while blocks.len() < MAX_READ_RUN && n > 0 {
+                let Some(&(ntid, npeer, next)) = self.deferred_reads.front() else {
+                    break;
+                };
+                let last = blocks[blocks.len() - 1];
+                let contiguous = ntid == tid
+                    && npeer == peer
+                    && next.index == last.index
+                    && next.begin == last.begin + last.length;
+                if !contiguous || self.up_bucket.available(now) < total + u64::from(next.length) {
+                    break;
+                }
+                self.deferred_reads.pop_front();
+                n -= 1;
+                total += u64::from(next.length);
+                blocks.push(next);
+            }
             let Some(t) = self.torrents.get_mut(&tid) else {
                 continue;
             };
-            t.up_limit.take(len, now);
+            t.up_limit.take(total, now);
             let Some(piece) = t.meta.lengths.piece(block.index) else {
                 continue;
             };
             let offset = t.meta.lengths.piece_offset(piece) + u64::from(block.begin);
             let disk = t.disk.clone();
-            self.up_bucket.take(u64::from(block.length), now);
+            self.up_bucket.take(total, now);
             self.submit(
                 |tag| Job::Read {
                     tag,
                     torrent: disk,
                     offset,
-                    len: block.length,
+                    len: total as u32,
                 },
-                Ctx::Read { tid, peer, block },
+                Ctx::Read { tid, peer, blocks },
                 Priority::Live,
             );
         }
@@ -597,24 +619,35 @@ impl Engine {
         &mut self,
         tid: u32,
         peer: PeerKey,
-        block: BlockRef,
+        blocks: Vec<BlockRef>,
         result: io::Result<Vec<u8>>,
         now: Instant,
     ) {
         let Some(s) = self.torrents.get_mut(&tid).and_then(|t| t.swarm.as_mut()) else {
             return;
         };
-        let send = s.on_read_done(peer, block);
         match result {
-            Ok(data) if send => {
-                if let Some(c) = self.conns.get_mut(peer) {
-                    Message::emit_piece_header(block.index, block.begin, data.len(), c.out());
-                    c.out().extend_from_slice(&data);
-                    s.on_piece_sent(peer, data.len() as u64, now);
+            Ok(data) => {
+                let mut at = 0usize;
+                for block in blocks {
+                    let len = block.length as usize;
+                    let part = data.get(at..at + len).unwrap_or(&[]);
+                    at += len;
+                    // Each block is sent only if it is still wanted (not cancelled, peer not choked).
+                    if !s.on_read_done(peer, block) || part.len() != len {
+                        continue;
+                    }
+                    if let Some(c) = self.conns.get_mut(peer) {
+                        Message::emit_piece_header(block.index, block.begin, len, c.out());
+                        c.out().extend_from_slice(part);
+                        s.on_piece_sent(peer, len as u64, now);
+                    }
                 }
             }
-            Ok(_) => {}
             Err(e) => {
+                for block in blocks {
+                    s.on_read_done(peer, block);
+                }
                 log::warn!("reading a block to upload: {e}");
                 if let Some(c) = self.conns.get_mut(peer) {
                     c.close("cannot read the requested data");
