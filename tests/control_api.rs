@@ -83,6 +83,7 @@ fn detail(s: TorrentStatus) -> TorrentDetail {
             size: 4 << 20,
             have_bytes: 2 << 20,
         }],
+        trackers: Vec::new(),
     }
 }
 

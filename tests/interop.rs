@@ -662,3 +662,218 @@ fn aria2c_fetches_metadata_from_a_peerlet_seeder_with_a_magnet_link() {
     report("peerlet → aria2c from a magnet link", total, t);
     assert_same(&payload, &dl.join("tree"));
 }
+
+// --- trackers (opentracker) ---
+
+/// opentracker on 127.0.0.1 (TCP and UDP on one port), with a whitelist of
+/// the torrents under test; killed when dropped.
+struct OpenTracker {
+    child: Child,
+    port: u16,
+}
+
+impl OpenTracker {
+    fn start(root: &Path, info_hashes: &[&str]) -> OpenTracker {
+        require_tool("opentracker", "opentracker");
+        let dir = root.join("otroot");
+        std::fs::create_dir_all(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("whitelist.txt"), info_hashes.join("\n") + "\n").unwrap();
+        std::fs::set_permissions(
+            dir.join("whitelist.txt"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let conf = root.join("opentracker.conf");
+        // The path is inside the chroot.
+        std::fs::write(&conf, "access.whitelist /whitelist.txt\n").unwrap();
+        let port = free_port("127.0.0.1");
+        let p = port.to_string();
+        let child = Command::new("opentracker")
+            .args(["-i", "127.0.0.1", "-p", &p, "-P", &p, "-f"])
+            .arg(&conf)
+            .arg("-d")
+            .arg(&dir)
+            .args(["-u", "nobody"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting opentracker");
+        let mut t = OpenTracker { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "opentracker did not come up");
+            assert!(t.child.try_wait().unwrap().is_none(), "opentracker exited");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        t
+    }
+
+    /// Seeders the tracker knows for `hash` (HTTP scrape).
+    fn seeders(&self, hash: &str) -> u32 {
+        let raw = peerlet::hash::from_hex(hash).unwrap();
+        let q: String = raw.iter().map(|b| format!("%{b:02X}")).collect();
+        let url = format!("http://127.0.0.1:{}/scrape?info_hash={q}", self.port);
+        peerlet::tracker::http::fetch(&url, Duration::from_secs(5))
+            .ok()
+            .and_then(|body| peerlet::tracker::http::parse_scrape(&body).ok())
+            .and_then(|files| {
+                files
+                    .into_iter()
+                    .find(|(h, _)| *h == raw)
+                    .map(|(_, s)| s.complete)
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for OpenTracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `peerlet create` with trackers (one tier each); returns the info-hash.
+fn create_with_tracker(source: &Path, out: &Path, trackers: &[String]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerlet"));
+    cmd.args([
+        "create",
+        source.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--piece-size",
+        "64K",
+        "--force",
+    ]);
+    for t in trackers {
+        cmd.args(["-t", t]);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::field(&String::from_utf8_lossy(&o.stdout), "info_hash").unwrap()
+}
+
+fn tracker_result(st: &Json) -> String {
+    st.get("trackers")
+        .and_then(Json::as_array)
+        .and_then(|t| t.first())
+        .and_then(|t| t.get("last_result"))
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Starts opentracker for the torrent of `source` and writes that torrent,
+/// announcing to it at `scheme://127.0.0.1:PORT/announce` for each scheme
+/// (one tier each, in order), to `out`. (The info-hash does not depend on
+/// the tracker URLs, so a first torrent gives the hash for the whitelist.)
+fn tracker_and_torrent(
+    root: &Path,
+    source: &Path,
+    out: &Path,
+    schemes: &[&str],
+) -> (OpenTracker, String) {
+    let probe = root.join("probe.torrent");
+    let hash = create_with_tracker(source, &probe, &["http://127.0.0.1:1/announce".to_string()]);
+    let tracker = OpenTracker::start(root, &[&hash]);
+    let urls: Vec<String> = schemes
+        .iter()
+        .map(|s| format!("{s}://127.0.0.1:{}/announce", tracker.port))
+        .collect();
+    let again = create_with_tracker(source, out, &urls);
+    assert_eq!(
+        hash, again,
+        "the tracker URL is outside the info dictionary"
+    );
+    (tracker, hash)
+}
+
+/// HTTP announce: a peerlet seeder and an aria2c leecher that know each
+/// other only through opentracker.
+#[test]
+fn http_tracker_peerlet_seeds_aria2c_leeches() {
+    require_tool("aria2c", "aria2");
+    let tmp = TempDir::new("tracker-http");
+    let payload = tmp.join("seed/tree");
+    let total = make_tree(&payload, 8, 400);
+    let torrent = tmp.join("tree.torrent");
+    let (tracker, hash) = tracker_and_torrent(tmp.path(), &payload, &torrent, &["http"]);
+    let seeder = peerlet_seeder(tmp.path(), "127.0.0.1", &torrent, &hash, &payload);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tracker.seeders(&hash) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "peerlet never announced: {}",
+            seeder.status(&hash)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        tracker_result(&seeder.status(&hash)).starts_with("ok"),
+        "{}",
+        seeder.status(&hash)
+    );
+    let dl = tmp.join("aria2-dl");
+    let (mut aria, _) = start_aria2(
+        tmp.path(),
+        "aria2-tracker-leech",
+        "127.0.0.1",
+        &torrent,
+        &dl,
+        false,
+    );
+    let t = Instant::now();
+    wait_client_done(&mut aria, &seeder, &hash);
+    report("peerlet → aria2c via an HTTP tracker", total, t);
+    assert_same(&payload, &dl.join("tree"));
+}
+
+/// UDP announce: an aria2c seeder and a peerlet leecher that know each
+/// other only through opentracker. peerlet announces over UDP (the first
+/// tier); aria2c speaks UDP trackers only with its DHT on, so it falls
+/// through to the HTTP tier of the same opentracker (one swarm for both).
+#[test]
+fn udp_tracker_aria2c_seeds_peerlet_leeches() {
+    require_tool("aria2c", "aria2");
+    let tmp = TempDir::new("tracker-udp");
+    let src = tmp.join("src/tree");
+    let total = make_tree(&src, 8, 500);
+    let torrent = tmp.join("tree.torrent");
+    let (tracker, hash) = tracker_and_torrent(tmp.path(), &src, &torrent, &["udp", "http"]);
+    let seed_dir = tmp.join("aria2-seed");
+    copy_tree(&src, &seed_dir.join("tree"));
+    let (mut aria, _) = start_aria2(
+        tmp.path(),
+        "aria2-tracker-seed",
+        "127.0.0.1",
+        &torrent,
+        &seed_dir,
+        true,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tracker.seeders(&hash) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "aria2c never announced:\n{}",
+            aria.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let leecher = DaemonProc::start(tmp.path(), "peerlet-leecher", "127.0.0.1", &[]);
+    leecher.add(&torrent, &[]);
+    let t = Instant::now();
+    let st = wait_peerlet_done(&leecher, &mut aria, &hash);
+    report("aria2c → peerlet via a UDP tracker", total, t);
+    assert!(tracker_result(&st).starts_with("ok"), "{st}");
+    assert_same(&src, &leecher.download_dir.join("tree"));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for f in peerlet::storage::walk(from).unwrap() {
+        let dest = to.join(f.relative.join("/"));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&f.path, &dest).unwrap();
+    }
+}

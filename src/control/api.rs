@@ -243,6 +243,32 @@ pub struct FileStatus {
     pub have_bytes: u64,
 }
 
+/// One tracker of a torrent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackerInfo {
+    pub url: String,
+    /// 0-based tier (BEP 12).
+    pub tier: usize,
+    /// `not contacted`, `ok: 37 peers`, `error: <reason>`, `timeout after 15 s`, ...
+    pub last_result: String,
+    /// Seconds until the next announce, when one is scheduled.
+    pub next_announce_secs: Option<u64>,
+    pub seeders: Option<u32>,
+    pub leechers: Option<u32>,
+}
+
+impl TrackerInfo {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("url", self.url.clone())
+            .with("tier", self.tier)
+            .with("last_result", self.last_result.clone())
+            .with("next_announce_secs", self.next_announce_secs)
+            .with("seeders", self.seeders)
+            .with("leechers", self.leechers)
+    }
+}
+
 /// One torrent in detail (for `status`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TorrentDetail {
@@ -252,6 +278,7 @@ pub struct TorrentDetail {
     pub magnet: String,
     pub peers: Vec<PeerStatus>,
     pub files: Vec<FileStatus>,
+    pub trackers: Vec<TrackerInfo>,
 }
 
 impl TorrentDetail {
@@ -274,6 +301,10 @@ impl TorrentDetail {
             entries.push(("magnet".into(), self.magnet.clone().into()));
             entries.push(("peer_list".into(), Json::Arr(peers)));
             entries.push(("files".into(), Json::Arr(files)));
+            entries.push((
+                "trackers".into(),
+                Json::Arr(self.trackers.iter().map(TrackerInfo::to_json).collect()),
+            ));
         }
         j
     }

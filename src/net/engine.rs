@@ -47,10 +47,12 @@ use std::time::{Duration, Instant};
 mod commands;
 mod peers;
 mod torrents;
+mod trackers;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-const FIRST_CONN: usize = 2;
+const UDP: Token = Token(2);
+const FIRST_CONN: usize = 3;
 
 /// Opens the storage of a torrent whose data lives under `dir`.
 pub type StorageFactory =
@@ -169,6 +171,11 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     let listen_addr = listener.local_addr()?;
+    // One UDP socket for trackers (and, later, the overlay): the peer port when free.
+    let mut udp = mio::net::UdpSocket::bind(listen_addr)
+        .or_else(|_| mio::net::UdpSocket::bind(SocketAddr::new(listen_addr.ip(), 0)))?;
+    poll.registry()
+        .register(&mut udp, UDP, Interest::READABLE)?;
     let (cmd_tx, cmd_rx) = bounded::<Command>(64);
     let wake_for_api = waker.clone();
     let handle = EngineHandle {
@@ -201,6 +208,8 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
     let mut engine = Engine {
         poll,
         listener,
+        udp,
+        udp_readable: false,
         config,
         listen_addr,
         peer_id,
@@ -310,6 +319,8 @@ struct TorrentEntry {
     pieces_resumed: u32,
     /// Write jobs not yet finished (shutdown waits for them).
     writes_in_flight: u32,
+    /// Tracker announces (none for a torrent without trackers).
+    announcer: Option<crate::tracker::announcer::Announcer>,
 }
 
 impl TorrentEntry {
@@ -368,6 +379,14 @@ enum Ctx {
     HashBlocks {
         tid: u32,
     },
+    TrackerResolve {
+        tid: u32,
+        tracker: crate::tracker::announcer::TrackerId,
+    },
+    TrackerHttp {
+        tid: u32,
+        tracker: crate::tracker::announcer::TrackerId,
+    },
     Sync {
         tid: u32,
         pieces: Vec<u32>,
@@ -398,6 +417,9 @@ struct Shutdown {
 struct Engine {
     poll: Poll,
     listener: TcpListener,
+    udp: mio::net::UdpSocket,
+    /// The UDP socket may hold more datagrams (edge-triggered readiness).
+    udp_readable: bool,
     config: EngineConfig,
     listen_addr: SocketAddr,
     peer_id: [u8; 20],
@@ -449,7 +471,7 @@ impl Engine {
         );
         loop {
             let now = Instant::now();
-            let timeout = if self.has_pending_reads(now) {
+            let timeout = if self.udp_readable || self.has_pending_reads(now) {
                 Duration::ZERO
             } else {
                 self.next_wakeup(now).saturating_duration_since(now)
@@ -464,6 +486,7 @@ impl Engine {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
+                    UDP => self.udp_readable = true,
                     WAKER => {}
                     Token(t) => {
                         let Some(key) = self.conns.key_at(t - FIRST_CONN) else {
@@ -483,6 +506,9 @@ impl Engine {
             }
             self.drain_commands(now);
             self.drain_jobs(now);
+            if std::mem::take(&mut self.udp_readable) {
+                self.on_udp_readable(now);
+            }
             self.read_pending(now);
             self.submit_backlog();
             self.process_deferred_reads(now);
@@ -649,6 +675,16 @@ impl Engine {
                     self.connect_peers(tid, now);
                 }
             }
+            (Ctx::TrackerResolve { tid, tracker }, JobDone::Ran { result, .. }) => {
+                if let Ok(addrs) = result.downcast::<Vec<SocketAddr>>() {
+                    self.on_tracker_resolved(tid, tracker, *addrs, now);
+                }
+            }
+            (Ctx::TrackerHttp { tid, tracker }, JobDone::Ran { result, .. }) => {
+                if let Ok(r) = result.downcast::<Result<Vec<u8>, crate::tracker::TrackerError>>() {
+                    self.on_tracker_http(tid, tracker, *r, now);
+                }
+            }
             (Ctx::Other(what), JobDone::Ran { result, .. }) => {
                 if let Ok(r) = result.downcast::<io::Result<()>>() {
                     if let Err(e) = *r {
@@ -763,6 +799,7 @@ impl Engine {
                     });
                 }
                 self.checkpoint(tid, now, true);
+                self.announce_completed(tid, now);
             }
         }
     }
@@ -827,6 +864,7 @@ impl Engine {
     // ----- timers -----
 
     fn tick(&mut self, now: Instant) {
+        self.tick_announcers(now);
         // Connection timeouts and keep-alives.
         let (connect_t, handshake_t, idle_t, keepalive) = (
             self.config.connect_timeout,
@@ -897,6 +935,7 @@ impl Engine {
         for c in self.conns.values_mut() {
             c.close("shutting down");
         }
+        self.stop_announcers(now);
         let tids: Vec<u32> = self.torrents.keys().copied().collect();
         for tid in tids {
             if let Some(s) = self.torrents.get_mut(&tid).and_then(|t| t.swarm.as_mut()) {
@@ -969,7 +1008,7 @@ impl Engine {
                 .jobs
                 .values()
                 .any(|c| matches!(c, Ctx::Other("clean marker")));
-        if marking_done || timed_out {
+        if (marking_done && self.announcers_stopped()) || timed_out {
             if timed_out {
                 log::warn!("shutdown: state could not be saved in time");
             }

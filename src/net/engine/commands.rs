@@ -397,6 +397,7 @@ impl Engine {
             magnet: meta.magnet().to_string(),
             peers,
             files,
+            trackers: self.tracker_infos(tid, now),
         })
     }
 

@@ -222,6 +222,9 @@ impl Engine {
     pub(super) fn next_wakeup(&mut self, now: Instant) -> Instant {
         let soon = now + Duration::from_millis(1);
         let mut at = self.next_tick.min(now + Duration::from_millis(250));
+        if let Some(d) = self.announcer_deadline() {
+            at = at.min(d.max(now + Duration::from_millis(1)));
+        }
         let mut deferred_tids: Vec<u32> =
             self.deferred_reads.iter().map(|(tid, _, _)| *tid).collect();
         deferred_tids.sort_unstable();

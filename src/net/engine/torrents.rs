@@ -78,6 +78,7 @@ impl Engine {
                 journal_pending: Vec::new(),
                 pieces_resumed: 0,
                 writes_in_flight: 0,
+                announcer: None,
             },
         );
         Ok(tid)
@@ -346,6 +347,7 @@ impl Engine {
         t.save_dirty = true;
         self.save_resume(tid);
         self.connect_peers(tid, now);
+        self.start_announcer(tid, now);
     }
 
     /// Syncs verified data and records it, when enough has accumulated.
