@@ -45,6 +45,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod commands;
+mod magnets;
 mod peers;
 mod torrents;
 mod trackers;
@@ -235,6 +236,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         clean_start: startup.clean,
         outs: Vec::new(),
         pending_writes: Vec::new(),
+        magnets: HashMap::new(),
     };
     for t in startup.torrents {
         engine.load(t);
@@ -445,6 +447,8 @@ struct Engine {
     clean_start: bool,
     outs: Vec<Out>,
     pending_writes: Vec<(PieceIdx, u32, Vec<u8>)>,
+    /// Torrents added by magnet link whose metadata is not known yet.
+    magnets: HashMap<u32, magnets::MagnetEntry>,
 }
 
 /// Bytes a single socket may deliver per loop turn (fairness).
@@ -865,6 +869,7 @@ impl Engine {
 
     fn tick(&mut self, now: Instant) {
         self.tick_announcers(now);
+        self.tick_magnets(now);
         // Connection timeouts and keep-alives.
         let (connect_t, handshake_t, idle_t, keepalive) = (
             self.config.connect_timeout,

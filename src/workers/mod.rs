@@ -332,8 +332,10 @@ mod tests {
 
     #[test]
     fn background_rate_limit_holds() {
-        let (d, dir) = disk("rate", 16384 * 8);
-        // 64 KiB/s with a 64 KiB first burst: 8 pieces of 16 KiB need about 1 s more.
+        let (d, dir) = disk("rate", 16384 * 16);
+        // 64 KiB/s with a 64 KiB first burst; each of the 2 workers may start
+        // one job before the bucket is charged. 16 pieces of 16 KiB: at least
+        // (256 - 64 - 2 × 16) KiB / 64 KiB/s = 2.5 s.
         let pool = Pool::new(
             PoolConfig {
                 threads: 2,
@@ -355,11 +357,11 @@ mod tests {
                 &tx,
             );
         }
-        for _ in 0..8 {
+        for _ in 0..16 {
             rx.recv().unwrap();
         }
         assert!(
-            start.elapsed() >= Duration::from_millis(700),
+            start.elapsed() >= Duration::from_millis(2200),
             "{:?}",
             start.elapsed()
         );

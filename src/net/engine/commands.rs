@@ -50,6 +50,11 @@ impl Engine {
                     .into_iter()
                     .filter_map(|tid| self.status(tid, now))
                     .collect();
+                list.extend(
+                    self.magnets
+                        .keys()
+                        .filter_map(|&tid| self.magnet_status(tid)),
+                );
                 list.sort_by(|a, b| a.name.cmp(&b.name));
                 let _ = reply.send(Ok(list));
             }
@@ -76,7 +81,7 @@ impl Engine {
             } => {
                 let res = match self.by_hash.get(&info_hash).copied() {
                     None => Err(ApiError::NotFound(format!("no torrent {info_hash}"))),
-                    Some(tid) => self.add_manual_peers(tid, peers, now),
+                    Some(tid) => self.add_peers_any(tid, peers, now),
                 };
                 let _ = reply.send(res);
             }
@@ -152,9 +157,7 @@ impl Engine {
     ) -> Result<AddResult, ApiError> {
         let bytes = match source {
             AddSource::Torrent(b) => b,
-            AddSource::Magnet(_) => {
-                return Err(ApiError::BadRequest("magnet links need metadata exchange with peers, which this version cannot do yet; add the .torrent file".into()))
-            }
+            AddSource::Magnet(link) => return self.add_magnet(&link, dir, peers, paused, now),
         };
         let meta = Torrent::from_bytes(&bytes).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if let Some(&tid) = self.by_hash.get(&meta.info_hash) {
@@ -207,14 +210,17 @@ impl Engine {
             .by_hash
             .remove(&info_hash)
             .ok_or_else(|| ApiError::NotFound(format!("no torrent {info_hash}")))?;
-        let Some(t) = self.torrents.remove(&tid) else {
-            return Ok(());
-        };
         for c in self.conns.values_mut() {
             if c.torrent == Some(tid) {
                 c.close("torrent removed");
             }
         }
+        if self.magnets.remove(&tid).is_some() {
+            return Ok(());
+        }
+        let Some(t) = self.torrents.remove(&tid) else {
+            return Ok(());
+        };
         let state = self.config.state_dir.join("torrents");
         let hex = info_hash.to_hex();
         let files: Vec<PathBuf> = ["torrent", "resume", "journal"]
@@ -254,6 +260,21 @@ impl Engine {
             .by_hash
             .get(&info_hash)
             .ok_or_else(|| ApiError::NotFound(format!("no torrent {info_hash}")))?;
+        if let Some(m) = self.magnets.get_mut(&tid) {
+            m.paused = pause;
+            if pause {
+                for c in self.conns.values_mut() {
+                    if c.torrent == Some(tid) {
+                        c.close("torrent paused");
+                    }
+                }
+            } else {
+                m.error = None;
+                m.known.retry_all(now);
+                self.connect_magnet_peers(tid, now);
+            }
+            return Ok(());
+        }
         let Some(t) = self.torrents.get_mut(&tid) else {
             return Ok(());
         };
@@ -339,6 +360,27 @@ impl Engine {
             .by_hash
             .get(&info_hash)
             .ok_or_else(|| ApiError::NotFound(format!("no torrent {info_hash}")))?;
+        if let Some(status) = self.magnet_status(tid) {
+            let magnet = crate::metainfo::Magnet {
+                info_hash,
+                name: self.magnets.get(&tid).and_then(|m| m.name.clone()),
+                trackers: self
+                    .magnets
+                    .get(&tid)
+                    .map(|m| m.trackers.clone())
+                    .unwrap_or_default(),
+                peers: Vec::new(),
+            };
+            return Ok(TorrentDetail {
+                status,
+                piece_length: 0,
+                private: false,
+                magnet: magnet.to_string(),
+                peers: Vec::new(),
+                files: Vec::new(),
+                trackers: Vec::new(),
+            });
+        }
         let status = self
             .status(tid, now)
             .ok_or_else(|| ApiError::NotFound(format!("no torrent {info_hash}")))?;

@@ -20,6 +20,8 @@ impl Engine {
         }
         if let Some(t) = self.torrents.get_mut(&tid) {
             t.known.add(addr, source, now);
+        } else if let Some(m) = self.magnets.get_mut(&tid) {
+            m.known.add(addr, source, now);
         }
     }
 
@@ -347,6 +349,9 @@ impl Engine {
             return;
         }
         let Some(tid) = c.torrent else { return };
+        if self.magnets.contains_key(&tid) {
+            return self.process_magnet_input(key, tid, now);
+        }
         loop {
             let Some(t) = self.torrents.get_mut(&tid) else {
                 return;
@@ -469,7 +474,11 @@ impl Engine {
                 let ok = self
                     .torrents
                     .get(&tid)
-                    .is_some_and(|t| t.meta.info_hash.0 == h.info_hash);
+                    .is_some_and(|t| t.meta.info_hash.0 == h.info_hash)
+                    || self
+                        .magnets
+                        .get(&tid)
+                        .is_some_and(|m| m.info_hash.0 == h.info_hash);
                 if !ok {
                     return c.close("handshake for another torrent");
                 }
@@ -479,12 +488,18 @@ impl Engine {
                 let found = self.by_hash.get(&InfoHash(h.info_hash)).copied();
                 let usable = found
                     .and_then(|tid| self.torrents.get(&tid))
-                    .filter(|t| !t.paused && t.phase == Phase::Running && t.swarm.is_some());
-                let Some(t) = usable else {
+                    .filter(|t| !t.paused && t.phase == Phase::Running && t.swarm.is_some())
+                    .map(|t| (t.id, t.meta.info_hash.0))
+                    .or_else(|| {
+                        let tid = found?;
+                        self.magnets
+                            .get(&tid)
+                            .filter(|m| !m.paused)
+                            .map(|m| (tid, m.info_hash.0))
+                    });
+                let Some((tid, info_hash)) = usable else {
                     return c.close("handshake for a torrent we do not serve");
                 };
-                let tid = t.id;
-                let info_hash = t.meta.info_hash.0;
                 let per_torrent = self.config.max_connections_per_torrent;
                 let n = self
                     .conns
@@ -540,6 +555,10 @@ impl Engine {
             "{addr}: connected ({})",
             String::from_utf8_lossy(&h.peer_id[..8])
         );
+        if let Some(m) = self.magnets.get_mut(&tid) {
+            m.known.connected(key);
+            return;
+        }
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
@@ -692,6 +711,12 @@ impl Engine {
             log::debug!("{}: closed: {reason}", c.addr);
             let Some(tid) = c.torrent else { continue };
             let was_active = c.state == ConnState::Active;
+            if let Some(m) = self.magnets.get_mut(&tid) {
+                m.known.closed(key, was_active, now);
+                m.fetch.remove_peer(key, now);
+                self.pump_fetch(tid, now);
+                continue;
+            }
             if let Some(t) = self.torrents.get_mut(&tid) {
                 if let Some(s) = t.swarm.as_mut() {
                     s.remove_peer(key);

@@ -1,0 +1,374 @@
+//! Torrents added by magnet link, until their info dictionary is known.
+//!
+//! A magnet-phase torrent has no pieces, no files and no swarm: only peers
+//! (from the link's `x.pe`, `--peer`, or those who dial us) and a
+//! [`MetadataFetch`]. Its connections speak only the extension protocol
+//! (BEP 10) and ut_metadata (BEP 9); everything else they send is ignored.
+//! When the fetch yields the info dictionary (already checked against the
+//! info-hash), it is saved as a .torrent in the state directory, the
+//! magnet-phase connections are closed, and the torrent starts as any other
+//! with the same peers, which are dialled again.
+
+use super::*;
+use crate::metainfo::{Magnet, TorrentBuilder};
+use crate::swarm::metadata::{FetchOut, MetadataFetch};
+use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
+
+pub(super) struct MagnetEntry {
+    pub(super) info_hash: InfoHash,
+    pub(super) name: Option<String>,
+    pub(super) dir: PathBuf,
+    pub(super) trackers: Vec<String>,
+    pub(super) known: PeerList,
+    pub(super) manual_peers: Vec<String>,
+    pub(super) fetch: MetadataFetch,
+    pub(super) paused: bool,
+    /// Why the metadata could not be used (a hostile info dictionary).
+    pub(super) error: Option<String>,
+}
+
+impl Engine {
+    /// `peerlet add MAGNET`.
+    pub(super) fn add_magnet(
+        &mut self,
+        link: &str,
+        dir: Option<PathBuf>,
+        peers: Vec<String>,
+        paused: bool,
+        now: Instant,
+    ) -> Result<AddResult, ApiError> {
+        let m = Magnet::parse(link).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let name = m.name.clone().unwrap_or_else(|| m.info_hash.to_hex());
+        let mut all_peers = m.peers.clone();
+        all_peers.extend(peers);
+        if let Some(&tid) = self.by_hash.get(&m.info_hash) {
+            self.add_peers_any(tid, all_peers, now)?;
+            return Ok(AddResult {
+                info_hash: m.info_hash,
+                name,
+                added: false,
+            });
+        }
+        let dir = dir.unwrap_or_else(|| self.config.download_dir.clone());
+        if !dir.is_absolute() {
+            return Err(ApiError::BadRequest(format!(
+                "download directory '{}' must be an absolute path",
+                dir.display()
+            )));
+        }
+        let tid = self.next_tid;
+        self.next_tid += 1;
+        self.by_hash.insert(m.info_hash, tid);
+        self.magnets.insert(
+            tid,
+            MagnetEntry {
+                info_hash: m.info_hash,
+                name: m.name.clone(),
+                dir,
+                trackers: m.trackers.clone(),
+                known: PeerList::default(),
+                manual_peers: Vec::new(),
+                fetch: MetadataFetch::new(m.info_hash),
+                paused,
+                error: None,
+            },
+        );
+        log::info!(
+            "added magnet {name} ({}): fetching its metadata from peers",
+            m.info_hash
+        );
+        self.add_peers_any(tid, all_peers, now)?;
+        Ok(AddResult {
+            info_hash: m.info_hash,
+            name,
+            added: true,
+        })
+    }
+
+    /// Adds `host:port` peers to a torrent or a magnet.
+    pub(super) fn add_peers_any(
+        &mut self,
+        tid: u32,
+        peers: Vec<String>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        if !self.magnets.contains_key(&tid) {
+            return self.add_manual_peers(tid, peers, now);
+        }
+        for p in &peers {
+            if p.rsplit_once(':')
+                .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
+            {
+                return Err(ApiError::BadRequest(format!("peer '{p}' is not host:port")));
+            }
+        }
+        for p in peers {
+            if let Some(m) = self.magnets.get_mut(&tid) {
+                if !m.manual_peers.contains(&p) && m.manual_peers.len() < 200 {
+                    m.manual_peers.push(p.clone());
+                }
+            }
+            self.resolve_peer(tid, p, "manual", now);
+        }
+        self.connect_magnet_peers(tid, now);
+        Ok(())
+    }
+
+    /// Dials a magnet's known peers, within the connection limits.
+    pub(super) fn connect_magnet_peers(&mut self, tid: u32, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let half_open = self
+            .conns
+            .values()
+            .filter(|c| c.state != ConnState::Active)
+            .count();
+        let mut budget = self
+            .config
+            .max_half_open
+            .saturating_sub(half_open)
+            .min(self.config.max_connections.saturating_sub(self.conns.len()));
+        let Some(m) = self.magnets.get(&tid) else {
+            return;
+        };
+        if m.paused || m.error.is_some() {
+            return;
+        }
+        let info_hash = m.info_hash.0;
+        let candidates = m
+            .known
+            .candidates(now, false, |a| self.bans.contains_key(&a.ip()));
+        for addr in candidates {
+            if budget == 0 {
+                break;
+            }
+            if self
+                .conns
+                .values()
+                .any(|c| c.torrent == Some(tid) && c.addr == addr)
+            {
+                continue;
+            }
+            match self.open_outgoing(addr, tid, info_hash, now) {
+                Ok(key) => {
+                    let source = self
+                        .magnets
+                        .get_mut(&tid)
+                        .and_then(|m| m.known.attach(addr, key));
+                    if let (Some(source), Some(c)) = (source, self.conns.get_mut(key)) {
+                        c.source = source;
+                    }
+                    budget -= 1;
+                }
+                Err(e) => {
+                    log::debug!("connect to {addr}: {e}");
+                    if let Some(m) = self.magnets.get_mut(&tid) {
+                        m.known.failed(addr, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads what a magnet-phase connection sent: extension messages only.
+    pub(super) fn process_magnet_input(&mut self, key: PeerKey, tid: u32, now: Instant) {
+        loop {
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            if c.closing.is_some() {
+                return;
+            }
+            let mut extended: Option<(u8, Vec<u8>)> = None;
+            let used = match Message::parse(c.unparsed(), None) {
+                Ok(Some((Message::Extended { id, payload }, used))) => {
+                    extended = Some((id, payload.to_vec()));
+                    used
+                }
+                Ok(Some((_, used))) => used,
+                Ok(None) => return,
+                Err(e) => return c.close(format!("protocol error: {e}")),
+            };
+            c.consume(used);
+            if let Some((id, payload)) = extended {
+                self.on_magnet_extended(key, tid, id, &payload, now);
+            }
+        }
+    }
+
+    fn on_magnet_extended(&mut self, key: PeerKey, tid: u32, id: u8, payload: &[u8], now: Instant) {
+        match id {
+            extension::HANDSHAKE_ID => match ExtendedHandshake::parse(payload) {
+                Ok(hs) => {
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.ext.update(&hs);
+                        if let Some(v) = hs.client.clone() {
+                            c.client = Some(v);
+                        }
+                    }
+                    if let Some(m) = self.magnets.get_mut(&tid) {
+                        m.fetch.on_handshake(key, &hs, now);
+                    }
+                }
+                Err(e) => log::debug!("bad extension handshake: {e}"),
+            },
+            extension::UT_METADATA_ID => match MetadataMsg::parse(payload) {
+                Ok(MetadataMsg::Request { piece }) => {
+                    // We have nothing to serve yet.
+                    if let Some(c) = self.conns.get_mut(key) {
+                        if let Some(their_id) = c.ext.ut_metadata {
+                            c.queue(&Message::Extended {
+                                id: their_id,
+                                payload: &MetadataMsg::Reject { piece }.to_bytes(),
+                            });
+                        }
+                    }
+                }
+                Ok(msg) => {
+                    if let Some(m) = self.magnets.get_mut(&tid) {
+                        m.fetch.on_message(key, &msg, now);
+                    }
+                }
+                Err(e) => log::debug!("bad ut_metadata message: {e}"),
+            },
+            _ => {}
+        }
+        self.pump_fetch(tid, now);
+    }
+
+    /// Carries out what a metadata fetch asked for.
+    pub(super) fn pump_fetch(&mut self, tid: u32, now: Instant) {
+        let Some(m) = self.magnets.get_mut(&tid) else {
+            return;
+        };
+        let outs: Vec<FetchOut> = m.fetch.drain().collect();
+        for out in outs {
+            match out {
+                FetchOut::Send {
+                    peer,
+                    ext_id,
+                    payload,
+                } => {
+                    if let Some(c) = self.conns.get_mut(peer) {
+                        c.queue(&Message::Extended {
+                            id: ext_id,
+                            payload: &payload,
+                        });
+                    }
+                }
+                FetchOut::Drop { peer, reason } => {
+                    if let Some(c) = self.conns.get_mut(peer) {
+                        c.close(format!("metadata: {reason}"));
+                    }
+                }
+                FetchOut::Done(info) => return self.complete_magnet(tid, info, now),
+            }
+        }
+    }
+
+    /// The info dictionary arrived (checked against the info-hash): save it
+    /// as a .torrent and start the torrent with the magnet's peers.
+    fn complete_magnet(&mut self, tid: u32, info: Vec<u8>, now: Instant) {
+        let Some(m) = self.magnets.get_mut(&tid) else {
+            return;
+        };
+        let builder = TorrentBuilder {
+            trackers: m.trackers.clone(),
+            ..TorrentBuilder::default()
+        };
+        let bytes = builder.to_bytes(crate::bencode::Value::Raw(info));
+        let meta = match Torrent::from_bytes(&bytes) {
+            Ok(meta) if meta.info_hash == m.info_hash => meta,
+            Ok(_) => return log::error!("metadata does not match its info-hash"),
+            Err(e) => {
+                let msg = format!("the metadata peers sent is not usable: {e}");
+                log::error!("magnet {}: {msg}", m.info_hash);
+                m.error = Some(msg);
+                return;
+            }
+        };
+        let Some(m) = self.magnets.remove(&tid) else {
+            return;
+        };
+        log::info!(
+            "{}: metadata received ({} bytes), starting",
+            meta.name,
+            meta.info_bytes.len()
+        );
+        for c in self.conns.values_mut() {
+            if c.torrent == Some(tid) {
+                c.close("metadata complete: reconnecting for the data");
+            }
+        }
+        let path = self
+            .config
+            .state_dir
+            .join("torrents")
+            .join(format!("{}.torrent", meta.info_hash.to_hex()));
+        self.run_job(Ctx::Other("saving the torrent file"), move || {
+            Box::new(storage::write_atomic(&path, &bytes, 0o600))
+        });
+        let new_tid = match self.new_entry(meta, m.dir) {
+            Ok(t) => t,
+            Err(e) => return log::error!("{e}"),
+        };
+        if let Some(t) = self.torrents.get_mut(&new_tid) {
+            t.paused = m.paused;
+            t.manual_peers = m.manual_peers;
+        }
+        for k in m.known.iter() {
+            self.add_known_peer(new_tid, k.addr, k.source, now);
+        }
+        self.probe(new_tid);
+    }
+
+    /// Timeouts of metadata requests and new connections, once a second.
+    pub(super) fn tick_magnets(&mut self, now: Instant) {
+        let tids: Vec<u32> = self.magnets.keys().copied().collect();
+        for tid in tids {
+            if let Some(m) = self.magnets.get_mut(&tid) {
+                m.fetch.tick(now);
+            }
+            self.pump_fetch(tid, now);
+            self.connect_magnet_peers(tid, now);
+        }
+    }
+
+    /// A magnet's status for the API: state `metadata`, no pieces yet.
+    pub(super) fn magnet_status(&self, tid: u32) -> Option<TorrentStatus> {
+        let m = self.magnets.get(&tid)?;
+        let peers = self
+            .conns
+            .values()
+            .filter(|c| c.torrent == Some(tid) && c.state == ConnState::Active)
+            .count();
+        Some(TorrentStatus {
+            info_hash: m.info_hash,
+            name: m.name.clone().unwrap_or_else(|| m.info_hash.to_hex()),
+            state: if m.paused {
+                TorrentState::Paused
+            } else if m.error.is_some() {
+                TorrentState::Error
+            } else {
+                TorrentState::Metadata
+            },
+            error: m.error.clone(),
+            dir: m.dir.clone(),
+            total_size: 0,
+            have_bytes: 0,
+            pieces: 0,
+            pieces_have: 0,
+            download_rate: 0,
+            upload_rate: 0,
+            downloaded: 0,
+            uploaded: 0,
+            peers: peers as u32,
+            hash_failures: 0,
+            pieces_downloaded: 0,
+            pieces_resumed: 0,
+            download_limit: 0,
+            upload_limit: 0,
+        })
+    }
+}
