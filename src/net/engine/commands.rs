@@ -169,13 +169,7 @@ impl Engine {
                 added: false,
             });
         }
-        let dir = dir.unwrap_or_else(|| self.config.download_dir.clone());
-        if !dir.is_absolute() {
-            return Err(ApiError::BadRequest(format!(
-                "download directory '{}' must be an absolute path",
-                dir.display()
-            )));
-        }
+        let dir = self.download_dir_of(dir)?;
         let info_hash = meta.info_hash;
         let name = meta.name.clone();
         let tid = self.new_entry(meta, dir).map_err(ApiError::Internal)?;
@@ -199,6 +193,18 @@ impl Engine {
             name,
             added: true,
         })
+    }
+
+    /// The download directory for a new torrent: the one given (absolute) or the default.
+    pub(super) fn download_dir_of(&self, dir: Option<PathBuf>) -> Result<PathBuf, ApiError> {
+        let dir = dir.unwrap_or_else(|| self.config.download_dir.clone());
+        if !dir.is_absolute() {
+            return Err(ApiError::BadRequest(format!(
+                "download directory '{}' must be an absolute path",
+                dir.display()
+            )));
+        }
+        Ok(dir)
     }
 
     pub(super) fn cmd_remove(

@@ -49,13 +49,7 @@ impl Engine {
                 added: false,
             });
         }
-        let dir = dir.unwrap_or_else(|| self.config.download_dir.clone());
-        if !dir.is_absolute() {
-            return Err(ApiError::BadRequest(format!(
-                "download directory '{}' must be an absolute path",
-                dir.display()
-            )));
-        }
+        let dir = self.download_dir_of(dir)?;
         let tid = self.next_tid;
         self.next_tid += 1;
         self.by_hash.insert(m.info_hash, tid);
