@@ -118,7 +118,7 @@ impl Engine {
             .values()
             .filter(|c| c.state != ConnState::Active)
             .count();
-        let mut budget = self
+        let budget = self
             .config
             .max_half_open
             .saturating_sub(half_open)
@@ -133,36 +133,7 @@ impl Engine {
         let candidates = m
             .known
             .candidates(now, false, |a| self.bans.contains_key(&a.ip()));
-        for addr in candidates {
-            if budget == 0 {
-                break;
-            }
-            if self
-                .conns
-                .values()
-                .any(|c| c.torrent == Some(tid) && c.addr == addr)
-            {
-                continue;
-            }
-            match self.open_outgoing(addr, tid, info_hash, now) {
-                Ok(key) => {
-                    let source = self
-                        .magnets
-                        .get_mut(&tid)
-                        .and_then(|m| m.known.attach(addr, key));
-                    if let (Some(source), Some(c)) = (source, self.conns.get_mut(key)) {
-                        c.source = source;
-                    }
-                    budget -= 1;
-                }
-                Err(e) => {
-                    log::debug!("connect to {addr}: {e}");
-                    if let Some(m) = self.magnets.get_mut(&tid) {
-                        m.known.failed(addr, now);
-                    }
-                }
-            }
-        }
+        self.dial(tid, info_hash, candidates, budget, now);
     }
 
     /// Reads what a magnet-phase connection sent: extension messages only.

@@ -3,6 +3,7 @@
 //! dispatch to the swarm, uploads, flushing and closing.
 
 use super::*;
+use crate::net::peerlist::PeerList;
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
 
 impl Engine {
@@ -55,8 +56,8 @@ impl Engine {
             .values()
             .filter(|c| c.state != ConnState::Active)
             .count();
-        let mut budget_half = self.config.max_half_open.saturating_sub(half_open);
-        let mut budget_total = self.config.max_connections.saturating_sub(self.conns.len());
+        let budget_half = self.config.max_half_open.saturating_sub(half_open);
+        let budget_total = self.config.max_connections.saturating_sub(self.conns.len());
         let per_torrent = self.config.max_connections_per_torrent;
         let Some(t) = self.torrents.get(&tid) else {
             return;
@@ -65,7 +66,7 @@ impl Engine {
             return;
         }
         let complete = t.swarm.as_ref().is_some_and(|s| s.is_complete());
-        let mut n_conns = t.known.n_connected()
+        let n_conns = t.known.n_connected()
             + self
                 .conns
                 .values()
@@ -75,11 +76,35 @@ impl Engine {
             .known
             .candidates(now, complete, |a| self.bans.contains_key(&a.ip()));
         let info_hash = t.meta.info_hash.0;
+        let budget = budget_half
+            .min(budget_total)
+            .min(per_torrent.saturating_sub(n_conns));
+        self.dial(tid, info_hash, candidates, budget, now);
+    }
+
+    /// The known-peer list of a torrent or a magnet.
+    pub(super) fn known_mut(&mut self, tid: u32) -> Option<&mut PeerList> {
+        match self.torrents.get_mut(&tid) {
+            Some(t) => Some(&mut t.known),
+            None => self.magnets.get_mut(&tid).map(|m| &mut m.known),
+        }
+    }
+
+    /// Dials `candidates` for torrent `tid`, opening at most `budget`
+    /// connections; skips addresses already connected (they dialled us).
+    pub(super) fn dial(
+        &mut self,
+        tid: u32,
+        info_hash: [u8; 20],
+        candidates: Vec<SocketAddr>,
+        budget: usize,
+        now: Instant,
+    ) {
+        let mut opened = 0;
         for addr in candidates {
-            if budget_half == 0 || budget_total == 0 || n_conns >= per_torrent {
+            if opened >= budget {
                 break;
             }
-            // Already connected to this address (it dialled us)?
             if self
                 .conns
                 .values()
@@ -89,20 +114,17 @@ impl Engine {
             }
             match self.open_outgoing(addr, tid, info_hash, now) {
                 Ok(key) => {
-                    let source = self
-                        .torrents
-                        .get_mut(&tid)
-                        .and_then(|t| t.known.attach(addr, key));
+                    let source = self.known_mut(tid).and_then(|k| k.attach(addr, key));
                     if let (Some(source), Some(c)) = (source, self.conns.get_mut(key)) {
                         c.source = source;
                     }
-                    budget_half -= 1;
-                    budget_total -= 1;
-                    n_conns += 1;
+                    opened += 1;
                 }
                 Err(e) => {
                     log::debug!("connect to {addr}: {e}");
-                    self.peer_failed(tid, addr, now);
+                    if let Some(k) = self.known_mut(tid) {
+                        k.failed(addr, now);
+                    }
                 }
             }
         }
@@ -146,13 +168,6 @@ impl Engine {
         let inserted = self.conns.insert_with(|_| c);
         debug_assert_eq!(inserted, key);
         Ok(key)
-    }
-
-    pub(super) fn peer_failed(&mut self, tid: u32, addr: SocketAddr, now: Instant) {
-        let Some(t) = self.torrents.get_mut(&tid) else {
-            return;
-        };
-        t.known.failed(addr, now);
     }
 
     pub(super) fn accept(&mut self, now: Instant) {
