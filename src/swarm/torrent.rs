@@ -432,7 +432,7 @@ impl Swarm {
             }
             Message::Interested => {
                 peer.peer_interested = true;
-                self.maybe_unchoke_now(key, now);
+                self.maybe_unchoke_now(key);
             }
             Message::NotInterested => {
                 peer.peer_interested = false;
@@ -1045,13 +1045,13 @@ impl Swarm {
         self.peers.values().filter(|p| !p.am_choking).count()
     }
 
-    fn maybe_unchoke_now(&mut self, key: PeerKey, now: Instant) {
+    fn maybe_unchoke_now(&mut self, key: PeerKey) {
         if self.unchoked_count() < self.config.upload_slots {
-            self.set_choke(key, false, now);
+            self.set_choke(key, false);
         }
     }
 
-    fn set_choke(&mut self, key: PeerKey, choke: bool, now: Instant) {
+    fn set_choke(&mut self, key: PeerKey, choke: bool) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -1077,7 +1077,6 @@ impl Swarm {
         } else {
             self.out.push(Out::Send(key, Message::Unchoke));
         }
-        let _ = now;
     }
 
     /// Periodic work: request timeouts, rechoke, optimistic unchoke. Call about once a second.
@@ -1165,7 +1164,7 @@ impl Swarm {
             // Uninterested peers are left unchoked if they were (cheap, and
             // they may become interested); interested ones follow the ranking.
             if interested {
-                self.set_choke(key, !unchoke.contains(&key), now);
+                self.set_choke(key, !unchoke.contains(&key));
             }
         }
     }

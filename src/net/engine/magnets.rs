@@ -113,16 +113,7 @@ impl Engine {
         if self.shutdown.is_some() {
             return;
         }
-        let half_open = self
-            .conns
-            .values()
-            .filter(|c| c.state != ConnState::Active)
-            .count();
-        let budget = self
-            .config
-            .max_half_open
-            .saturating_sub(half_open)
-            .min(self.config.max_connections.saturating_sub(self.conns.len()));
+        let budget = self.dial_budget();
         let Some(m) = self.magnets.get(&tid) else {
             return;
         };

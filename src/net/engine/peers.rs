@@ -51,13 +51,7 @@ impl Engine {
         if self.shutdown.is_some() {
             return;
         }
-        let half_open = self
-            .conns
-            .values()
-            .filter(|c| c.state != ConnState::Active)
-            .count();
-        let budget_half = self.config.max_half_open.saturating_sub(half_open);
-        let budget_total = self.config.max_connections.saturating_sub(self.conns.len());
+        let dial_budget = self.dial_budget();
         let per_torrent = self.config.max_connections_per_torrent;
         let Some(t) = self.torrents.get(&tid) else {
             return;
@@ -76,10 +70,20 @@ impl Engine {
             .known
             .candidates(now, complete, |a| self.bans.contains_key(&a.ip()));
         let info_hash = t.meta.info_hash.0;
-        let budget = budget_half
-            .min(budget_total)
-            .min(per_torrent.saturating_sub(n_conns));
+        let budget = dial_budget.min(per_torrent.saturating_sub(n_conns));
         self.dial(tid, info_hash, candidates, budget, now);
+    }
+
+    /// New outgoing connections allowed now: under the half-open cap and the
+    /// global connection cap.
+    pub(super) fn dial_budget(&self) -> usize {
+        let half_open = self
+            .conns
+            .values()
+            .filter(|c| c.state != ConnState::Active)
+            .count();
+        let half = self.config.max_half_open.saturating_sub(half_open);
+        half.min(self.config.max_connections.saturating_sub(self.conns.len()))
     }
 
     /// The known-peer list of a torrent or a magnet.
@@ -227,7 +231,6 @@ impl Engine {
                 c.close(format!("write: {e}"));
                 return;
             }
-            self.after_flush(key);
         }
         if self.conns.get(key).is_some_and(|c| c.readable) && !self.reads_blocked() {
             self.read_conn(key, now);
@@ -693,10 +696,6 @@ impl Engine {
         }
         s.pump_uploads(peer);
         self.apply_swarm(tid, now);
-    }
-
-    pub(super) fn after_flush(&mut self, key: PeerKey) {
-        let _ = key;
     }
 
     pub(super) fn flush_all(&mut self, now: Instant) {

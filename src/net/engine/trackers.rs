@@ -156,6 +156,12 @@ impl Engine {
         }
     }
 
+    fn announcer_mut(&mut self, tid: u32) -> Option<&mut Announcer> {
+        self.torrents
+            .get_mut(&tid)
+            .and_then(|t| t.announcer.as_mut())
+    }
+
     pub(super) fn on_tracker_resolved(
         &mut self,
         tid: u32,
@@ -163,11 +169,7 @@ impl Engine {
         addrs: Vec<SocketAddr>,
         now: Instant,
     ) {
-        if let Some(a) = self
-            .torrents
-            .get_mut(&tid)
-            .and_then(|t| t.announcer.as_mut())
-        {
+        if let Some(a) = self.announcer_mut(tid) {
             a.on_resolved(tracker, addrs, now);
         }
         self.pump_announcer(tid, now);
@@ -180,11 +182,7 @@ impl Engine {
         result: Result<Vec<u8>, TrackerError>,
         now: Instant,
     ) {
-        if let Some(a) = self
-            .torrents
-            .get_mut(&tid)
-            .and_then(|t| t.announcer.as_mut())
-        {
+        if let Some(a) = self.announcer_mut(tid) {
             a.on_http_result(tracker, result, now);
         }
         self.pump_announcer(tid, now);
