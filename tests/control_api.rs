@@ -8,7 +8,7 @@ use common::{field, write_random_file, TempDir};
 use crossbeam_channel::{bounded, Receiver};
 use peerlet::control::api::{
     AddResult, AddSource, ApiError, Command, EngineHandle, FileStatus, NodeStatus, PeerStatus,
-    TorrentDetail, TorrentState, TorrentStatus,
+    SourceStats, TorrentDetail, TorrentState, TorrentStatus, TrackerInfo,
 };
 use peerlet::control::client::{Client, ClientError};
 use peerlet::control::server::{self, Config, ControlServer};
@@ -83,7 +83,21 @@ fn detail(s: TorrentStatus) -> TorrentDetail {
             size: 4 << 20,
             have_bytes: 2 << 20,
         }],
-        trackers: Vec::new(),
+        trackers: vec![TrackerInfo {
+            url: "udp://tracker.example:6969/announce".into(),
+            tier: 0,
+            last_result: "ok: 12 peers".into(),
+            next_announce_secs: Some(1800),
+            seeders: Some(3),
+            leechers: Some(9),
+        }],
+        sources: vec![SourceStats {
+            source: "tracker",
+            known: 12,
+            connected: 1,
+            downloaded: 2 << 20,
+            uploaded: 0,
+        }],
     }
 }
 
@@ -856,6 +870,13 @@ fn cli_against_the_fake_daemon() {
     );
     assert!(out.contains("127.0.0.1:6881"), "{out}");
     assert!(out.contains("dir/file.bin"), "{out}");
+    assert!(
+        out.contains(
+            "[0] udp://tracker.example:6969/announce  ok: 12 peers, 3 seeders, 9 leechers, next in 30m"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("tracker     12 known    1 connected"), "{out}");
     let (code, out, _) = peerlet(&["status", BETA, "--api", api]);
     assert_eq!(code, 0);
     assert_eq!(

@@ -939,7 +939,6 @@ fn magnet_link_downloads_from_an_aria2c_seeder() {
 
 /// The same with a libtorrent seeder.
 #[test]
-#[ignore = "open: the libtorrent seeder accepts the connection but the metadata exchange does not start (peerlet stays in the metadata state); aria2c works"]
 fn magnet_link_downloads_from_a_libtorrent_seeder() {
     require_libtorrent();
     let tmp = TempDir::new("magnet-lt");

@@ -243,6 +243,31 @@ pub struct FileStatus {
     pub have_bytes: u64,
 }
 
+/// A torrent's peers by where they came from: `manual`, `tracker`, `pex`,
+/// `magnet`, `incoming`, ...
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceStats {
+    pub source: &'static str,
+    /// Addresses known from this source (dialled or waiting to be).
+    pub known: u32,
+    /// Open connections from this source.
+    pub connected: u32,
+    /// Bytes of verified-or-not payload received from its peers, this session.
+    pub downloaded: u64,
+    pub uploaded: u64,
+}
+
+impl SourceStats {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("source", self.source)
+            .with("known", self.known)
+            .with("connected", self.connected)
+            .with("downloaded", self.downloaded)
+            .with("uploaded", self.uploaded)
+    }
+}
+
 /// One tracker of a torrent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrackerInfo {
@@ -279,6 +304,7 @@ pub struct TorrentDetail {
     pub peers: Vec<PeerStatus>,
     pub files: Vec<FileStatus>,
     pub trackers: Vec<TrackerInfo>,
+    pub sources: Vec<SourceStats>,
 }
 
 impl TorrentDetail {
@@ -304,6 +330,10 @@ impl TorrentDetail {
             entries.push((
                 "trackers".into(),
                 Json::Arr(self.trackers.iter().map(TrackerInfo::to_json).collect()),
+            ));
+            entries.push((
+                "sources".into(),
+                Json::Arr(self.sources.iter().map(SourceStats::to_json).collect()),
             ));
         }
         j

@@ -676,6 +676,50 @@ pub fn detail_text(j: &Json) -> String {
         ),
     );
     kv("magnet", s(j, "magnet").to_string());
+    let trackers = j
+        .get("trackers")
+        .and_then(Json::as_array)
+        .unwrap_or_default();
+    if !trackers.is_empty() {
+        out.push_str(&format!("trackers: {}\n", trackers.len()));
+    }
+    for t in trackers {
+        let mut line = format!(
+            "  [{}] {}  {}",
+            u(t, "tier"),
+            s(t, "url"),
+            s(t, "last_result")
+        );
+        let counts = (
+            t.get("seeders").and_then(Json::as_u64),
+            t.get("leechers").and_then(Json::as_u64),
+        );
+        if let (Some(seeders), Some(leechers)) = counts {
+            line.push_str(&format!(", {seeders} seeders, {leechers} leechers"));
+        }
+        if let Some(next) = t.get("next_announce_secs").and_then(Json::as_u64) {
+            line.push_str(&format!(", next in {}", human_duration(next)));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let sources = j
+        .get("sources")
+        .and_then(Json::as_array)
+        .unwrap_or_default();
+    if !sources.is_empty() {
+        out.push_str("peer sources:\n");
+    }
+    for src in sources {
+        out.push_str(&format!(
+            "  {:<9} {:>4} known {:>4} connected  {:>10} down {:>10} up\n",
+            s(src, "source"),
+            u(src, "known"),
+            u(src, "connected"),
+            human_bytes(u(src, "downloaded")),
+            human_bytes(u(src, "uploaded"))
+        ));
+    }
     let peers = j
         .get("peer_list")
         .and_then(Json::as_array)

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 mod commands;
 mod magnets;
 mod peers;
+mod pex;
 mod torrents;
 mod trackers;
 
@@ -323,9 +324,71 @@ struct TorrentEntry {
     writes_in_flight: u32,
     /// Tracker announces (none for a torrent without trackers).
     announcer: Option<crate::tracker::announcer::Announcer>,
+    /// Bytes moved by connections already closed, per source: (source, down, up).
+    closed_transfer: Vec<(&'static str, u64, u64)>,
+    /// Peer exchange (BEP 11); disabled for private torrents.
+    pex: crate::swarm::pex::PeerExchange,
 }
 
 impl TorrentEntry {
+    fn add_closed_transfer(&mut self, source: &'static str, down: u64, up: u64) {
+        match self.closed_transfer.iter_mut().find(|e| e.0 == source) {
+            Some(e) => {
+                e.1 += down;
+                e.2 += up;
+            }
+            None => self.closed_transfer.push((source, down, up)),
+        }
+    }
+
+    /// Known addresses, connections and bytes per peer source.
+    fn source_stats(&self, conns: &Slab<Conn>) -> Vec<api::SourceStats> {
+        let mut out: Vec<api::SourceStats> = Vec::new();
+        fn entry<'a>(
+            out: &'a mut Vec<api::SourceStats>,
+            source: &'static str,
+        ) -> &'a mut api::SourceStats {
+            let i = match out.iter().position(|e| e.source == source) {
+                Some(i) => i,
+                None => {
+                    out.push(api::SourceStats {
+                        source,
+                        known: 0,
+                        connected: 0,
+                        downloaded: 0,
+                        uploaded: 0,
+                    });
+                    out.len() - 1
+                }
+            };
+            &mut out[i]
+        }
+        for k in self.known.iter() {
+            entry(&mut out, k.source).known += 1;
+        }
+        for &(source, down, up) in &self.closed_transfer {
+            let e = entry(&mut out, source);
+            e.downloaded += down;
+            e.uploaded += up;
+        }
+        for c in conns.values() {
+            if c.torrent != Some(self.id) || c.state != ConnState::Active {
+                continue;
+            }
+            let (down, up) = self
+                .swarm
+                .as_ref()
+                .and_then(|s| s.peer_transfer(c.key))
+                .unwrap_or((0, 0));
+            let e = entry(&mut out, c.source);
+            e.connected += 1;
+            e.downloaded += down;
+            e.uploaded += up;
+        }
+        out.sort_by(|a, b| a.source.cmp(b.source));
+        out
+    }
+
     fn api_state(&self) -> TorrentState {
         if self.paused {
             return TorrentState::Paused;
@@ -870,6 +933,7 @@ impl Engine {
     fn tick(&mut self, now: Instant) {
         self.tick_announcers(now);
         self.tick_magnets(now);
+        self.tick_pex(now);
         // Connection timeouts and keep-alives.
         let (connect_t, handshake_t, idle_t, keepalive) = (
             self.config.connect_timeout,

@@ -1171,6 +1171,23 @@ impl Swarm {
 
     // ----- status -----
 
+    /// Bytes received from and sent to a connected peer: (down, up).
+    pub fn peer_transfer(&self, key: PeerKey) -> Option<(u64, u64)> {
+        self.peers.get(&key).map(|p| (p.down.total, p.up.total))
+    }
+
+    /// We are waiting for blocks we requested from this peer.
+    pub fn has_requests_to(&self, key: PeerKey) -> bool {
+        self.peers
+            .get(&key)
+            .is_some_and(|p| !p.requests_out.is_empty())
+    }
+
+    /// The peer has told us it has every piece.
+    pub fn peer_is_seed(&self, key: PeerKey) -> bool {
+        self.peers.get(&key).is_some_and(|p| p.has.is_full())
+    }
+
     pub fn peer_infos(&mut self, now: Instant) -> Vec<PeerInfo> {
         let n = self.lengths.n_pieces().max(1);
         let mut out = Vec::new();

@@ -384,7 +384,8 @@ impl Engine {
                 magnet: magnet.to_string(),
                 peers: Vec::new(),
                 files: Vec::new(),
-                trackers: Vec::new(),
+                trackers: self.tracker_infos(tid, now),
+                sources: Vec::new(),
             });
         }
         let status = self
@@ -445,6 +446,7 @@ impl Engine {
             magnet: meta.magnet().to_string(),
             peers,
             files,
+            sources: t.source_stats(&self.conns),
             trackers: self.tracker_infos(tid, now),
         })
     }

@@ -158,6 +158,13 @@ impl Engine {
             extension::HANDSHAKE_ID => match ExtendedHandshake::parse(payload) {
                 Ok(hs) => {
                     if let Some(c) = self.conns.get_mut(key) {
+                        if hs.extension(extension::UT_METADATA).unwrap_or(0) == 0 {
+                            log::debug!(
+                                "{}: its extension handshake offers no ut_metadata: \
+                                 it cannot send the metadata",
+                                c.addr
+                            );
+                        }
                         c.ext.update(&hs);
                         if let Some(v) = hs.client.clone() {
                             c.client = Some(v);

@@ -6,6 +6,10 @@ use super::*;
 use crate::net::peerlist::PeerList;
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
 
+/// Bytes a connection we expect no payload from may read per turn whatever
+/// the download limits (see [`Engine::read_allowance`]).
+const CONTROL_READ: u64 = 4096;
+
 impl Engine {
     // ----- peers -----
 
@@ -283,14 +287,29 @@ impl Engine {
             .collect()
     }
 
-    /// Bytes `key` may read now under the global and its torrent's download limits.
+    /// Bytes `key` may read now under the global and its torrent's download
+    /// limits. A connection we expect no payload from (a handshake, a peer
+    /// we requested nothing of, a magnet's metadata exchange) may always read
+    /// a little, still charged to the limits: otherwise peers that use up a
+    /// download limit would starve everyone else's handshakes and requests
+    /// (and our uploads to them) into timeouts.
     pub(super) fn read_allowance(&mut self, key: PeerKey, now: Instant) -> u64 {
         let global = self.down_bucket.available(now);
-        let tid = self.conns.get(key).and_then(|c| c.torrent);
-        let torrent = tid
-            .and_then(|tid| self.torrents.get_mut(&tid))
-            .map_or(u64::MAX, |t| t.down_limit.available(now));
-        global.min(torrent)
+        let Some(tid) = self.conns.get(key).map(|c| c.torrent) else {
+            return 0;
+        };
+        let t = tid.and_then(|tid| self.torrents.get_mut(&tid));
+        let expects_payload = t
+            .as_ref()
+            .and_then(|t| t.swarm.as_ref())
+            .is_some_and(|s| s.has_requests_to(key));
+        let torrent = t.map_or(u64::MAX, |t| t.down_limit.available(now));
+        let limited = global.min(torrent);
+        if expects_payload {
+            limited
+        } else {
+            limited.max(CONTROL_READ)
+        }
     }
 
     pub(super) fn reads_blocked(&self) -> bool {
@@ -405,23 +424,31 @@ impl Engine {
                 break;
             }
             if let Some((id, payload)) = extended {
-                self.on_extended(key, tid, id, &payload);
+                self.on_extended(key, tid, id, &payload, now);
             }
         }
         self.apply_swarm(tid, now);
     }
 
     /// An extension protocol message (BEP 10) from a connected peer.
-    pub(super) fn on_extended(&mut self, key: PeerKey, tid: u32, id: u8, payload: &[u8]) {
+    pub(super) fn on_extended(
+        &mut self,
+        key: PeerKey,
+        tid: u32,
+        id: u8,
+        payload: &[u8],
+        now: Instant,
+    ) {
         match id {
             extension::HANDSHAKE_ID => match ExtendedHandshake::parse(payload) {
                 Ok(hs) => {
                     if let Some(c) = self.conns.get_mut(key) {
                         c.ext.update(&hs);
-                        if let Some(v) = hs.client {
+                        if let Some(v) = hs.client.clone() {
                             c.client = Some(v);
                         }
                     }
+                    self.pex_handshake(tid, key, &hs, now);
                 }
                 Err(e) => log::debug!("bad extension handshake: {e}"),
             },
@@ -434,7 +461,8 @@ impl Engine {
                     }
                 }
             },
-            // PEX and unknown extensions: not handled yet.
+            extension::UT_PEX_ID => self.on_pex_message(key, tid, payload, now),
+            // Unknown extensions (we never offered them): ignored.
             _ => {}
         }
     }
@@ -551,6 +579,7 @@ impl Engine {
         c.fast = h.supports_fast();
         c.state = ConnState::Active;
         let fast = c.fast;
+        let outgoing = c.outgoing;
         if h.supports_extensions() {
             // BEP 10: our extensions, how many requests we queue (reqq, so
             // the peer does not send more than we accept), our port, the size
@@ -584,6 +613,7 @@ impl Engine {
         if let Some(s) = t.swarm.as_mut() {
             s.add_peer(key, addr, fast, now);
         }
+        self.pex_connected(tid, key, addr, outgoing, now);
         self.apply_swarm(tid, now);
     }
 
@@ -732,9 +762,14 @@ impl Engine {
                 continue;
             }
             if let Some(t) = self.torrents.get_mut(&tid) {
+                let moved = t.swarm.as_ref().and_then(|s| s.peer_transfer(key));
+                if let Some((down, up)) = moved {
+                    t.add_closed_transfer(c.source, down, up);
+                }
                 if let Some(s) = t.swarm.as_mut() {
                     s.remove_peer(key);
                 }
+                t.pex.on_disconnect(key);
                 t.known.closed(key, was_active, now);
             }
             self.apply_swarm(tid, now);

@@ -47,6 +47,8 @@ impl Engine {
         let tid = self.next_tid;
         self.next_tid += 1;
         self.by_hash.insert(meta.info_hash, tid);
+        let mut pex = crate::swarm::pex::PeerExchange::new(meta.private);
+        pex.add_own_addr(self.listen_addr);
         self.torrents.insert(
             tid,
             TorrentEntry {
@@ -79,6 +81,8 @@ impl Engine {
                 pieces_resumed: 0,
                 writes_in_flight: 0,
                 announcer: None,
+                closed_transfer: Vec::new(),
+                pex,
             },
         );
         Ok(tid)
