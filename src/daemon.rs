@@ -78,8 +78,27 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
     let clean = storage::read_limited(&marker, 64).is_ok();
     storage::remove_files(&[marker])?;
     let mut torrents = Vec::new();
+    let mut magnets = Vec::new();
     let mut names = storage::list_dir(&torrents_dir)?;
     names.sort();
+    for name in &names {
+        let Some(hex) = name.strip_suffix(".magnet") else {
+            continue;
+        };
+        let path = torrents_dir.join(name);
+        if names.contains(&format!("{hex}.torrent")) {
+            // The metadata arrived and was saved just before a crash.
+            storage::remove_files(&[path])?;
+            continue;
+        }
+        match storage::read_limited(&path, resume::MAX_MAGNET_RECORD)
+            .map_err(|e| e.to_string())
+            .and_then(|b| resume::MagnetRecord::decode(&b))
+        {
+            Ok(m) => magnets.push(m),
+            Err(e) => log::error!("skipping {name}: {e}"),
+        }
+    }
     for name in names {
         let Some(hex) = name.strip_suffix(".torrent") else {
             continue;
@@ -112,7 +131,11 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
             journal,
         });
     }
-    Ok(Startup { torrents, clean })
+    Ok(Startup {
+        torrents,
+        magnets,
+        clean,
+    })
 }
 
 /// A running daemon: the engine and the control server.
@@ -127,7 +150,8 @@ impl Daemon {
     pub fn start(config: EngineConfig, api: Option<SocketAddr>) -> io::Result<Daemon> {
         storage::create_private_dir(&config.download_dir)?;
         let startup = load_state(&config.state_dir)?;
-        if !startup.clean && !startup.torrents.is_empty() {
+        let has_work = !startup.torrents.is_empty() || !startup.magnets.is_empty();
+        if !startup.clean && has_work {
             log::warn!("the last stop was not orderly: pieces verified since the last checkpoint will be re-hashed");
         }
         let engine = net::spawn(config, startup)?;

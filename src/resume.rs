@@ -13,6 +13,11 @@
 //!   the pieces it names that the resume file lacks are re-hashed (never
 //!   trusted), so a crash costs only the pieces that were in flight.
 //!
+//! - `<hex>.magnet` — a torrent added by magnet link whose metadata has not
+//!   arrived yet ([`MagnetRecord`]: the link, directory, peers, paused),
+//!   written atomically when it is added or paused/resumed, removed when
+//!   the `.torrent` made from its metadata is saved.
+//!
 //! A `clean` marker beside `torrents/` says the last stop was orderly.
 //!
 //! Decoding takes untrusted bytes (a corrupted file): any problem is an
@@ -149,6 +154,68 @@ impl Resume {
     }
 }
 
+/// A magnet link waiting for its metadata (`<hex>.magnet`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MagnetRecord {
+    /// The link as added (its trackers and `x.pe` peers included).
+    pub link: String,
+    pub dir: PathBuf,
+    /// Peers added by hand (`--peer`), `host:port`.
+    pub peers: Vec<String>,
+    pub paused: bool,
+}
+
+/// Largest `.magnet` file read back.
+pub const MAX_MAGNET_RECORD: u64 = 256 << 10;
+
+impl MagnetRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut d = Value::dict();
+        d.insert("version", Value::Int(VERSION));
+        d.insert("link", Value::str(&self.link));
+        d.insert(
+            "dir",
+            Value::Bytes(self.dir.as_os_str().as_encoded_bytes().to_vec()),
+        );
+        d.insert(
+            "peers",
+            Value::List(self.peers.iter().map(|p| Value::str(p)).collect()),
+        );
+        d.insert("paused", Value::Int(i64::from(self.paused)));
+        d.to_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<MagnetRecord, String> {
+        let limits = Limits {
+            max_input: MAX_MAGNET_RECORD as usize,
+            max_depth: 3,
+            max_tokens: 10_000,
+            max_string: 64 << 10,
+        };
+        let doc = bencode::decode(bytes, limits).map_err(|e| e.to_string())?;
+        let d = doc.root().as_dict().ok_or("not a dictionary")?;
+        let version = d.get(b"version").and_then(|n| n.as_int());
+        if version != Some(VERSION) {
+            return Err(format!("unknown magnet record version {version:?}"));
+        }
+        let link = d.get(b"link").and_then(|n| n.as_str()).ok_or("no link")?;
+        let dir = d.get(b"dir").and_then(|n| n.as_str()).ok_or("no dir")?;
+        let peers = match d.get(b"peers").and_then(|n| n.as_list()) {
+            Some(list) => list
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .take(200)
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(MagnetRecord {
+            link: link.to_string(),
+            dir: PathBuf::from(dir),
+            peers,
+            paused: d.get(b"paused").and_then(|n| n.as_int()) == Some(1),
+        })
+    }
+}
+
 /// Piece numbers from journal bytes (a torn last entry is ignored).
 pub fn decode_journal(bytes: &[u8]) -> Vec<u32> {
     bytes
@@ -164,6 +231,24 @@ pub fn encode_journal(pieces: &[u32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn magnet_records_round_trip_and_reject_garbage() {
+        let r = MagnetRecord {
+            link:
+                "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&tr=udp%3A%2F%2Ft%3A1"
+                    .into(),
+            dir: PathBuf::from("/srv/data dir"),
+            peers: vec!["127.0.0.1:6881".into(), "[::1]:1".into()],
+            paused: true,
+        };
+        assert_eq!(MagnetRecord::decode(&r.encode()).unwrap(), r);
+        assert!(MagnetRecord::decode(b"").is_err());
+        assert!(MagnetRecord::decode(b"d4:linki3ee").is_err());
+        let mut bytes = r.encode();
+        bytes.truncate(bytes.len() / 2);
+        assert!(MagnetRecord::decode(&bytes).is_err());
+    }
 
     #[test]
     fn round_trip_and_garbage() {

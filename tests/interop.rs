@@ -966,3 +966,79 @@ fn magnet_link_downloads_from_a_libtorrent_seeder() {
     report("libtorrent → peerlet from a magnet link", total, t);
     assert_same(&src, &leecher.download_dir.join("tree"));
 }
+
+/// A magnet link with only trackers (`tr`, no `x.pe`): peerlet announces
+/// the magnet over UDP to opentracker (left unknown, so counted as a
+/// leecher), learns the aria2c seeder (which announces over HTTP to the same
+/// opentracker), fetches the metadata and the data; the .torrent it saves
+/// keeps the trackers, and the seeder's bytes are counted under `tracker`.
+#[test]
+fn magnet_link_with_only_a_tracker_downloads_from_aria2c() {
+    require_tool("aria2c", "aria2");
+    let tmp = TempDir::new("magnet-tracker");
+    let src = tmp.join("src/tree");
+    let total = make_tree(&src, 8, 800);
+    let torrent = tmp.join("tree.torrent");
+    let (tracker, hash) = tracker_and_torrent(tmp.path(), &src, &torrent, &["http"]);
+    let seed_dir = tmp.join("aria2-seed");
+    copy_tree(&src, &seed_dir.join("tree"));
+    let (mut aria, _) = start_aria2(
+        tmp.path(),
+        "aria2-magnet-tracker-seed",
+        "127.0.0.51",
+        &torrent,
+        &seed_dir,
+        true,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tracker.seeders(&hash) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "aria2c never announced:\n{}",
+            aria.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let enc = |u: String| u.replace(':', "%3A").replace('/', "%2F");
+    let udp = format!("udp://127.0.0.1:{}/announce", tracker.port);
+    let http = format!("http://127.0.0.1:{}/announce", tracker.port);
+    let magnet = format!(
+        "magnet:?xt=urn:btih:{hash}&dn=tree&tr={}&tr={}",
+        enc(udp.clone()),
+        enc(http.clone())
+    );
+    let leecher = DaemonProc::start(tmp.path(), "peerlet-magnet-tracker", "127.0.0.52", &[]);
+    let (code, out, err) = leecher.cli(&["add", &magnet]);
+    assert_eq!(code, 0, "{out}{err}");
+    let t = Instant::now();
+    let st = wait_magnet_done(&leecher, &mut aria, &hash);
+    report(
+        "aria2c → peerlet from a magnet link with a tracker",
+        total,
+        t,
+    );
+    assert_same(&src, &leecher.download_dir.join("tree"));
+    let trackers = st.get("trackers").and_then(Json::as_array).unwrap();
+    assert_eq!(trackers.len(), 2, "{st}");
+    assert!(tracker_result(&st).starts_with("ok"), "{st}");
+    let from_tracker = st
+        .get("sources")
+        .and_then(Json::as_array)
+        .unwrap()
+        .iter()
+        .find(|s| s.get("source").and_then(Json::as_str) == Some("tracker"))
+        .and_then(|s| s.get("downloaded").and_then(Json::as_u64))
+        .unwrap_or(0);
+    assert!(from_tracker >= total, "{st}");
+    let saved = leecher
+        .state_dir
+        .join("torrents")
+        .join(format!("{hash}.torrent"));
+    let meta = peerlet::metainfo::Torrent::from_bytes(&std::fs::read(&saved).unwrap()).unwrap();
+    assert_eq!(meta.announce_list, vec![vec![udp], vec![http]]);
+    assert!(!leecher
+        .state_dir
+        .join("torrents")
+        .join(format!("{hash}.magnet"))
+        .exists());
+}

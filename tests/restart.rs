@@ -149,3 +149,71 @@ fn restart_trusts_resume_rechecks_changes_and_refuses_a_vanished_directory() {
     assert_eq!(num(&st, "pieces_have"), 31);
     assert_eq!(num(&st, "downloaded"), 0);
 }
+
+/// A magnet whose metadata has not arrived survives a restart (with its
+/// peers and its paused flag); once the metadata comes, its record gives way
+/// to the .torrent.
+#[test]
+fn a_magnet_waiting_for_metadata_survives_a_restart() {
+    let tmp = TempDir::new("restart-magnet");
+    let seeder = DaemonProc::start(tmp.path(), "seeder", "127.0.0.93", &[]);
+    let data = seeder.download_dir.join("data.bin");
+    std::fs::create_dir_all(&seeder.download_dir).unwrap();
+    write_random_file(&data, 3 << 20, 9);
+    let torrent = tmp.join("data.torrent");
+    let hash = create_torrent(&data, &torrent, "64K");
+    // The seeder does not have the torrent yet: no metadata to be had.
+    let mut d = DaemonProc::start(tmp.path(), "leecher", "127.0.0.94", &[]);
+    let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=data.bin");
+    let peer = seeder.listen.to_string();
+    let (code, out, err) = d.cli(&["add", &magnet, "--peer", &peer]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(state(&d.status(&hash)), "metadata");
+    let (code, out, err) = d.cli(&["pause", &hash]);
+    assert_eq!(code, 0, "{out}{err}");
+    let record = d.state_dir.join("torrents").join(format!("{hash}.magnet"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let paused_record = || {
+        std::fs::read(&record)
+            .ok()
+            .and_then(|b| peerlet::resume::MagnetRecord::decode(&b).ok())
+            .is_some_and(|r| r.paused && r.peers == [peer.clone()])
+    };
+    while !paused_record() {
+        assert!(Instant::now() < deadline, "no paused magnet record");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    assert!(d.stop().is_some_and(|s| s.success()));
+    d.restart();
+    let st = wait_state(&d, &hash, "paused");
+    assert_eq!(st.get("name").and_then(Json::as_str), Some("data.bin"));
+
+    // Now the seeder has it; resuming reaches it through the saved --peer.
+    seeder.add(&torrent, &[]);
+    wait_state(&seeder, &hash, "seeding");
+    let (code, out, err) = d.cli(&["resume", &hash]);
+    assert_eq!(code, 0, "{out}{err}");
+    d.wait_complete(&hash, Duration::from_secs(60));
+    common::daemon::assert_same_tree(&seeder.download_dir, &d.download_dir);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while record.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the magnet record must go once the .torrent is saved:\n{}",
+            d.log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d
+        .state_dir
+        .join("torrents")
+        .join(format!("{hash}.torrent"))
+        .exists());
+
+    // And after another restart it is an ordinary torrent, still complete.
+    assert!(d.stop().is_some_and(|s| s.success()));
+    d.restart();
+    let st = wait_state(&d, &hash, "seeding");
+    assert_eq!(num(&st, "pieces_resumed"), num(&st, "pieces"));
+}

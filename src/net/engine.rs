@@ -144,6 +144,8 @@ pub struct LoadedTorrent {
 /// What the daemon read from the state directory before starting the engine.
 pub struct Startup {
     pub torrents: Vec<LoadedTorrent>,
+    /// Magnets still waiting for their metadata.
+    pub magnets: Vec<resume::MagnetRecord>,
     /// The last stop was orderly (the `clean` marker was there).
     pub clean: bool,
 }
@@ -238,9 +240,16 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         outs: Vec::new(),
         pending_writes: Vec::new(),
         magnets: HashMap::new(),
+        trackers: HashMap::new(),
     };
     for t in startup.torrents {
         engine.load(t);
+    }
+    let now = Instant::now();
+    for m in startup.magnets {
+        if let Err(e) = engine.add_magnet(&m.link, Some(m.dir), m.peers, m.paused, now) {
+            log::error!("skipping a saved magnet link: {e}");
+        }
     }
     let join = std::thread::Builder::new()
         .name("peerlet-net".into())
@@ -322,8 +331,6 @@ struct TorrentEntry {
     pieces_resumed: u32,
     /// Write jobs not yet finished (shutdown waits for them).
     writes_in_flight: u32,
-    /// Tracker announces (none for a torrent without trackers).
-    announcer: Option<crate::tracker::announcer::Announcer>,
     /// Bytes moved by connections already closed, per source: (source, down, up).
     closed_transfer: Vec<(&'static str, u64, u64)>,
     /// Peer exchange (BEP 11); disabled for private torrents.
@@ -512,6 +519,9 @@ struct Engine {
     pending_writes: Vec<(PieceIdx, u32, Vec<u8>)>,
     /// Torrents added by magnet link whose metadata is not known yet.
     magnets: HashMap<u32, magnets::MagnetEntry>,
+    /// Tracker announcers by torrent id (torrents, magnets, and removed
+    /// torrents still sending `stopped`).
+    trackers: HashMap<u32, trackers::TrackerSlot>,
 }
 
 /// Bytes a single socket may deliver per loop turn (fairness).

@@ -434,6 +434,11 @@ impl Announcer {
         self.finish_stopping_if_done();
     }
 
+    /// The transfer totals last given to the announcer.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
     /// True when not started, or when stopping is over.
     pub fn is_stopped(&self) -> bool {
         self.phase == Phase::Idle

@@ -66,7 +66,7 @@ impl Engine {
                 delete_data,
                 reply,
             } => {
-                let _ = reply.send(self.cmd_remove(info_hash, delete_data));
+                let _ = reply.send(self.cmd_remove(info_hash, delete_data, now));
             }
             Command::Pause { info_hash, reply } => {
                 let _ = reply.send(self.cmd_pause(info_hash, true, now));
@@ -157,7 +157,14 @@ impl Engine {
     ) -> Result<AddResult, ApiError> {
         let bytes = match source {
             AddSource::Torrent(b) => b,
-            AddSource::Magnet(link) => return self.add_magnet(&link, dir, peers, paused, now),
+            AddSource::Magnet(link) => {
+                let res = self.add_magnet(&link, dir, peers, paused, now)?;
+                if let Some(&tid) = self.by_hash.get(&res.info_hash) {
+                    // New, or known with more peers: (re)write its record.
+                    self.save_magnet(tid);
+                }
+                return Ok(res);
+            }
         };
         let meta = Torrent::from_bytes(&bytes).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if let Some(&tid) = self.by_hash.get(&meta.info_hash) {
@@ -211,6 +218,7 @@ impl Engine {
         &mut self,
         info_hash: InfoHash,
         delete_data: bool,
+        now: Instant,
     ) -> Result<(), ApiError> {
         let tid = self
             .by_hash
@@ -221,15 +229,24 @@ impl Engine {
                 c.close("torrent removed");
             }
         }
-        if self.magnets.remove(&tid).is_some() {
+        self.retire_announcer(tid, now);
+        let state = self.config.state_dir.join("torrents");
+        let hex = info_hash.to_hex();
+        if let Some(m) = self.magnets.remove(&tid) {
+            log::info!(
+                "removed magnet {} ({info_hash})",
+                m.name.unwrap_or_default()
+            );
+            let file = state.join(format!("{hex}.magnet"));
+            self.run_job(Ctx::Other("removing a magnet"), move || {
+                Box::new(storage::remove_files(&[file]))
+            });
             return Ok(());
         }
         let Some(t) = self.torrents.remove(&tid) else {
             return Ok(());
         };
-        let state = self.config.state_dir.join("torrents");
-        let hex = info_hash.to_hex();
-        let files: Vec<PathBuf> = ["torrent", "resume", "journal"]
+        let files: Vec<PathBuf> = ["torrent", "resume", "journal", "magnet"]
             .iter()
             .map(|ext| state.join(format!("{hex}.{ext}")))
             .collect();
@@ -274,11 +291,14 @@ impl Engine {
                         c.close("torrent paused");
                     }
                 }
+                self.pause_announcer(tid, now);
             } else {
                 m.error = None;
                 m.known.retry_all(now);
                 self.connect_magnet_peers(tid, now);
+                self.start_announcer(tid, now);
             }
+            self.save_magnet(tid);
             return Ok(());
         }
         let Some(t) = self.torrents.get_mut(&tid) else {
@@ -299,6 +319,7 @@ impl Engine {
                     c.close("torrent paused");
                 }
             }
+            self.pause_announcer(tid, now);
         } else {
             t.error = None;
             t.retry_at = None;
@@ -309,6 +330,7 @@ impl Engine {
                     if let Some(s) = t.swarm.as_mut() {
                         s.set_download_enabled(true, now);
                     }
+                    self.start_announcer(tid, now);
                 }
                 _ => {}
             }

@@ -15,6 +15,8 @@ use crate::swarm::metadata::{FetchOut, MetadataFetch};
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
 
 pub(super) struct MagnetEntry {
+    /// The link as added (saved in the state directory).
+    pub(super) link: String,
     pub(super) info_hash: InfoHash,
     pub(super) name: Option<String>,
     pub(super) dir: PathBuf,
@@ -56,6 +58,7 @@ impl Engine {
         self.magnets.insert(
             tid,
             MagnetEntry {
+                link: link.to_string(),
                 info_hash: m.info_hash,
                 name: m.name.clone(),
                 dir,
@@ -72,11 +75,36 @@ impl Engine {
             m.info_hash
         );
         self.add_peers_any(tid, all_peers, now)?;
+        self.start_announcer(tid, now);
         Ok(AddResult {
             info_hash: m.info_hash,
             name,
             added: true,
         })
+    }
+
+    /// Writes a magnet's record (`<hex>.magnet`) so a restart resumes it.
+    pub(super) fn save_magnet(&mut self, tid: u32) {
+        let Some(m) = self.magnets.get(&tid) else {
+            return;
+        };
+        let record = crate::resume::MagnetRecord {
+            link: m.link.clone(),
+            dir: m.dir.clone(),
+            peers: m.manual_peers.clone(),
+            paused: m.paused,
+        };
+        let path = self.magnet_file(m.info_hash);
+        self.run_job(Ctx::Other("saving a magnet link"), move || {
+            Box::new(storage::write_atomic(&path, &record.encode(), 0o600))
+        });
+    }
+
+    fn magnet_file(&self, info_hash: InfoHash) -> PathBuf {
+        self.config
+            .state_dir
+            .join("torrents")
+            .join(format!("{}.magnet", info_hash.to_hex()))
     }
 
     /// Adds `host:port` peers to a torrent or a magnet.
@@ -269,8 +297,13 @@ impl Engine {
             .state_dir
             .join("torrents")
             .join(format!("{}.torrent", meta.info_hash.to_hex()));
+        // The .torrent first: a crash in between leaves both, and the
+        // .torrent wins at the next start.
+        let magnet_file = self.magnet_file(meta.info_hash);
         self.run_job(Ctx::Other("saving the torrent file"), move || {
-            Box::new(storage::write_atomic(&path, &bytes, 0o600))
+            let res = storage::write_atomic(&path, &bytes, 0o600)
+                .and_then(|()| storage::remove_files(&[magnet_file]));
+            Box::new(res)
         });
         let new_tid = match self.new_entry(meta, m.dir) {
             Ok(t) => t,
@@ -280,6 +313,7 @@ impl Engine {
             t.paused = m.paused;
             t.manual_peers = m.manual_peers;
         }
+        self.move_announcer(tid, new_tid);
         for k in m.known.iter() {
             self.add_known_peer(new_tid, k.addr, k.source, now);
         }

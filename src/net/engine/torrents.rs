@@ -80,7 +80,6 @@ impl Engine {
                 journal_pending: Vec::new(),
                 pieces_resumed: 0,
                 writes_in_flight: 0,
-                announcer: None,
                 closed_transfer: Vec::new(),
                 pex,
             },

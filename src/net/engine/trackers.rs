@@ -1,7 +1,15 @@
-//! Trackers on the net thread: each running torrent with trackers has an
+//! Trackers on the net thread. Every torrent or magnet with trackers has a
+//! [`TrackerSlot`] in `Engine::trackers`, keyed by torrent id, holding its
 //! [`Announcer`] (sans I/O, `crate::tracker`); this module does the I/O it
 //! asks for. UDP datagrams go out of and come in on the engine's one UDP
 //! socket; name resolution and HTTP announces run on the workers.
+//!
+//! Life of a slot: created when a torrent starts running (or a magnet is
+//! added) with `started`; `stopped` when the torrent is paused, `started`
+//! again on resume; moved to the new torrent id when a magnet's metadata
+//! arrives (no second `started`); kept after the torrent is removed until
+//! its `stopped` went out (bounded by the announcer's stop timeout); at
+//! shutdown every slot sends `stopped`.
 
 use super::*;
 use crate::tracker::announcer::{Action, Announcer, AnnouncerConfig, AnnouncerParams, TrackerId};
@@ -10,23 +18,64 @@ use crate::tracker::{self, Event, Stats, TrackerError};
 /// Largest tracker datagram read (a BEP 15 answer with 1,000 IPv6 peers fits).
 const MAX_DATAGRAM: usize = 20 + 18 * 1000;
 
+/// `left` announced for a magnet whose size is not known yet: not zero, so
+/// that trackers count us as a leecher (and send us seeders).
+const MAGNET_LEFT: u64 = 16 * 1024;
+
+/// One torrent's trackers.
+pub(super) struct TrackerSlot {
+    name: String,
+    announcer: Announcer,
+    /// The torrent is gone: the slot goes once its `stopped` is sent.
+    removed: bool,
+}
+
 impl Engine {
-    /// Announces a torrent that just started running: `started` to its trackers.
+    /// `started` to a torrent's or magnet's trackers (again after a pause).
     pub(super) fn start_announcer(&mut self, tid: u32, now: Instant) {
-        let port = self.listen_addr.port();
-        let peer_id = self.peer_id;
-        let Some(t) = self.torrents.get_mut(&tid) else {
-            return;
+        let paused = match self.torrents.get(&tid) {
+            Some(t) => t.paused,
+            None => self.magnets.get(&tid).is_none_or(|m| m.paused),
         };
-        if t.announcer.is_some() || t.meta.announce_list.is_empty() {
+        if paused || self.shutdown.is_some() {
             return;
         }
+        if let Some(slot) = self.trackers.get_mut(&tid) {
+            if slot.announcer.is_stopped() {
+                let stats = self.announce_stats(tid);
+                if let Some(slot) = self.trackers.get_mut(&tid) {
+                    slot.announcer.announce(now, Event::Started, stats);
+                }
+                self.pump_announcer(tid, now);
+            }
+            return;
+        }
+        let (info_hash, name, tiers, private) = if let Some(t) = self.torrents.get(&tid) {
+            let m = &t.meta;
+            (
+                m.info_hash,
+                m.name.clone(),
+                m.announce_list.clone(),
+                m.private,
+            )
+        } else if let Some(m) = self.magnets.get(&tid) {
+            let name = m.name.clone().unwrap_or_else(|| m.info_hash.to_hex());
+            // One tier per tracker, as the .torrent saved from the metadata will have.
+            let tiers = m.trackers.iter().map(|u| vec![u.clone()]).collect();
+            (m.info_hash, name, tiers, false)
+        } else {
+            return;
+        };
+        if tiers.is_empty() {
+            return;
+        }
+        let peer_id = self.peer_id;
         let params = AnnouncerParams {
-            info_hash: t.meta.info_hash.0,
+            info_hash: info_hash.0,
             peer_id,
-            port,
-            tiers: t.meta.announce_list.clone(),
-            private: t.meta.private,
+            port: self.listen_addr.port(),
+            tiers,
+            private,
             seed: u64::from(tid) ^ u64::from_le_bytes(peer_id[12..20].try_into().unwrap_or([7; 8])),
         };
         // BEP 15's full schedule keeps a dead UDP tracker's tier for two
@@ -36,81 +85,127 @@ impl Engine {
             ..AnnouncerConfig::default()
         };
         let mut announcer = Announcer::new(params, config);
-        let stats = announce_stats(t);
-        announcer.announce(now, Event::Started, stats);
-        t.announcer = Some(announcer);
+        announcer.announce(now, Event::Started, self.announce_stats(tid));
+        self.trackers.insert(
+            tid,
+            TrackerSlot {
+                name,
+                announcer,
+                removed: false,
+            },
+        );
         self.pump_announcer(tid, now);
+    }
+
+    /// `stopped` to a paused torrent's trackers.
+    pub(super) fn pause_announcer(&mut self, tid: u32, now: Instant) {
+        let stats = self.announce_stats(tid);
+        if let Some(slot) = self.trackers.get_mut(&tid) {
+            slot.announcer.stop(now, stats);
+        }
+        self.pump_announcer(tid, now);
+    }
+
+    /// The torrent is removed: `stopped`, then the slot goes.
+    pub(super) fn retire_announcer(&mut self, tid: u32, now: Instant) {
+        self.pause_announcer(tid, now);
+        if let Some(slot) = self.trackers.get_mut(&tid) {
+            slot.removed = true;
+        }
+        self.drop_stopped_slots();
+    }
+
+    /// A magnet became torrent `to`: same trackers, no second `started`.
+    pub(super) fn move_announcer(&mut self, from: u32, to: u32) {
+        if let Some(slot) = self.trackers.remove(&from) {
+            self.trackers.insert(to, slot);
+        }
+    }
+
+    fn drop_stopped_slots(&mut self) {
+        self.trackers
+            .retain(|_, s| !(s.removed && s.announcer.is_stopped()));
     }
 
     /// `completed` to the trackers, once, when the download finishes.
     pub(super) fn announce_completed(&mut self, tid: u32, now: Instant) {
-        let Some(t) = self.torrents.get_mut(&tid) else {
-            return;
-        };
-        let stats = announce_stats(t);
-        if let Some(a) = t.announcer.as_mut() {
-            a.announce(now, Event::Completed, stats);
+        let stats = self.announce_stats(tid);
+        if let Some(slot) = self.trackers.get_mut(&tid) {
+            slot.announcer.announce(now, Event::Completed, stats);
         }
         self.pump_announcer(tid, now);
     }
 
     /// Regular re-announces, retransmissions and timeouts.
     pub(super) fn tick_announcers(&mut self, now: Instant) {
-        let tids: Vec<u32> = self
-            .torrents
-            .iter()
-            .filter(|(_, t)| t.announcer.is_some())
-            .map(|(k, _)| *k)
-            .collect();
+        let tids: Vec<u32> = self.trackers.keys().copied().collect();
         for tid in tids {
-            if let Some(t) = self.torrents.get_mut(&tid) {
-                let stats = announce_stats(t);
-                if let Some(a) = t.announcer.as_mut() {
-                    a.tick(now, stats);
-                }
+            let stats = self.announce_stats(tid);
+            if let Some(slot) = self.trackers.get_mut(&tid) {
+                slot.announcer.tick(now, stats);
             }
             self.pump_announcer(tid, now);
         }
+        self.drop_stopped_slots();
     }
 
     /// `stopped` to every tracker (at shutdown; bounded by the announcer).
     pub(super) fn stop_announcers(&mut self, now: Instant) {
-        let tids: Vec<u32> = self.torrents.keys().copied().collect();
+        let tids: Vec<u32> = self.trackers.keys().copied().collect();
         for tid in tids {
-            if let Some(t) = self.torrents.get_mut(&tid) {
-                let stats = announce_stats(t);
-                if let Some(a) = t.announcer.as_mut() {
-                    a.stop(now, stats);
-                }
-            }
-            self.pump_announcer(tid, now);
+            self.pause_announcer(tid, now);
         }
     }
 
     pub(super) fn announcers_stopped(&self) -> bool {
-        self.torrents
-            .values()
-            .all(|t| t.announcer.as_ref().is_none_or(Announcer::is_stopped))
+        self.trackers.values().all(|s| s.announcer.is_stopped())
     }
 
     /// The earliest moment an announcer needs the loop.
     pub(super) fn announcer_deadline(&self) -> Option<Instant> {
-        self.torrents
+        self.trackers
             .values()
-            .filter_map(|t| t.announcer.as_ref().and_then(Announcer::next_deadline))
+            .filter_map(|s| s.announcer.next_deadline())
             .min()
+    }
+
+    /// What the trackers are told about a torrent (a removed one keeps
+    /// what it reported last: the announcer holds it).
+    fn announce_stats(&self, tid: u32) -> Stats {
+        if let Some(t) = self.torrents.get(&tid) {
+            return match t.swarm.as_ref() {
+                Some(s) => Stats {
+                    uploaded: s.stats.uploaded,
+                    downloaded: s.stats.downloaded,
+                    left: t.meta.total_length().saturating_sub(s.have_bytes()),
+                },
+                None => Stats {
+                    uploaded: 0,
+                    downloaded: 0,
+                    left: t.meta.total_length(),
+                },
+            };
+        }
+        if self.magnets.contains_key(&tid) {
+            return Stats {
+                uploaded: 0,
+                downloaded: 0,
+                left: MAGNET_LEFT,
+            };
+        }
+        self.trackers
+            .get(&tid)
+            .map(|s| s.announcer.stats())
+            .unwrap_or_default()
     }
 
     /// Carries out what a torrent's announcer asked for.
     pub(super) fn pump_announcer(&mut self, tid: u32, now: Instant) {
-        let Some(t) = self.torrents.get_mut(&tid) else {
+        let Some(slot) = self.trackers.get_mut(&tid) else {
             return;
         };
-        let name = t.meta.name.clone();
-        let Some(a) = t.announcer.as_mut() else {
-            return;
-        };
-        let actions: Vec<Action> = a.drain_actions().collect();
+        let name = slot.name.clone();
+        let actions: Vec<Action> = slot.announcer.drain_actions().collect();
         let mut got_peers = false;
         for action in actions {
             match action {
@@ -152,14 +247,12 @@ impl Engine {
             }
         }
         if got_peers {
-            self.connect_peers(tid, now);
+            if self.magnets.contains_key(&tid) {
+                self.connect_magnet_peers(tid, now);
+            } else {
+                self.connect_peers(tid, now);
+            }
         }
-    }
-
-    fn announcer_mut(&mut self, tid: u32) -> Option<&mut Announcer> {
-        self.torrents
-            .get_mut(&tid)
-            .and_then(|t| t.announcer.as_mut())
     }
 
     pub(super) fn on_tracker_resolved(
@@ -169,8 +262,8 @@ impl Engine {
         addrs: Vec<SocketAddr>,
         now: Instant,
     ) {
-        if let Some(a) = self.announcer_mut(tid) {
-            a.on_resolved(tracker, addrs, now);
+        if let Some(slot) = self.trackers.get_mut(&tid) {
+            slot.announcer.on_resolved(tracker, addrs, now);
         }
         self.pump_announcer(tid, now);
     }
@@ -182,8 +275,8 @@ impl Engine {
         result: Result<Vec<u8>, TrackerError>,
         now: Instant,
     ) {
-        if let Some(a) = self.announcer_mut(tid) {
-            a.on_http_result(tracker, result, now);
+        if let Some(slot) = self.trackers.get_mut(&tid) {
+            slot.announcer.on_http_result(tracker, result, now);
         }
         self.pump_announcer(tid, now);
     }
@@ -209,22 +302,13 @@ impl Engine {
                     .map_or(from, |v4| SocketAddr::new(v4.into(), v6.port())),
                 v4 => v4,
             };
-            let tids: Vec<u32> = self
-                .torrents
-                .iter()
-                .filter(|(_, t)| t.announcer.is_some())
-                .map(|(k, _)| *k)
-                .collect();
-            for tid in tids {
-                let taken = self
-                    .torrents
-                    .get_mut(&tid)
-                    .and_then(|t| t.announcer.as_mut())
-                    .is_some_and(|a| a.on_udp(from, &buf[..n], now));
-                if taken {
-                    self.pump_announcer(tid, now);
-                    break;
-                }
+            let taker = self
+                .trackers
+                .iter_mut()
+                .find_map(|(&tid, s)| s.announcer.on_udp(from, &buf[..n], now).then_some(tid));
+            match taker {
+                Some(tid) => self.pump_announcer(tid, now),
+                None => log::debug!("UDP datagram from {from} ({n} bytes) answers no request"),
             }
         }
         // More may be waiting: the socket stays readable (edge-triggered), so look again next turn.
@@ -233,13 +317,15 @@ impl Engine {
 
     /// Tracker status for the API.
     pub(super) fn tracker_infos(&self, tid: u32, now: Instant) -> Vec<api::TrackerInfo> {
-        let Some(t) = self.torrents.get(&tid) else {
-            return Vec::new();
-        };
-        let Some(a) = t.announcer.as_ref() else {
-            return t
-                .meta
-                .announce_list
+        let Some(slot) = self.trackers.get(&tid) else {
+            let tiers: Vec<Vec<String>> = if let Some(t) = self.torrents.get(&tid) {
+                t.meta.announce_list.clone()
+            } else if let Some(m) = self.magnets.get(&tid) {
+                m.trackers.iter().map(|u| vec![u.clone()]).collect()
+            } else {
+                Vec::new()
+            };
+            return tiers
                 .iter()
                 .enumerate()
                 .flat_map(|(tier, urls)| {
@@ -254,7 +340,8 @@ impl Engine {
                 })
                 .collect();
         };
-        a.status(now)
+        slot.announcer
+            .status(now)
             .into_iter()
             .map(|s| api::TrackerInfo {
                 url: s.url,
@@ -268,21 +355,5 @@ impl Engine {
                 leechers: s.leechers,
             })
             .collect()
-    }
-}
-
-/// What the trackers are told about a torrent.
-fn announce_stats(t: &TorrentEntry) -> Stats {
-    match t.swarm.as_ref() {
-        Some(s) => Stats {
-            uploaded: s.stats.uploaded,
-            downloaded: s.stats.downloaded,
-            left: t.meta.total_length().saturating_sub(s.have_bytes()),
-        },
-        None => Stats {
-            uploaded: 0,
-            downloaded: 0,
-            left: t.meta.total_length(),
-        },
     }
 }
