@@ -58,6 +58,7 @@ fn status(h: &str, name: &str) -> TorrentStatus {
         pieces_resumed: 0,
         download_limit: 0,
         upload_limit: 0,
+        tracker: None,
     }
 }
 

@@ -166,6 +166,9 @@ pub struct TorrentStatus {
     /// This torrent's rate limits, bytes per second (0: none).
     pub download_limit: u64,
     pub upload_limit: u64,
+    /// Its trackers in one line (`ok: 12 peers`, the last error when none
+    /// answers, ...); `None` without trackers.
+    pub tracker: Option<String>,
 }
 
 impl TorrentStatus {
@@ -198,6 +201,7 @@ impl TorrentStatus {
             .with("pieces_downloaded", self.pieces_downloaded)
             .with("pieces_resumed", self.pieces_resumed)
             .with("download_limit", self.download_limit)
+            .with("tracker", self.tracker.clone())
             .with("upload_limit", self.upload_limit)
     }
 }

@@ -494,9 +494,9 @@ pub fn run_ls(a: LsArgs) -> Result<u8, CliError> {
 /// The `ls` table: one row per torrent, an error line under a torrent in trouble.
 pub fn ls_table(list: &[Json]) -> String {
     let header = [
-        "HASH", "STATE", "DONE", "SIZE", "DOWN", "UP", "PEERS", "NAME",
+        "HASH", "STATE", "DONE", "SIZE", "DOWN", "UP", "PEERS", "TRACKER", "NAME",
     ];
-    let rows: Vec<([String; 8], Option<String>)> = list
+    let rows: Vec<([String; 9], Option<String>)> = list
         .iter()
         .map(|t| {
             let hash: String = s(t, "info_hash").chars().take(8).collect();
@@ -509,6 +509,7 @@ pub fn ls_table(list: &[Json]) -> String {
                     rate(u(t, "download_rate")),
                     rate(u(t, "upload_rate")),
                     u(t, "peers").to_string(),
+                    tracker_word(t),
                     s(t, "name").to_string(),
                 ],
                 error_of(t).map(str::to_string),
@@ -522,11 +523,11 @@ pub fn ls_table(list: &[Json]) -> String {
         }
     }
     // Left-aligned text, right-aligned numbers; the name last, unpadded.
-    let right = [false, false, true, true, true, true, true, false];
-    let line = |cells: [&str; 8]| {
+    let right = [false, false, true, true, true, true, true, false, false];
+    let line = |cells: [&str; 9]| {
         let mut out = String::new();
-        for i in 0..8 {
-            if i == 7 {
+        for i in 0..9 {
+            if i == 8 {
                 out.push_str(cells[i]);
             } else if right[i] {
                 out.push_str(&format!("{:>w$}  ", cells[i], w = width[i]));
@@ -539,13 +540,27 @@ pub fn ls_table(list: &[Json]) -> String {
     let mut out = line(header);
     for (r, err) in &rows {
         out.push_str(&line([
-            &r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6], &r[7],
+            &r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6], &r[7], &r[8],
         ]));
         if let Some(e) = err {
             out.push_str(&format!("{:w$}  error: {e}\n", "", w = width[0]));
         }
     }
     out
+}
+
+/// The `TRACKER` cell of `ls`: `-` without trackers, else the first word of
+/// the best tracker result (`ok`, `error`, `timeout`, `not`...).
+fn tracker_word(t: &Json) -> String {
+    match t.get("tracker").and_then(Json::as_str) {
+        None => "-".into(),
+        Some(r) if r.starts_with("not contacted") => "waiting".into(),
+        Some(r) => r
+            .split([':', ' '])
+            .next()
+            .unwrap_or("")
+            .to_string(),
+    }
 }
 
 /// A full info-hash from what the user typed: 40 hex digits (or 32 base32)
@@ -857,7 +872,7 @@ mod tests {
 
     #[test]
     fn table_aligns() {
-        let t = |h: &str, name: &str, err: Option<&str>| {
+        let t = |h: &str, name: &str, err: Option<&str>, tracker: Option<&str>| {
             Json::obj()
                 .with("info_hash", h)
                 .with("name", name)
@@ -867,13 +882,20 @@ mod tests {
                 .with("have_bytes", 1024u64)
                 .with("download_rate", 1536u64)
                 .with("peers", 12u64)
+                .with("tracker", tracker)
         };
         let out = ls_table(&[
-            t("c12fe1c06bba254a9dc9f519b335aa7c1367a88a", "one", None),
+            t(
+                "c12fe1c06bba254a9dc9f519b335aa7c1367a88a",
+                "one",
+                None,
+                Some("ok: 3 peers"),
+            ),
             t(
                 "0123456789012345678901234567890123456789",
                 "two",
                 Some("disk full"),
+                None,
             ),
         ]);
         let lines: Vec<&str> = out.lines().collect();
@@ -883,7 +905,8 @@ mod tests {
             lines[1].starts_with("c12fe1c0  downloading  50.0%"),
             "{out}"
         );
-        assert!(lines[1].ends_with("12  one"), "{out}");
+        assert!(lines[1].ends_with("12  ok       one"), "{out}");
+        assert!(lines[2].ends_with("12  -        two"), "{out}");
         assert_eq!(lines[3].trim(), "error: disk full");
         let name_col = lines[0].find("NAME").unwrap();
         assert_eq!(lines[2].find("two"), Some(name_col));

@@ -366,6 +366,7 @@ impl Engine {
             pieces_resumed: 0,
             download_limit: 0,
             upload_limit: 0,
+            tracker: self.tracker_summary(tid, Instant::now()),
         })
     }
 }

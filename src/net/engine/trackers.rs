@@ -315,6 +315,18 @@ impl Engine {
         self.udp_readable = true;
     }
 
+    /// The trackers in one line for `ls`: the best answer (an `ok` one if
+    /// any tracker answered), `None` without trackers.
+    pub(super) fn tracker_summary(&self, tid: u32, now: Instant) -> Option<String> {
+        let infos = self.tracker_infos(tid, now);
+        let best = infos
+            .iter()
+            .find(|t| t.last_result.starts_with("ok"))
+            .or_else(|| infos.iter().find(|t| t.last_result != "not contacted"))
+            .or(infos.first())?;
+        Some(best.last_result.clone())
+    }
+
     /// Tracker status for the API.
     pub(super) fn tracker_infos(&self, tid: u32, now: Instant) -> Vec<api::TrackerInfo> {
         let Some(slot) = self.trackers.get(&tid) else {
