@@ -555,11 +555,7 @@ fn tracker_word(t: &Json) -> String {
     match t.get("tracker").and_then(Json::as_str) {
         None => "-".into(),
         Some(r) if r.starts_with("not contacted") => "waiting".into(),
-        Some(r) => r
-            .split([':', ' '])
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        Some(r) => r.split([':', ' ']).next().unwrap_or("").to_string(),
     }
 }
 
