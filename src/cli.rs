@@ -277,6 +277,7 @@ fn create(a: CreateArgs) -> Result<u8, CliError> {
     let pool = Pool::new(
         PoolConfig {
             threads: threads(a.threads),
+            network_threads: 0,
             ..PoolConfig::default()
         },
         None,
@@ -459,6 +460,7 @@ fn verify(a: VerifyArgs) -> Result<u8, CliError> {
     let pool = Pool::new(
         PoolConfig {
             threads: threads(a.threads),
+            network_threads: 0,
             ..PoolConfig::default()
         },
         None,

@@ -199,6 +199,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
             threads: config.workers,
             queue_len: 256,
             background_rate: (config.recheck_rate > 0).then_some(config.recheck_rate),
+            ..PoolConfig::default()
         },
         Some(Arc::new(move || {
             if !pending_for_pool.swap(true, std::sync::atomic::Ordering::AcqRel) {
@@ -227,6 +228,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         wake_pending,
         commands: cmd_rx,
         backlog: VecDeque::new(),
+        net_backlog: VecDeque::new(),
         jobs: HashMap::new(),
         next_tag: 1,
         bans: HashMap::new(),
@@ -505,6 +507,8 @@ struct Engine {
     wake_pending: Arc<std::sync::atomic::AtomicBool>,
     commands: Receiver<Command>,
     backlog: VecDeque<(Job, Priority)>,
+    /// Network jobs waiting for room in the pool's network queue.
+    net_backlog: VecDeque<Job>,
     jobs: HashMap<u64, Ctx>,
     next_tag: u64,
     bans: HashMap<IpAddr, String>,
@@ -634,7 +638,35 @@ impl Engine {
         );
     }
 
+    /// A blocking network call (name resolution, an HTTP tracker request)
+    /// on the pool's network threads, never on the disk workers. Waits in
+    /// its own backlog when that queue is full, so it never holds up disk jobs.
+    fn run_net_job(
+        &mut self,
+        ctx: Ctx,
+        work: impl FnOnce() -> Box<dyn Any + Send> + Send + 'static,
+    ) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.jobs.insert(tag, ctx);
+        let job = Job::Run {
+            tag,
+            work: Box::new(work),
+        };
+        if !self.net_backlog.is_empty() {
+            self.net_backlog.push_back(job);
+        } else if let Err(job) = self.pool.try_submit(job, Priority::Network, &self.jobs_tx) {
+            self.net_backlog.push_back(job);
+        }
+    }
+
     fn submit_backlog(&mut self) {
+        while let Some(job) = self.net_backlog.pop_front() {
+            if let Err(job) = self.pool.try_submit(job, Priority::Network, &self.jobs_tx) {
+                self.net_backlog.push_front(job);
+                break;
+            }
+        }
         while let Some((job, priority)) = self.backlog.pop_front() {
             if let Err(job) = self.pool.try_submit(job, priority, &self.jobs_tx) {
                 self.backlog.push_front((job, priority));

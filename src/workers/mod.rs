@@ -5,7 +5,10 @@
 //! reads for upload, hashes of freshly downloaded pieces) always goes first;
 //! the background queue (rechecks) is served only when the live queue is
 //! empty, and optionally under a byte-rate limit, so a recheck of a large
-//! torrent never starves live work. Submitting with [`Pool::try_submit`]
+//! torrent never starves live work. A third queue, network, has threads of
+//! its own ([`PoolConfig::network_threads`]) for blocking network calls
+//! (name resolution, HTTP tracker requests): a slow or hostile tracker can
+//! hold those for the length of its deadline, never the disk and hash work. Submitting with [`Pool::try_submit`]
 //! never blocks: a full queue hands the job back (the caller keeps it in a
 //! backlog and stops reading from the peers that feed it).
 //!
@@ -32,6 +35,8 @@ pub enum Priority {
     Live,
     /// Rechecks: served when no live work waits, within the recheck rate limit.
     Background,
+    /// Blocking network calls, on their own threads.
+    Network,
 }
 
 /// Pool settings.
@@ -43,6 +48,9 @@ pub struct PoolConfig {
     pub queue_len: usize,
     /// Bytes per second background jobs may read; `None` for no limit.
     pub background_rate: Option<u64>,
+    /// Threads for [`Priority::Network`] jobs (0: none; such jobs then wait
+    /// forever, so only for pools that never get them).
+    pub network_threads: usize,
 }
 
 impl Default for PoolConfig {
@@ -54,6 +62,7 @@ impl Default for PoolConfig {
             threads,
             queue_len: 256,
             background_rate: None,
+            network_threads: 4,
         }
     }
 }
@@ -70,6 +79,7 @@ struct Envelope {
 pub struct Pool {
     live: Option<Sender<Envelope>>,
     background: Option<Sender<Envelope>>,
+    network: Option<Sender<Envelope>>,
     threads: Vec<JoinHandle<()>>,
     n_threads: usize,
 }
@@ -80,6 +90,22 @@ impl Pool {
         let (live_tx, live_rx) = bounded::<Envelope>(config.queue_len.max(1));
         let (bg_tx, bg_rx) = bounded::<Envelope>(config.queue_len.max(1));
         let throttle = Arc::new(Mutex::new(Throttle::new(config.background_rate)));
+        let (net_tx, net_rx) = bounded::<Envelope>(config.queue_len.max(1));
+        // Not joined at shutdown: a call in progress ends by its own
+        // deadline, and nothing waits for it.
+        for i in 0..config.network_threads {
+            let worker = Worker {
+                live: net_rx.clone(),
+                background: crossbeam_channel::never(),
+                throttle: Arc::new(Mutex::new(Throttle::new(None))),
+                notify: notify.clone(),
+                scratch: Vec::new(),
+            };
+            std::thread::Builder::new()
+                .name(format!("peerlet-netio-{i}"))
+                .spawn(move || worker.run())
+                .expect("spawning a network worker thread");
+        }
         let threads = (0..n_threads)
             .map(|i| {
                 let worker = Worker {
@@ -98,6 +124,7 @@ impl Pool {
         Pool {
             live: Some(live_tx),
             background: Some(bg_tx),
+            network: Some(net_tx),
             threads,
             n_threads,
         }
@@ -111,8 +138,9 @@ impl Pool {
         let q = match priority {
             Priority::Live => &self.live,
             Priority::Background => &self.background,
+            Priority::Network => &self.network,
         };
-        // Both are Some until shutdown, which consumes the pool.
+        // All are Some until shutdown, which consumes the pool.
         q.as_ref().expect("pool is running")
     }
 
@@ -156,6 +184,7 @@ impl Pool {
     fn stop(&mut self) {
         self.live = None;
         self.background = None;
+        self.network = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -297,6 +326,7 @@ mod tests {
                 threads: 1,
                 queue_len: 128,
                 background_rate: None,
+                network_threads: 0,
             },
             None,
         );
@@ -341,6 +371,7 @@ mod tests {
                 threads: 2,
                 queue_len: 16,
                 background_rate: Some(64 * 1024),
+                network_threads: 0,
             },
             None,
         );
@@ -377,6 +408,7 @@ mod tests {
                 threads: 1,
                 queue_len: 1,
                 background_rate: Some(1),
+                network_threads: 0,
             },
             None,
         );

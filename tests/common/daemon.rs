@@ -19,12 +19,36 @@ pub struct DaemonProc {
     pub state_dir: PathBuf,
     pub log: PathBuf,
     extra: Vec<String>,
+    /// `RUST_LOG` for the child; `None`: `$PEERLET_TEST_LOG`, else `info`.
+    rust_log: Option<String>,
 }
 
 impl DaemonProc {
     /// Starts a daemon listening on `ip` (e.g. "127.0.0.7") with its
     /// directories under `root/name`.
     pub fn start(root: &Path, name: &str, ip: &str, extra: &[&str]) -> DaemonProc {
+        DaemonProc::start_inner(root, name, ip, extra, None)
+    }
+
+    /// [`DaemonProc::start`] with `RUST_LOG=rust_log` for this daemon only
+    /// (e.g. `"info,peerlet=debug"` to assert on a debug line).
+    pub fn start_with_log(
+        root: &Path,
+        name: &str,
+        ip: &str,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> DaemonProc {
+        DaemonProc::start_inner(root, name, ip, extra, Some(rust_log.to_string()))
+    }
+
+    fn start_inner(
+        root: &Path,
+        name: &str,
+        ip: &str,
+        extra: &[&str],
+        rust_log: Option<String>,
+    ) -> DaemonProc {
         let base = root.join(name);
         let mut d = DaemonProc {
             child: None,
@@ -36,6 +60,7 @@ impl DaemonProc {
             state_dir: base.join("state"),
             log: base.join("daemon.log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            rust_log,
         };
         std::fs::create_dir_all(&base).unwrap();
         d.spawn(None);
@@ -63,7 +88,9 @@ impl DaemonProc {
             .args(&self.extra)
             .env(
                 "RUST_LOG",
-                std::env::var("PEERLET_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                self.rust_log.clone().unwrap_or_else(|| {
+                    std::env::var("PEERLET_TEST_LOG").unwrap_or_else(|_| "info".into())
+                }),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())

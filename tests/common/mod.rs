@@ -97,4 +97,6 @@ pub fn field(output: &str, key: &str) -> Option<String> {
 }
 
 pub mod daemon;
+pub mod fake_metadata;
 pub mod fake_peer;
+pub mod fake_tracker;

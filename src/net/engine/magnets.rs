@@ -250,6 +250,7 @@ impl Engine {
                 }
                 FetchOut::Drop { peer, reason } => {
                     if let Some(c) = self.conns.get_mut(peer) {
+                        log::info!("{}: dropped: metadata: {reason}", c.addr);
                         c.close(format!("metadata: {reason}"));
                     }
                 }

@@ -42,7 +42,7 @@ impl Engine {
             self.add_known_peer(tid, addr, source, now);
             return;
         }
-        self.run_job(Ctx::Resolve { tid, source }, move || {
+        self.run_net_job(Ctx::Resolve { tid, source }, move || {
             let addrs: Vec<SocketAddr> = peer
                 .to_socket_addrs()
                 .map(|a| a.take(8).collect())

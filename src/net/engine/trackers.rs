@@ -214,7 +214,7 @@ impl Engine {
                     host,
                     port,
                 } => {
-                    self.run_job(Ctx::TrackerResolve { tid, tracker }, move || {
+                    self.run_net_job(Ctx::TrackerResolve { tid, tracker }, move || {
                         let addrs: Vec<SocketAddr> = (host.as_str(), port)
                             .to_socket_addrs()
                             .map(|a| a.take(16).collect())
@@ -233,7 +233,7 @@ impl Engine {
                     url,
                     timeout,
                 } => {
-                    self.run_job(Ctx::TrackerHttp { tid, tracker }, move || {
+                    self.run_net_job(Ctx::TrackerHttp { tid, tracker }, move || {
                         Box::new(tracker::http::fetch(&url, timeout))
                     });
                 }
