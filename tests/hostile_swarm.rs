@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::daemon::{assert_same_tree, create_torrent, DaemonProc};
+use common::daemon::{assert_same_tree, create_torrent, create_torrent_with, DaemonProc};
 use common::fake_metadata::{FakeMetadataPeer, MetaCounters};
 use common::fake_tracker::{compact_peers_body, FakeHttpTracker, FakeUdpTracker, HttpScript};
 use common::{write_random_file, TempDir};
@@ -18,7 +18,6 @@ use peerlet::metainfo::Torrent;
 use peerlet::net::peerlist::MAX_KNOWN;
 use peerlet::tracker::http::MAX_BODY;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Upper bound for anything a test waits for.
@@ -47,7 +46,7 @@ fn make_payload(tmp: &TempDir, name: &str, len: u64, seed: u64, trackers: &[Stri
     let plain = tmp.join(&format!("{name}-plain.torrent"));
     let hash = create_torrent(&dir, &plain, "64K");
     let torrent = tmp.join(&format!("{name}.torrent"));
-    let again = create_with_trackers(&dir, &torrent, trackers);
+    let again = create_torrent_with(&dir, &torrent, "64K", trackers, &[]);
     assert_eq!(hash, again, "trackers are outside the info dictionary");
     Payload {
         dir,
@@ -55,24 +54,6 @@ fn make_payload(tmp: &TempDir, name: &str, len: u64, seed: u64, trackers: &[Stri
         plain,
         hash,
     }
-}
-
-/// `peerlet create` with one tier per tracker URL; the info-hash.
-fn create_with_trackers(source: &Path, out: &Path, trackers: &[String]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerlet"));
-    cmd.args([
-        "create",
-        source.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    cmd.args(["--piece-size", "64K", "--no-date", "--force"]);
-    for t in trackers {
-        cmd.args(["-t", t]);
-    }
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    common::field(&String::from_utf8_lossy(&o.stdout), "info_hash").unwrap()
 }
 
 /// A daemon on `ip` seeding every payload (without trackers).
@@ -280,7 +261,13 @@ fn http_tracker_answering_a_huge_peer_list() {
         HttpScript::Body(compact_peers_body(150_000, &[])),
     );
     let flooded = &flood_data;
-    create_with_trackers(&flood_data.dir, &flood_data.torrent, &[flood.url()]);
+    create_torrent_with(
+        &flood_data.dir,
+        &flood_data.torrent,
+        "64K",
+        &[flood.url()],
+        &[],
+    );
     let over = make_payload(&tmp, "oversized", 256 << 10, 5, &[oversized.url()]);
 
     let leecher = DaemonProc::start(tmp.path(), "leecher", "127.0.0.163", &[]);

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::daemon::{assert_same_tree, create_torrent, DaemonProc};
+use common::daemon::{assert_same_tree, create_torrent, create_torrent_with, DaemonProc};
 use common::{require_tool, write_random_file, TempDir};
 use peerlet::json::Json;
 use std::net::{SocketAddr, TcpListener};
@@ -735,26 +735,6 @@ impl Drop for OpenTracker {
     }
 }
 
-/// `peerlet create` with trackers (one tier each); returns the info-hash.
-fn create_with_tracker(source: &Path, out: &Path, trackers: &[String]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerlet"));
-    cmd.args([
-        "create",
-        source.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--piece-size",
-        "64K",
-        "--force",
-    ]);
-    for t in trackers {
-        cmd.args(["-t", t]);
-    }
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    common::field(&String::from_utf8_lossy(&o.stdout), "info_hash").unwrap()
-}
-
 fn tracker_result(st: &Json) -> String {
     st.get("trackers")
         .and_then(Json::as_array)
@@ -776,13 +756,19 @@ fn tracker_and_torrent(
     schemes: &[&str],
 ) -> (OpenTracker, String) {
     let probe = root.join("probe.torrent");
-    let hash = create_with_tracker(source, &probe, &["http://127.0.0.1:1/announce".to_string()]);
+    let hash = create_torrent_with(
+        source,
+        &probe,
+        "64K",
+        &["http://127.0.0.1:1/announce".to_string()],
+        &[],
+    );
     let tracker = OpenTracker::start(root, &[&hash]);
     let urls: Vec<String> = schemes
         .iter()
         .map(|s| format!("{s}://127.0.0.1:{}/announce", tracker.port))
         .collect();
-    let again = create_with_tracker(source, out, &urls);
+    let again = create_torrent_with(source, out, "64K", &urls, &[]);
     assert_eq!(
         hash, again,
         "the tracker URL is outside the info dictionary"
@@ -842,25 +828,7 @@ fn udp_tracker_aria2c_seeds_peerlet_leeches() {
     let total = make_tree(&src, 8, 500);
     let torrent = tmp.join("tree.torrent");
     let (tracker, hash) = tracker_and_torrent(tmp.path(), &src, &torrent, &["udp", "http"]);
-    let seed_dir = tmp.join("aria2-seed");
-    copy_tree(&src, &seed_dir.join("tree"));
-    let (mut aria, _) = start_aria2(
-        tmp.path(),
-        "aria2-tracker-seed",
-        "127.0.0.1",
-        &torrent,
-        &seed_dir,
-        true,
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tracker.seeders(&hash) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "aria2c never announced:\n{}",
-            aria.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut aria = aria2_seeding_via(&tracker, &hash, tmp.path(), "127.0.0.1", &src, &torrent);
     let leecher = DaemonProc::start(tmp.path(), "peerlet-leecher", "127.0.0.1", &[]);
     leecher.add(&torrent, &[]);
     let t = Instant::now();
@@ -868,6 +836,31 @@ fn udp_tracker_aria2c_seeds_peerlet_leeches() {
     report("aria2c → peerlet via a UDP tracker", total, t);
     assert!(tracker_result(&st).starts_with("ok"), "{st}");
     assert_same(&src, &leecher.download_dir.join("tree"));
+}
+
+/// An aria2c seeder of a copy of `src` (a tree named `tree`) on `ip`,
+/// once `tracker` lists it as a seeder.
+fn aria2_seeding_via(
+    tracker: &OpenTracker,
+    hash: &str,
+    root: &Path,
+    ip: &str,
+    src: &Path,
+    torrent: &Path,
+) -> Client {
+    let seed_dir = root.join(format!("aria2-seed-{ip}"));
+    copy_tree(src, &seed_dir.join("tree"));
+    let (aria, _) = start_aria2(root, "aria2-tracker-seed", ip, torrent, &seed_dir, true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tracker.seeders(hash) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "aria2c never announced:\n{}",
+            aria.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    aria
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -980,25 +973,7 @@ fn magnet_link_with_only_a_tracker_downloads_from_aria2c() {
     let total = make_tree(&src, 8, 800);
     let torrent = tmp.join("tree.torrent");
     let (tracker, hash) = tracker_and_torrent(tmp.path(), &src, &torrent, &["http"]);
-    let seed_dir = tmp.join("aria2-seed");
-    copy_tree(&src, &seed_dir.join("tree"));
-    let (mut aria, _) = start_aria2(
-        tmp.path(),
-        "aria2-magnet-tracker-seed",
-        "127.0.0.51",
-        &torrent,
-        &seed_dir,
-        true,
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tracker.seeders(&hash) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "aria2c never announced:\n{}",
-            aria.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut aria = aria2_seeding_via(&tracker, &hash, tmp.path(), "127.0.0.51", &src, &torrent);
     let enc = |u: String| u.replace(':', "%3A").replace('/', "%2F");
     let udp = format!("udp://127.0.0.1:{}/announce", tracker.port);
     let http = format!("http://127.0.0.1:{}/announce", tracker.port);

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::daemon::{create_torrent, DaemonProc};
-use common::{run, write_random_file, TempDir};
+use common::daemon::{create_torrent, create_torrent_with, DaemonProc};
+use common::{write_random_file, TempDir};
 use peerlet::json::Json;
 use peerlet::wire::peer::{Handshake, Message, HANDSHAKE_LEN};
 use std::io::{Read, Write};
@@ -69,22 +69,8 @@ fn trio(name: &str, ips: [&str; 3], private: bool) -> Trio {
     let src = tmp.join("payload.bin");
     write_random_file(&src, 8 << 20, 17);
     let torrent = tmp.join("payload.torrent");
-    let hash = if private {
-        let (code, out, err) = run(&[
-            "create",
-            src.to_str().unwrap(),
-            "-o",
-            torrent.to_str().unwrap(),
-            "--piece-size",
-            "64K",
-            "--private",
-            "--no-date",
-        ]);
-        assert_eq!(code, 0, "{out}{err}");
-        common::field(&out, "info_hash").expect("info_hash line")
-    } else {
-        create_torrent(&src, &torrent, "64K")
-    };
+    let extra: &[&str] = if private { &["--private"] } else { &[] };
+    let hash = create_torrent_with(&src, &torrent, "64K", &[], extra);
     let c = DaemonProc::start(tmp.path(), "c", ips[2], &[]);
     std::fs::create_dir_all(&c.download_dir).unwrap();
     std::fs::copy(&src, c.download_dir.join("payload.bin")).unwrap();

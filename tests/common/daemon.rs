@@ -244,19 +244,33 @@ impl Drop for DaemonProc {
 
 /// The info-hash printed by `peerlet create`.
 pub fn create_torrent(source: &Path, out: &Path, piece_size: &str) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_peerlet"))
-        .args([
-            "create",
-            source.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--piece-size",
-            piece_size,
-            "--no-date",
-            "--force",
-        ])
-        .output()
-        .unwrap();
+    create_torrent_with(source, out, piece_size, &[], &[])
+}
+
+/// `peerlet create` with trackers (one tier each, `-t URL`) and more
+/// arguments (e.g. `--private`); the info-hash.
+pub fn create_torrent_with(
+    source: &Path,
+    out: &Path,
+    piece_size: &str,
+    trackers: &[String],
+    extra: &[&str],
+) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerlet"));
+    cmd.args([
+        "create",
+        source.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--piece-size",
+        piece_size,
+        "--no-date",
+        "--force",
+    ]);
+    for t in trackers {
+        cmd.args(["-t", t]);
+    }
+    let o = cmd.args(extra).output().unwrap();
     assert!(
         o.status.success(),
         "create: {}",
