@@ -25,7 +25,8 @@
 //! - **Failures.** A tracker that fails backs off for
 //!   [`AnnouncerConfig::backoff_base`] × 2^(failures − 1), at most
 //!   [`AnnouncerConfig::backoff_max`]. Trackers whose URL we cannot use
-//!   (`https`, `wss`, garbage) are listed in the status and never tried.
+//!   (`wss`, garbage, `https` without the `https` feature) are listed in the
+//!   status and never tried.
 //! - **UDP (BEP 15).** The host is resolved by the caller
 //!   ([`Action::Resolve`]), cached for [`AnnouncerConfig::resolve_ttl`].
 //!   Connection ids are cached per tracker address for

@@ -5,12 +5,26 @@
 //! Everything here is pure except [`fetch`], which resolves, connects and
 //! reads with blocking std sockets. It is meant for a **worker thread**, never
 //! the net thread. [`get`] is the protocol part of it over any
-//! `Read + Write` stream, so tests can drive it without sockets.
+//! `Read + Write` stream, so tests can drive it without sockets; plain HTTP
+//! and HTTPS share it.
+//!
+//! # HTTPS
+//!
+//! Only with the cargo feature `https` (off by default: rustls and ring add
+//! size and C/assembly to the binary). Then `https://` URLs are fetched over
+//! TLS 1.2/1.3 (rustls with the ring provider), the host name as SNI, the
+//! certificate checked against Mozilla's roots (webpki-roots) or the
+//! [`TlsRoots`] given to [`fetch_with`]. Same deadline, limits and redirect
+//! rules as plain HTTP; a redirect from `https` to `http` is refused
+//! ([`TrackerError::InsecureRedirect`]), and a body framed by the end of the
+//! connection must end with TLS `close_notify` (else [`TrackerError::Closed`]:
+//! it may have been cut). Without the feature `https://` URLs are refused
+//! with [`TrackerError::HttpsUnsupported`] when parsed.
 //!
 //! # Limits
 //!
-//! - URLs: at most [`MAX_URL`] bytes of printable ASCII; `http://` only
-//!   (`https` is refused: we have no TLS); no user names in URLs.
+//! - URLs: at most [`MAX_URL`] bytes of printable ASCII; `http://`, and
+//!   `https://` with the feature; no user names in URLs.
 //! - Response headers: at most [`MAX_HEADERS`] bytes; body at most
 //!   [`MAX_BODY`] bytes (835,584, libtorrent's number), checked against
 //!   `Content-Length` *before* reading and while reading chunked or
@@ -34,6 +48,8 @@ use std::time::{Duration, Instant};
 
 use super::{text, udp, AnnounceParams, TrackerError, MAX_PEERS};
 use crate::bencode::{self, Dict, Limits};
+
+pub use tls::TlsRoots;
 
 /// Largest response body accepted (libtorrent's `max_http_recv_buffer_size`).
 pub const MAX_BODY: usize = 835_584;
@@ -69,11 +85,37 @@ const READ_CHUNK: usize = 8 * 1024;
 // ---------------------------------------------------------------------------
 // URLs.
 
-/// A checked `http://host[:port]/path[?query]` URL. The host is lower-case
-/// and without brackets; the path starts with '/'; every byte is printable
-/// ASCII (so nothing can inject a header line).
+/// `http` or `https`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    /// Only produced by [`HttpUrl::parse`] with the `https` feature.
+    Https,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// A checked `http://host[:port]/path[?query]` URL (or `https://` with the
+/// `https` feature). The host is lower-case and without brackets; the path
+/// starts with '/'; every byte is printable ASCII (so nothing can inject a
+/// header line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUrl {
+    scheme: Scheme,
     host: String,
     port: u16,
     path: String,
@@ -81,7 +123,7 @@ pub struct HttpUrl {
 }
 
 impl HttpUrl {
-    /// Parses an HTTP URL; the fragment is dropped. Never panics.
+    /// Parses an HTTP(S) URL; the fragment is dropped. Never panics.
     pub fn parse(s: &str) -> Result<HttpUrl, TrackerError> {
         let s = s.trim();
         if s.len() > MAX_URL {
@@ -99,14 +141,18 @@ impl HttpUrl {
         let Some((scheme, rest)) = s.split_once("://") else {
             return Err(TrackerError::BadUrl(format!("no scheme in '{s}'")));
         };
-        if scheme.eq_ignore_ascii_case("https") {
-            return Err(TrackerError::HttpsUnsupported);
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
+        let scheme = if scheme.eq_ignore_ascii_case("http") {
+            Scheme::Http
+        } else if scheme.eq_ignore_ascii_case("https") {
+            if !cfg!(feature = "https") {
+                return Err(TrackerError::HttpsUnsupported);
+            }
+            Scheme::Https
+        } else {
             return Err(TrackerError::BadUrl(format!(
                 "'{scheme}' trackers are not supported"
             )));
-        }
+        };
         let rest = match rest.split_once('#') {
             Some((before, _fragment)) => before,
             None => rest,
@@ -115,18 +161,23 @@ impl HttpUrl {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        let (host, port) = parse_authority(authority, Some(80))?;
+        let (host, port) = parse_authority(authority, Some(scheme.default_port()))?;
         let (path, query) = match target.split_once('?') {
             Some((path, query)) => (path, Some(query.to_string())),
             None => (target, None),
         };
         let path = if path.is_empty() { "/" } else { path };
         Ok(HttpUrl {
+            scheme,
             host,
             port,
             path: path.to_string(),
             query,
         })
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
     }
 
     /// The host name or address (IPv6 without brackets).
@@ -156,29 +207,32 @@ impl HttpUrl {
         }
     }
 
-    /// The `Host` header value: brackets around IPv6, the port unless 80.
+    /// The `Host` header value: brackets around IPv6, the port unless the
+    /// scheme's default (80, 443).
     pub fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == self.scheme.default_port() {
             host
         } else {
             format!("{host}:{}", self.port)
         }
     }
 
-    /// The URL a redirect's `Location` points to: absolute `http://`,
-    /// scheme-relative `//host/...`, absolute path or relative path.
+    /// The URL a redirect's `Location` points to: absolute `http(s)://`,
+    /// scheme-relative `//host/...`, absolute path or relative path. (Whether
+    /// a change of scheme may be followed is for [`fetch`] to say.)
     pub fn join(&self, location: &str) -> Result<HttpUrl, TrackerError> {
         let location = location.trim();
+        let scheme = self.scheme.name();
         if location.contains("://") {
             return HttpUrl::parse(location);
         }
         if let Some(rest) = location.strip_prefix("//") {
-            return HttpUrl::parse(&format!("http://{rest}"));
+            return HttpUrl::parse(&format!("{scheme}://{rest}"));
         }
         if location.is_empty() {
             return Err(TrackerError::BadUrl("empty redirect location".into()));
@@ -193,13 +247,19 @@ impl HttpUrl {
             };
             format!("{dir}{location}")
         };
-        HttpUrl::parse(&format!("http://{}{target}", self.host_header()))
+        HttpUrl::parse(&format!("{scheme}://{}{target}", self.host_header()))
     }
 }
 
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.request_target())
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme.name(),
+            self.host_header(),
+            self.request_target()
+        )
     }
 }
 
@@ -407,15 +467,22 @@ pub fn get<S: Read + Write>(stream: &mut S, url: &HttpUrl) -> Result<HttpRespons
     })
 }
 
-/// GETs an `http://` URL and returns the body: resolves the host, connects
-/// (trying each address), sends, reads, and follows up to [`MAX_REDIRECTS`]
-/// redirects to other `http://` URLs, all within `timeout`. A non-2xx
-/// status is an error unless its body is a bencoded `failure reason` (some
-/// trackers send those with 4xx), which is returned as the body so the
-/// announce parser reports the tracker's words.
+/// GETs an `http://` (or, with the `https` feature, `https://`) URL and
+/// returns the body: resolves the host, connects (trying each address),
+/// sends, reads, and follows up to [`MAX_REDIRECTS`] redirects, all within
+/// `timeout`. Redirects may go from `http` to `https`, never back. A
+/// non-2xx status is an error unless its body is a bencoded `failure reason`
+/// (some trackers send those with 4xx), which is returned as the body so the
+/// announce parser reports the tracker's words. Certificates are checked
+/// against [`TlsRoots::webpki`].
 ///
 /// **Blocking**: for worker threads only.
 pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
+    fetch_with(url, timeout, TlsRoots::webpki())
+}
+
+/// [`fetch`], checking `https` certificates against `roots`.
+pub fn fetch_with(url: &str, timeout: Duration, roots: &TlsRoots) -> Result<Vec<u8>, TrackerError> {
     let start = Instant::now();
     let deadline = start.checked_add(timeout).unwrap_or(start);
     let with_elapsed = |e: TrackerError| match e {
@@ -425,7 +492,7 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
     let mut url = HttpUrl::parse(url)?;
     let mut visited = vec![url.to_string()];
     loop {
-        match fetch_once(&url, deadline).map_err(with_elapsed)? {
+        match fetch_once(&url, deadline, roots).map_err(with_elapsed)? {
             HttpResponse::Body { status, body, .. } if (200..300).contains(&status) => {
                 return Ok(body)
             }
@@ -442,6 +509,9 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
             }
             HttpResponse::Redirect { location, .. } => {
                 let next = url.join(&location)?;
+                if url.scheme() == Scheme::Https && next.scheme() != Scheme::Https {
+                    return Err(TrackerError::InsecureRedirect(next.to_string()));
+                }
                 let key = next.to_string();
                 if visited.contains(&key) {
                     return Err(TrackerError::RedirectLoop);
@@ -456,7 +526,11 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
     }
 }
 
-fn fetch_once(url: &HttpUrl, deadline: Instant) -> Result<HttpResponse, TrackerError> {
+fn fetch_once(
+    url: &HttpUrl,
+    deadline: Instant,
+    roots: &TlsRoots,
+) -> Result<HttpResponse, TrackerError> {
     let remaining = || {
         deadline
             .checked_duration_since(Instant::now())
@@ -488,12 +562,16 @@ fn fetch_once(url: &HttpUrl, deadline: Instant) -> Result<HttpResponse, TrackerE
     };
     let _ = stream.set_nodelay(true);
     let mut stream = DeadlineStream { stream, deadline };
-    get(&mut stream, url)
+    match url.scheme() {
+        Scheme::Http => get(&mut stream, url),
+        Scheme::Https => tls::get(stream, url, roots),
+    }
 }
 
 /// A TCP stream whose every read and write waits at most until the deadline
 /// (and at most [`RECEIVE_TIMEOUT`] per read), so a server that trickles
-/// bytes cannot hold a worker past it.
+/// bytes cannot hold a worker past it. TLS runs on top of it, so the
+/// handshake is bounded the same way.
 struct DeadlineStream {
     stream: TcpStream,
     deadline: Instant,
@@ -528,6 +606,124 @@ impl Write for DeadlineStream {
     }
 }
 
+/// TLS for `https://` URLs: rustls over a [`DeadlineStream`], then [`get`].
+#[cfg(feature = "https")]
+mod tls {
+    use std::sync::{Arc, OnceLock};
+
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+    use super::{DeadlineStream, HttpResponse, HttpUrl, TrackerError};
+
+    /// The certificate authorities `https` trackers are checked against, as
+    /// a ready rustls client configuration (TLS 1.2 and 1.3, ring).
+    pub struct TlsRoots {
+        config: Arc<ClientConfig>,
+    }
+
+    impl TlsRoots {
+        /// Mozilla's roots as webpki-roots ships them: what [`super::fetch`]
+        /// uses. Built once per process.
+        pub fn webpki() -> &'static TlsRoots {
+            static ROOTS: OnceLock<TlsRoots> = OnceLock::new();
+            ROOTS.get_or_init(|| TlsRoots::new(webpki_store()))
+        }
+
+        /// Mozilla's roots plus these DER-encoded CA certificates (a private
+        /// tracker's own CA, or a test's). An unusable certificate is an error.
+        pub fn webpki_and(extra_der: &[&[u8]]) -> Result<TlsRoots, TrackerError> {
+            let mut store = webpki_store();
+            for der in extra_der {
+                store
+                    .add(CertificateDer::from(der.to_vec()))
+                    .map_err(|e| TrackerError::Certificate(format!("unusable root: {e}")))?;
+            }
+            Ok(TlsRoots::new(store))
+        }
+
+        fn new(store: RootCertStore) -> TlsRoots {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                // Only fails for a provider without suites for TLS 1.2/1.3;
+                // ring's default provider has them.
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(store)
+                .with_no_client_auth();
+            TlsRoots {
+                config: Arc::new(config),
+            }
+        }
+    }
+
+    impl std::fmt::Debug for TlsRoots {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("TlsRoots")
+        }
+    }
+
+    fn webpki_store() -> RootCertStore {
+        RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        }
+    }
+
+    /// [`super::get`] over TLS. The handshake happens on the first write,
+    /// so it runs under the stream's deadline like everything else, and its
+    /// errors come back through [`super::io_error`] and [`error`].
+    pub(super) fn get(
+        stream: DeadlineStream,
+        url: &HttpUrl,
+        roots: &TlsRoots,
+    ) -> Result<HttpResponse, TrackerError> {
+        let name = ServerName::try_from(url.host().to_string())
+            .map_err(|e| TrackerError::BadUrl(format!("host '{}': {e}", url.host())))?;
+        let conn = ClientConnection::new(Arc::clone(&roots.config), name).map_err(|e| error(&e))?;
+        super::get(&mut StreamOwned::new(conn, stream), url)
+    }
+
+    /// A rustls error as a [`TrackerError`]: certificate problems apart.
+    pub(super) fn error(e: &rustls::Error) -> TrackerError {
+        match e {
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                TrackerError::Certificate(
+                    "not issued by a trusted certificate authority (unknown issuer)".into(),
+                )
+            }
+            rustls::Error::InvalidCertificate(e) => TrackerError::Certificate(e.to_string()),
+            e => TrackerError::Tls(e.to_string()),
+        }
+    }
+}
+
+/// Without the `https` feature: no TLS, nothing to configure, and no
+/// `https` URL gets this far ([`HttpUrl::parse`] refuses them).
+#[cfg(not(feature = "https"))]
+mod tls {
+    use super::{DeadlineStream, HttpResponse, HttpUrl, TrackerError};
+
+    /// The certificate authorities `https` trackers are checked against;
+    /// empty without the `https` feature.
+    #[derive(Debug)]
+    pub struct TlsRoots(());
+
+    impl TlsRoots {
+        /// What [`super::fetch`] uses.
+        pub fn webpki() -> &'static TlsRoots {
+            &TlsRoots(())
+        }
+    }
+
+    pub(super) fn get(
+        _: DeadlineStream,
+        _: &HttpUrl,
+        _: &TlsRoots,
+    ) -> Result<HttpResponse, TrackerError> {
+        Err(TrackerError::HttpsUnsupported)
+    }
+}
+
 /// Whole seconds from 1 s up, tenths below, for messages.
 fn round(d: Duration) -> Duration {
     if d >= Duration::from_secs(1) {
@@ -538,6 +734,10 @@ fn round(d: Duration) -> Duration {
 }
 
 fn io_error(e: io::Error) -> TrackerError {
+    #[cfg(feature = "https")]
+    if let Some(e) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        return tls::error(e);
+    }
     match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TrackerError::Timeout(None),
         io::ErrorKind::UnexpectedEof => TrackerError::Closed,

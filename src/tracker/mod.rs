@@ -6,7 +6,8 @@
 //! - [`udp`]: the BEP 15 packets as views and values (`parse`/`emit`), no I/O.
 //! - [`http`]: tracker URLs, the announce and scrape URLs, the bencoded
 //!   responses (no I/O), and [`http::fetch`], a small blocking HTTP/1.1 GET
-//!   with hard limits for a **worker thread** (the only I/O in this module).
+//!   (over TLS too, with the `https` feature) with hard limits for a
+//!   **worker thread** (the only I/O in this module).
 //! - [`announcer`]: one torrent's announce state machine, sans I/O. It takes
 //!   `now: Instant` and inputs, and queues [`Action`]s for the caller.
 //!
@@ -59,7 +60,8 @@
 //!
 //! - HTTP: response headers ≤ [`http::MAX_HEADERS`] (16 KiB), body ≤
 //!   [`http::MAX_BODY`] (835,584 bytes, libtorrent's number), at most
-//!   [`http::MAX_REDIRECTS`] (3) redirects, `http://` only, an overall deadline.
+//!   [`http::MAX_REDIRECTS`] (3) redirects (never from `https` to `http`),
+//!   an overall deadline; `https://` only with the `https` feature.
 //! - Peers kept from one response: [`MAX_PEERS`] (1,000), IPv4 and IPv6 together.
 //! - UDP: connection ids live 60 s; retransmission after 15 × 2^n s, n = 0..8
 //!   (BEP 15), then the attempt fails. Scrape: ≤ [`udp::MAX_SCRAPE_HASHES`] (74).
@@ -192,8 +194,15 @@ pub enum TrackerError {
     Timeout(Option<Duration>),
     /// The connection closed before the response was complete.
     Closed,
-    /// `https://` tracker URLs: we have no TLS.
+    /// `https://` tracker URLs in a build without the `https` feature.
     HttpsUnsupported,
+    /// A redirect from `https` to this `http` URL (a downgrade), not followed.
+    InsecureRedirect(String),
+    /// The tracker's TLS certificate was refused (unknown issuer, wrong
+    /// name, expired...).
+    Certificate(String),
+    /// Another TLS failure (handshake, alert, bad record).
+    Tls(String),
     /// A URL we cannot use (scheme, syntax).
     BadUrl(String),
     /// The host name did not resolve to a usable address.
@@ -239,7 +248,15 @@ impl fmt::Display for TrackerError {
             TrackerError::Timeout(None) => write!(f, "timed out"),
             TrackerError::Timeout(Some(d)) => write!(f, "timed out after {}", Secs(*d)),
             TrackerError::Closed => write!(f, "connection closed before the response was complete"),
-            TrackerError::HttpsUnsupported => write!(f, "https trackers are not supported"),
+            TrackerError::HttpsUnsupported => write!(
+                f,
+                "https trackers are not supported: peerlet was built without the `https` feature"
+            ),
+            TrackerError::InsecureRedirect(url) => {
+                write!(f, "refused a redirect from https to {url}")
+            }
+            TrackerError::Certificate(e) => write!(f, "tracker certificate refused: {e}"),
+            TrackerError::Tls(e) => write!(f, "TLS error: {e}"),
             TrackerError::BadUrl(e) => write!(f, "unusable tracker URL: {e}"),
             TrackerError::Resolve(host) => write!(f, "could not resolve {host}"),
             TrackerError::Connect(e) => write!(f, "could not connect: {e}"),
@@ -277,8 +294,8 @@ impl fmt::Display for Secs {
 }
 
 /// A tracker URL the announcer can use: `udp://host:port[/...]` or an
-/// `http://` URL. `https`, `wss` and other schemes are refused with a
-/// message that says why.
+/// `http://` URL (or `https://` with the `https` feature). Other schemes
+/// are refused with a message that says why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrackerUrl {
     Udp { host: String, port: u16 },
@@ -365,10 +382,12 @@ mod tests {
             TrackerUrl::parse("http://t.example/announce").unwrap(),
             TrackerUrl::Http(_)
         ));
-        assert_eq!(
-            TrackerUrl::parse("https://t.example/announce"),
-            Err(TrackerError::HttpsUnsupported)
-        );
+        let https = TrackerUrl::parse("https://t.example/announce");
+        if cfg!(feature = "https") {
+            assert!(matches!(https, Ok(TrackerUrl::Http(_))), "{https:?}");
+        } else {
+            assert_eq!(https, Err(TrackerError::HttpsUnsupported));
+        }
         for bad in [
             "udp://host",
             "udp://host:0",
@@ -403,7 +422,7 @@ mod tests {
         );
         assert_eq!(
             TrackerError::HttpsUnsupported.to_string(),
-            "https trackers are not supported"
+            "https trackers are not supported: peerlet was built without the `https` feature"
         );
         assert_eq!(TrackerError::RedirectLoop.to_string(), "redirect loop");
         assert_eq!(

@@ -464,20 +464,34 @@ fn lost_http_result_times_out_and_late_result_is_ignored() {
 #[test]
 fn unusable_urls_are_listed_but_never_tried() {
     let t0 = Instant::now();
-    let mut a = announcer(&[&[
-        "https://a.example/announce",
-        "wss://b.example",
-        "not a url",
-        "",
-    ]]);
+    let mut a = announcer(&[&["wss://b.example", "not a url", ""]]);
     a.announce(t0, Event::Started, stats());
     expect_nothing(&mut a);
     assert_eq!(a.next_deadline(), None);
     let status = a.status(t0);
-    assert_eq!(status.len(), 3);
-    let https = status.iter().find(|s| s.url.starts_with("https")).unwrap();
-    assert_eq!(https.last_result, "error: https trackers are not supported");
-    assert_eq!(https.next_announce_secs, None);
+    assert_eq!(status.len(), 2);
+    let wss = status.iter().find(|s| s.url.starts_with("wss")).unwrap();
+    assert_eq!(
+        wss.last_result,
+        "error: unusable tracker URL: 'wss' trackers are not supported"
+    );
+    assert_eq!(wss.next_announce_secs, None);
+}
+
+#[cfg(not(feature = "https"))]
+#[test]
+fn https_urls_need_the_feature() {
+    let t0 = Instant::now();
+    let mut a = announcer(&[&["https://a.example/announce"]]);
+    a.announce(t0, Event::Started, stats());
+    expect_nothing(&mut a);
+    let status = a.status(t0);
+    assert_eq!(status.len(), 1);
+    assert_eq!(
+        status[0].last_result,
+        "error: https trackers are not supported: peerlet was built without the `https` feature"
+    );
+    assert_eq!(status[0].next_announce_secs, None);
 }
 
 #[test]

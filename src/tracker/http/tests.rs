@@ -6,7 +6,7 @@ use super::*;
 use crate::bencode::Value;
 use crate::tracker::{Event, Stats};
 use std::io::Cursor;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
@@ -51,11 +51,39 @@ fn parse_urls() {
 }
 
 #[test]
-fn refuse_bad_urls() {
+fn https_urls() {
+    let res = HttpUrl::parse("HTTPS://T.example/announce?x=1");
+    if !cfg!(feature = "https") {
+        assert_eq!(res, Err(TrackerError::HttpsUnsupported));
+        assert_eq!(
+            TrackerError::HttpsUnsupported.to_string(),
+            "https trackers are not supported: peerlet was built without the `https` feature"
+        );
+        return;
+    }
+    let u = res.unwrap();
+    assert_eq!((u.scheme(), u.port()), (Scheme::Https, 443));
+    assert_eq!(u.host_header(), "t.example");
+    assert_eq!(u.to_string(), "https://t.example/announce?x=1");
+    let u = url("https://t.example:80/announce");
+    assert_eq!(u.host_header(), "t.example:80");
+    assert_eq!(u.to_string(), "https://t.example:80/announce");
+    // Redirect locations keep the scheme unless they name one.
+    assert_eq!(u.join("/b").unwrap().to_string(), "https://t.example:80/b");
     assert_eq!(
-        HttpUrl::parse("https://t.example/announce"),
-        Err(TrackerError::HttpsUnsupported)
+        u.join("//u.example/b").unwrap().to_string(),
+        "https://u.example/b"
     );
+    assert_eq!(u.join("http://u.example/b").unwrap().scheme(), Scheme::Http);
+    let base = url("http://t.example/a");
+    assert_eq!(
+        base.join("https://u.example/b").unwrap().to_string(),
+        "https://u.example/b"
+    );
+}
+
+#[test]
+fn refuse_bad_urls() {
     for bad in [
         "",
         "t.example/announce",
@@ -105,10 +133,12 @@ fn join_redirect_locations() {
         base.join("//u.example:81/a").unwrap().to_string(),
         "http://u.example:81/a"
     );
-    assert_eq!(
-        base.join("https://u.example/a"),
-        Err(TrackerError::HttpsUnsupported)
-    );
+    if !cfg!(feature = "https") {
+        assert_eq!(
+            base.join("https://u.example/a"),
+            Err(TrackerError::HttpsUnsupported)
+        );
+    }
     assert!(base.join("").is_err());
     assert!(base.join("/a\u{1}b").is_err());
 }
@@ -531,48 +561,64 @@ enum Serve {
 /// A server on 127.0.0.1 that handles one connection per entry of `plan`,
 /// in order, and reports each request head it read.
 fn server(plan: Vec<Serve>) -> (u16, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    serve_plan("127.0.0.1", plan, |tcp, serve, tx| {
+        serve_one(tcp, serve, tx)
+    })
+}
+
+/// Binds `ip`, port 0 (a loopback address), and runs `handle` on a thread
+/// for each accepted connection, one per entry of `plan`.
+fn serve_plan<H>(ip: &str, plan: Vec<Serve>, handle: H) -> (u16, mpsc::Receiver<String>)
+where
+    H: Fn(TcpStream, Serve, &mpsc::Sender<String>) + Send + 'static,
+{
+    let listener = TcpListener::bind((ip, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for serve in plan {
-            let Ok((mut s, _)) = listener.accept() else {
+            let Ok((s, _)) = listener.accept() else {
                 return;
             };
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
             let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && matches!(s.read(&mut byte), Ok(1)) {
-                head.push(byte[0]);
-            }
-            let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
-            match serve {
-                Serve::Reply(bytes) => {
-                    let _ = s.write_all(&bytes);
-                }
-                Serve::Silent => {
-                    let mut sink = [0u8; 64];
-                    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
-                }
-                Serve::Endless => {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
-                    let block = [b'x'; 8192];
-                    while s.write_all(&block).is_ok() {}
-                }
-                Serve::Drip(bytes) => {
-                    let _ = s.write_all(&bytes);
-                    loop {
-                        thread::sleep(Duration::from_millis(100));
-                        if s.write_all(b"x").is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
+            handle(s, serve, &tx);
         }
     });
     (port, rx)
+}
+
+/// Reads a request head from `s`, reports it, and answers as `serve` says.
+fn serve_one<S: Read + Write>(mut s: S, serve: Serve, tx: &mpsc::Sender<String>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && matches!(s.read(&mut byte), Ok(1)) {
+        head.push(byte[0]);
+    }
+    let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+    match serve {
+        Serve::Reply(bytes) => {
+            let _ = s.write_all(&bytes).and_then(|()| s.flush());
+        }
+        Serve::Silent => {
+            let mut sink = [0u8; 64];
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        Serve::Endless => {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            let block = [b'x'; 8192];
+            while s.write_all(&block).is_ok() {}
+        }
+        Serve::Drip(bytes) => {
+            let _ = s.write_all(&bytes);
+            loop {
+                thread::sleep(Duration::from_millis(100));
+                if s.write_all(b"x").and_then(|()| s.flush()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 fn reply(s: &str) -> Serve {
@@ -676,7 +722,11 @@ fn fetch_redirect_loop() {
     let u = format!("http://127.0.0.1:{port}/0");
     assert_eq!(fetch(&u, TIMEOUT), Err(TrackerError::TooManyRedirects));
     assert_eq!(requests.try_iter().count(), MAX_REDIRECTS + 1);
-    // To https: refused.
+}
+
+#[cfg(not(feature = "https"))]
+#[test]
+fn fetch_redirect_to_https_needs_the_feature() {
     let (port, _) = server(vec![reply(
         "HTTP/1.1 302 Found\r\nLocation: https://t.example/announce\r\n\r\n",
     )]);
@@ -751,6 +801,8 @@ fn fetch_connection_refused() {
 
 #[test]
 fn fetch_bad_urls_without_network() {
+    // With the feature this URL would be resolved: not in a test.
+    #[cfg(not(feature = "https"))]
     assert_eq!(
         fetch("https://t.example/announce", TIMEOUT),
         Err(TrackerError::HttpsUnsupported)
@@ -759,6 +811,183 @@ fn fetch_bad_urls_without_network() {
         fetch("udp://t.example:80", TIMEOUT),
         Err(TrackerError::BadUrl(_))
     ));
+}
+
+// ---------------------------------------------------------------------------
+// HTTPS (feature `https`): loopback TLS servers with the test certificate of
+// tests/fixtures/tls/ (a test CA and a certificate it signed for 127.0.0.1
+// and localhost; made by make.sh there).
+
+#[cfg(feature = "https")]
+mod https {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::{ServerConfig, ServerConnection, StreamOwned};
+    use std::sync::Arc;
+
+    const CA: &[u8] = include_bytes!("../../../tests/fixtures/tls/ca.pem");
+    const CERT: &[u8] = include_bytes!("../../../tests/fixtures/tls/tracker.pem");
+    const KEY: &[u8] = include_bytes!("../../../tests/fixtures/tls/tracker.key");
+
+    /// Mozilla's roots plus the test CA.
+    fn test_roots() -> TlsRoots {
+        let ca = CertificateDer::from_pem_slice(CA).unwrap();
+        TlsRoots::webpki_and(&[&ca]).unwrap()
+    }
+
+    /// [`server`] speaking TLS with the test certificate, on `ip`; ends each
+    /// connection with `close_notify`.
+    fn tls_server_on(ip: &str, plan: Vec<Serve>) -> (u16, mpsc::Receiver<String>) {
+        let cert = CertificateDer::from_pem_slice(CERT).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let config = Arc::new(config);
+        serve_plan(ip, plan, move |tcp, serve, tx| {
+            let conn = ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut tls = StreamOwned::new(conn, tcp);
+            serve_one(&mut tls, serve, tx);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        })
+    }
+
+    fn tls_server(plan: Vec<Serve>) -> (u16, mpsc::Receiver<String>) {
+        tls_server_on("127.0.0.1", plan)
+    }
+
+    #[test]
+    fn https_fetch_with_extra_root() {
+        let body = b"d8:intervali900e5:peers6:\x7f\x00\x00\x01\x1a\xe1e";
+        let mut ok =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        ok.extend_from_slice(body);
+        let (port, requests) = tls_server(vec![
+            Serve::Reply(ok),
+            // Framed by the end of the connection: fine after close_notify.
+            reply("HTTP/1.0 200 OK\r\n\r\nd8:intervali60ee"),
+        ]);
+        let roots = test_roots();
+        let u = format!("https://127.0.0.1:{port}/announce?x=1");
+        let got = fetch_with(&u, TIMEOUT, &roots).unwrap();
+        assert_eq!(got, body);
+        let res = parse_announce(&got).unwrap();
+        assert_eq!(res.interval, Some(900));
+        assert_eq!(res.peers, vec!["127.0.0.1:6881".parse().unwrap()]);
+        let request = requests.recv().unwrap();
+        assert!(
+            request.starts_with("GET /announce?x=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains(&format!("\r\nHost: 127.0.0.1:{port}\r\n")));
+        assert_eq!(
+            fetch_with(&u, TIMEOUT, &roots).unwrap(),
+            b"d8:intervali60ee"
+        );
+    }
+
+    #[test]
+    fn https_default_roots_refuse_unknown_ca() {
+        let (port, _) = tls_server(vec![reply(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        )]);
+        let res = fetch(&format!("https://127.0.0.1:{port}/announce"), TIMEOUT);
+        assert!(matches!(res, Err(TrackerError::Certificate(_))), "{res:?}");
+        assert_eq!(
+            res.unwrap_err().to_string(),
+            "tracker certificate refused: not issued by a trusted certificate authority (unknown issuer)"
+        );
+    }
+
+    #[test]
+    fn https_certificate_must_name_the_host() {
+        // 127.0.0.2 is loopback too, but the certificate is for 127.0.0.1.
+        let (port, _) = tls_server_on(
+            "127.0.0.2",
+            vec![reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+        );
+        let res = fetch_with(
+            &format!("https://127.0.0.2:{port}/announce"),
+            TIMEOUT,
+            &test_roots(),
+        );
+        let Err(TrackerError::Certificate(why)) = res else {
+            panic!("{res:?}");
+        };
+        assert!(why.contains("not valid for name"), "{why}");
+    }
+
+    #[test]
+    fn https_redirect_to_http_is_refused() {
+        let (plain, plain_requests) = server(vec![reply(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        )]);
+        let target = format!("http://127.0.0.1:{plain}/announce");
+        let (port, _) = tls_server(vec![Serve::Reply(
+            format!("HTTP/1.1 302 Found\r\nLocation: {target}\r\n\r\n").into_bytes(),
+        )]);
+        let res = fetch_with(
+            &format!("https://127.0.0.1:{port}/announce"),
+            TIMEOUT,
+            &test_roots(),
+        );
+        assert_eq!(res, Err(TrackerError::InsecureRedirect(target.clone())));
+        assert_eq!(
+            res.unwrap_err().to_string(),
+            format!("refused a redirect from https to {target}")
+        );
+        assert!(
+            plain_requests.try_recv().is_err(),
+            "the http URL was fetched"
+        );
+    }
+
+    #[test]
+    fn https_redirects_from_http_and_within_https_are_followed() {
+        let (tls_port, tls_requests) = tls_server(vec![
+            reply("HTTP/1.1 301 Moved\r\nLocation: /second\r\nContent-Length: 0\r\n\r\n"),
+            reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        ]);
+        let (port, _) = server(vec![Serve::Reply(
+            format!("HTTP/1.1 302 Found\r\nLocation: https://127.0.0.1:{tls_port}/first\r\n\r\n")
+                .into_bytes(),
+        )]);
+        let u = format!("http://127.0.0.1:{port}/announce");
+        assert_eq!(fetch_with(&u, TIMEOUT, &test_roots()).unwrap(), b"ok");
+        assert!(tls_requests.recv().unwrap().starts_with("GET /first "));
+        assert!(tls_requests.recv().unwrap().starts_with("GET /second "));
+    }
+
+    #[test]
+    fn https_stalled_handshake_times_out() {
+        // A plain TCP server: it takes the ClientHello and never answers.
+        let (port, _) = server(vec![Serve::Silent]);
+        let start = Instant::now();
+        let res = fetch_with(
+            &format!("https://127.0.0.1:{port}/announce"),
+            Duration::from_millis(500),
+            &test_roots(),
+        );
+        let elapsed = start.elapsed();
+        assert!(
+            matches!(res, Err(TrackerError::Timeout(Some(_)))),
+            "{res:?}"
+        );
+        assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    }
+
+    #[test]
+    fn https_unusable_extra_root() {
+        let res = TlsRoots::webpki_and(&[b"not a certificate"]);
+        assert!(matches!(res, Err(TrackerError::Certificate(_))), "{res:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------
