@@ -331,8 +331,20 @@ mod tests {
             None,
         );
         let (tx, rx) = unbounded();
-        // Keep the only worker busy with a slow-ish first job, then queue
-        // background work followed by one live job.
+        // Hold the only worker in a gate job while background work and then
+        // one live job are queued; once released, the live job goes first.
+        let (open_tx, open_rx) = unbounded::<()>();
+        pool.submit(
+            Job::Run {
+                tag: 0,
+                work: Box::new(move || {
+                    let _ = open_rx.recv_timeout(Duration::from_secs(30));
+                    Box::new(())
+                }),
+            },
+            Priority::Live,
+            &tx,
+        );
         for p in d.lengths.pieces() {
             pool.submit(
                 Job::HashPiece {
@@ -353,9 +365,11 @@ mod tests {
             Priority::Live,
             &tx,
         );
-        let tags: Vec<u64> = (0..65).map(|_| rx.recv().unwrap().tag()).collect();
+        open_tx.send(()).unwrap();
+        let tags: Vec<u64> = (0..66).map(|_| rx.recv().unwrap().tag()).collect();
         let live_pos = tags.iter().position(|&t| t == 2).unwrap();
-        assert!(live_pos < 4, "live job finished at position {live_pos}");
+        assert_eq!(tags[0], 0);
+        assert_eq!(live_pos, 1, "live job finished at position {live_pos}");
         pool.shutdown();
         std::fs::remove_dir_all(dir).unwrap();
     }
