@@ -149,6 +149,15 @@ fn leechers_trade_with_each_other_and_a_leecher_uses_three_seeders() {
     eprintln!("seeder uploaded {seeder_up}, leechers uploaded {uploaded_by_leechers} in total");
 
     // Now a fresh leecher with the four complete nodes as seeders... three of them.
+    let uploaded_before: Vec<u64> = leechers
+        .iter()
+        .map(|l| {
+            l.status(&hash)
+                .get("uploaded")
+                .and_then(Json::as_u64)
+                .unwrap_or(0)
+        })
+        .collect();
     let fresh = DaemonProc::start(tmp.path(), "fresh", "127.0.0.40", &[]);
     let seeders: Vec<_> = leechers.iter().map(|l| l.listen).collect();
     fresh.add(&torrent, &seeders);
@@ -171,9 +180,22 @@ fn leechers_trade_with_each_other_and_a_leecher_uses_three_seeders() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_same_tree(&payload, &fresh.download_dir.join("payload"));
-    let sources = from.values().filter(|&&d| d > 0).count();
-    assert_eq!(
-        sources, 3,
-        "pieces should come from all three seeders: {from:?}"
+    // Each seeder's upload counter grew: everyone else was already
+    // complete, so those bytes went to `fresh` (on its connections or on
+    // theirs: with peer exchange the seeders also learn of it and dial it).
+    let uploaded_now = |d: &DaemonProc| {
+        d.status(&hash)
+            .get("uploaded")
+            .and_then(Json::as_u64)
+            .unwrap_or(0)
+    };
+    let gave: Vec<u64> = leechers
+        .iter()
+        .zip(&uploaded_before)
+        .map(|(l, before)| uploaded_now(l) - before)
+        .collect();
+    assert!(
+        gave.iter().all(|&g| g > 0),
+        "pieces should come from all three seeders: uploaded {gave:?}; seen {from:?}"
     );
 }
