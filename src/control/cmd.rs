@@ -549,6 +549,14 @@ pub fn ls_table(list: &[Json]) -> String {
     out
 }
 
+/// Text from torrents, trackers and peers with control characters (terminal
+/// escapes) replaced.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// The `TRACKER` cell of `ls`: `-` without trackers, else the first word of
 /// the best tracker result (`ok`, `error`, `timeout`, `not`...).
 fn tracker_word(t: &Json) -> String {
@@ -698,8 +706,8 @@ pub fn detail_text(j: &Json) -> String {
         let mut line = format!(
             "  [{}] {}  {}",
             u(t, "tier"),
-            s(t, "url"),
-            s(t, "last_result")
+            printable(s(t, "url")),
+            printable(s(t, "last_result"))
         );
         let counts = (
             t.get("seeders").and_then(Json::as_u64),

@@ -122,7 +122,9 @@ impl TokenBucket {
             return;
         }
         self.refill(now);
-        self.tokens -= bytes as f64;
+        // At most one second of debt: a burst read past the limit delays
+        // the next reads by at most a second.
+        self.tokens = (self.tokens - bytes as f64).max(-(self.rate as f64));
     }
 
     /// When at least `bytes` will be available.

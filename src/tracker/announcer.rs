@@ -440,6 +440,11 @@ impl Announcer {
         self.stats
     }
 
+    /// Started and not stopping.
+    pub fn is_running(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
     /// True when not started, or when stopping is over.
     pub fn is_stopped(&self) -> bool {
         self.phase == Phase::Idle

@@ -176,7 +176,9 @@ impl Pool {
         )
     }
 
-    /// Finishes queued live jobs, drops background ones, joins the threads.
+    /// Finishes queued live jobs, drops background ones, joins the disk
+    /// threads. Network threads are not joined: each finishes its call in
+    /// progress (bounded by that call's deadline) and the queued ones, then exits.
     pub fn shutdown(mut self) {
         self.stop();
     }

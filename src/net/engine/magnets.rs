@@ -52,6 +52,8 @@ impl Engine {
             });
         }
         let dir = self.download_dir_of(dir)?;
+        // Checked before anything is added, so a bad peer adds nothing.
+        check_peers(&all_peers)?;
         let tid = self.next_tid;
         self.next_tid += 1;
         self.by_hash.insert(m.info_hash, tid);
@@ -117,13 +119,7 @@ impl Engine {
         if !self.magnets.contains_key(&tid) {
             return self.add_manual_peers(tid, peers, now);
         }
-        for p in &peers {
-            if p.rsplit_once(':')
-                .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
-            {
-                return Err(ApiError::BadRequest(format!("peer '{p}' is not host:port")));
-            }
-        }
+        check_peers(&peers)?;
         for p in peers {
             if let Some(m) = self.magnets.get_mut(&tid) {
                 if !m.manual_peers.contains(&p) && m.manual_peers.len() < 200 {
@@ -308,7 +304,12 @@ impl Engine {
         });
         let new_tid = match self.new_entry(meta, m.dir) {
             Ok(t) => t,
-            Err(e) => return log::error!("{e}"),
+            Err(e) => {
+                log::error!("magnet {}: {e}", m.info_hash);
+                self.by_hash.remove(&m.info_hash);
+                self.retire_announcer(tid, now);
+                return;
+            }
         };
         if let Some(t) = self.torrents.get_mut(&new_tid) {
             t.paused = m.paused;
@@ -370,4 +371,16 @@ impl Engine {
             tracker: self.tracker_summary(tid, Instant::now()),
         })
     }
+}
+
+/// Every peer is `host:port`.
+fn check_peers(peers: &[String]) -> Result<(), ApiError> {
+    for p in peers {
+        if p.rsplit_once(':')
+            .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(ApiError::BadRequest(format!("peer '{p}' is not host:port")));
+        }
+    }
+    Ok(())
 }

@@ -6,10 +6,6 @@ use super::*;
 use crate::net::peerlist::PeerList;
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
 
-/// Bytes a connection we expect no payload from may read per turn whatever
-/// the download limits (see [`Engine::read_allowance`]).
-const CONTROL_READ: u64 = 4096;
-
 impl Engine {
     // ----- peers -----
 
@@ -288,28 +284,32 @@ impl Engine {
     }
 
     /// Bytes `key` may read now under the global and its torrent's download
-    /// limits. A connection we expect no payload from (a handshake, a peer
-    /// we requested nothing of, a magnet's metadata exchange) may always read
-    /// a little, still charged to the limits: otherwise peers that use up a
-    /// download limit would starve everyone else's handshakes and requests
-    /// (and our uploads to them) into timeouts.
+    /// limits. The limits apply to downloads we asked for: a connection we
+    /// expect no payload from (a handshake, a peer we requested nothing of, a
+    /// magnet's metadata exchange) reads as if unlimited and is not charged
+    /// (see [`Engine::charged`]); otherwise peers that use up a download limit
+    /// would starve everyone else's handshakes and requests (and our uploads
+    /// to them) into timeouts. What such a peer may send unasked is bounded by
+    /// the protocol checks (unrequested blocks are dropped), not by the limit.
     pub(super) fn read_allowance(&mut self, key: PeerKey, now: Instant) -> u64 {
-        let global = self.down_bucket.available(now);
-        let Some(tid) = self.conns.get(key).map(|c| c.torrent) else {
-            return 0;
-        };
-        let t = tid.and_then(|tid| self.torrents.get_mut(&tid));
-        let expects_payload = t
-            .as_ref()
-            .and_then(|t| t.swarm.as_ref())
-            .is_some_and(|s| s.has_requests_to(key));
-        let torrent = t.map_or(u64::MAX, |t| t.down_limit.available(now));
-        let limited = global.min(torrent);
-        if expects_payload {
-            limited
-        } else {
-            limited.max(CONTROL_READ)
+        if !self.charged(key) {
+            return u64::MAX;
         }
+        let global = self.down_bucket.available(now);
+        let tid = self.conns.get(key).and_then(|c| c.torrent);
+        let torrent = tid
+            .and_then(|tid| self.torrents.get_mut(&tid))
+            .map_or(u64::MAX, |t| t.down_limit.available(now));
+        global.min(torrent)
+    }
+
+    /// Bytes read from `key` count against the download limits: we are
+    /// waiting for blocks we requested from it.
+    fn charged(&self, key: PeerKey) -> bool {
+        let tid = self.conns.get(key).and_then(|c| c.torrent);
+        tid.and_then(|tid| self.torrents.get(&tid))
+            .and_then(|t| t.swarm.as_ref())
+            .is_some_and(|s| s.has_requests_to(key))
     }
 
     pub(super) fn reads_blocked(&self) -> bool {
@@ -358,9 +358,11 @@ impl Engine {
             if n > 0 {
                 c.last_recv = now;
                 let tid = c.torrent;
-                self.down_bucket.take(n as u64, now);
-                if let Some(t) = tid.and_then(|tid| self.torrents.get_mut(&tid)) {
-                    t.down_limit.take(n as u64, now);
+                if self.charged(key) {
+                    self.down_bucket.take(n as u64, now);
+                    if let Some(t) = tid.and_then(|tid| self.torrents.get_mut(&tid)) {
+                        t.down_limit.take(n as u64, now);
+                    }
                 }
                 budget = budget.saturating_sub(n);
             }

@@ -41,7 +41,9 @@ impl Engine {
             return;
         }
         if let Some(slot) = self.trackers.get_mut(&tid) {
-            if slot.announcer.is_stopped() {
+            // Also while `stopped` is still going out (a quick pause and
+            // resume): `Started` abandons the stop and starts over.
+            if !slot.announcer.is_running() {
                 let stats = self.announce_stats(tid);
                 if let Some(slot) = self.trackers.get_mut(&tid) {
                     slot.announcer.announce(now, Event::Started, stats);
