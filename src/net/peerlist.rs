@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 /// Most addresses remembered per torrent.
 pub const MAX_KNOWN: usize = 500;
+/// Most of them learned from peer exchange, so that peers sending made-up
+/// addresses cannot crowd out those from trackers and the user.
+pub const MAX_PEX_KNOWN: usize = MAX_KNOWN / 2;
 
 /// A peer address we may connect to.
 #[derive(Clone, Debug)]
@@ -45,6 +48,19 @@ impl PeerList {
 
     pub fn iter(&self) -> impl Iterator<Item = &KnownPeer> {
         self.known.iter()
+    }
+
+    /// Adds an address learned from peer exchange (`source`): a known one is
+    /// left as it is (a peer repeating an address does not cut its back-off
+    /// short); at most [`MAX_PEX_KNOWN`] such entries. False when refused.
+    pub fn add_exchanged(&mut self, addr: SocketAddr, source: &'static str, now: Instant) -> bool {
+        if self.known.iter().any(|k| k.addr == addr) {
+            return true;
+        }
+        if self.known.iter().filter(|k| k.source == source).count() >= MAX_PEX_KNOWN {
+            return false;
+        }
+        self.add(addr, source, now)
     }
 
     /// Adds an address (or makes a known one eligible again at once). False when full.
@@ -143,6 +159,30 @@ impl PeerList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exchanged_addresses_are_capped_and_do_not_reset_back_off() {
+        let now = Instant::now();
+        let mut l = PeerList::default();
+        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        assert!(l.add(a, "tracker", now));
+        l.failed(a, now);
+        let next = l.iter().next().unwrap().next_try;
+        assert!(next > now);
+        assert!(l.add_exchanged(a, "pex", now));
+        assert_eq!(l.iter().next().unwrap().next_try, next);
+        assert_eq!(l.iter().next().unwrap().source, "tracker");
+        for i in 0..1000u32 {
+            let addr = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 2));
+            l.add_exchanged(addr, "pex", now);
+        }
+        assert_eq!(
+            l.iter().filter(|k| k.source == "pex").count(),
+            MAX_PEX_KNOWN
+        );
+        // The rest of the list stays open to other sources.
+        assert!(l.add("10.2.0.1:3".parse().unwrap(), "tracker", now));
+    }
 
     #[test]
     fn backoff_and_seeds() {

@@ -77,8 +77,11 @@ impl Engine {
                 candidates.len()
             );
         }
-        for c in candidates {
-            self.add_known_peer(tid, c.addr, SOURCE, now);
+        let listen = self.listen_addr;
+        if let Some(t) = self.torrents.get_mut(&tid) {
+            for c in candidates.iter().filter(|c| c.addr != listen) {
+                t.known.add_exchanged(c.addr, SOURCE, now);
+            }
         }
         self.connect_peers(tid, now);
     }
