@@ -182,7 +182,8 @@ impl DaemonProc {
             if let Some(s) = self.try_status(hash) {
                 let have = s.get("pieces_have").and_then(Json::as_u64);
                 let total = s.get("pieces").and_then(Json::as_u64);
-                if have.is_some() && have == total {
+                // A magnet still fetching its metadata has 0 of 0 pieces.
+                if have.is_some() && have == total && total != Some(0) {
                     return s;
                 }
                 if Instant::now() > deadline {
