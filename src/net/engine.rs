@@ -108,6 +108,14 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// `<state dir>/torrents/<hex>.<ext>`: a torrent's `torrent`, `resume`,
+    /// `journal` or `magnet` file.
+    fn state_file(&self, info_hash: InfoHash, ext: &str) -> PathBuf {
+        self.state_dir
+            .join("torrents")
+            .join(format!("{}.{ext}", info_hash.to_hex()))
+    }
+
     pub fn new(listen: SocketAddr, download_dir: PathBuf, state_dir: PathBuf) -> EngineConfig {
         EngineConfig {
             listen,
@@ -1092,20 +1100,15 @@ impl Engine {
                 }
             }
             if !busy && !timed_out {
-                let state = self.config.state_dir.clone();
+                let clean = self.config.state_dir.join("clean");
                 let journals: Vec<PathBuf> = self
                     .torrents
                     .values()
-                    .map(|t| {
-                        state
-                            .join("torrents")
-                            .join(format!("{}.journal", t.meta.info_hash.to_hex()))
-                    })
+                    .map(|t| self.config.state_file(t.meta.info_hash, "journal"))
                     .collect();
                 self.run_job(Ctx::Other("clean marker"), move || {
-                    let res = storage::remove_files(&journals).and_then(|()| {
-                        storage::write_atomic(&state.join("clean"), b"clean\n", 0o600)
-                    });
+                    let res = storage::remove_files(&journals)
+                        .and_then(|()| storage::write_atomic(&clean, b"clean\n", 0o600));
                     Box::new(res)
                 });
                 if let Some(sd) = self.shutdown.as_mut() {

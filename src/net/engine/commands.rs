@@ -185,11 +185,7 @@ impl Engine {
         }
         log::info!("added {name} ({info_hash})");
         // Keep the metainfo in the state directory (written once).
-        let path = self
-            .config
-            .state_dir
-            .join("torrents")
-            .join(format!("{}.torrent", info_hash.to_hex()));
+        let path = self.config.state_file(info_hash, "torrent");
         self.run_job(Ctx::Other("saving the torrent file"), move || {
             Box::new(storage::write_atomic(&path, &bytes, 0o600))
         });
@@ -230,14 +226,12 @@ impl Engine {
             }
         }
         self.retire_announcer(tid, now);
-        let state = self.config.state_dir.join("torrents");
-        let hex = info_hash.to_hex();
         if let Some(m) = self.magnets.remove(&tid) {
             log::info!(
                 "removed magnet {} ({info_hash})",
                 m.name.unwrap_or_default()
             );
-            let file = state.join(format!("{hex}.magnet"));
+            let file = self.config.state_file(info_hash, "magnet");
             self.run_job(Ctx::Other("removing a magnet"), move || {
                 Box::new(storage::remove_files(&[file]))
             });
@@ -248,7 +242,7 @@ impl Engine {
         };
         let files: Vec<PathBuf> = ["torrent", "resume", "journal", "magnet"]
             .iter()
-            .map(|ext| state.join(format!("{hex}.{ext}")))
+            .map(|ext| self.config.state_file(info_hash, ext))
             .collect();
         let data: Option<(PathBuf, Vec<Vec<String>>)> = delete_data.then(|| {
             (

@@ -96,17 +96,10 @@ impl Engine {
             peers: m.manual_peers.clone(),
             paused: m.paused,
         };
-        let path = self.magnet_file(m.info_hash);
+        let path = self.config.state_file(m.info_hash, "magnet");
         self.run_job(Ctx::Other("saving a magnet link"), move || {
             Box::new(storage::write_atomic(&path, &record.encode(), 0o600))
         });
-    }
-
-    fn magnet_file(&self, info_hash: InfoHash) -> PathBuf {
-        self.config
-            .state_dir
-            .join("torrents")
-            .join(format!("{}.magnet", info_hash.to_hex()))
     }
 
     /// Adds `host:port` peers to a torrent or a magnet.
@@ -289,14 +282,10 @@ impl Engine {
                 c.close("metadata complete: reconnecting for the data");
             }
         }
-        let path = self
-            .config
-            .state_dir
-            .join("torrents")
-            .join(format!("{}.torrent", meta.info_hash.to_hex()));
+        let path = self.config.state_file(meta.info_hash, "torrent");
         // The .torrent first: a crash in between leaves both, and the
         // .torrent wins at the next start.
-        let magnet_file = self.magnet_file(meta.info_hash);
+        let magnet_file = self.config.state_file(meta.info_hash, "magnet");
         self.run_job(Ctx::Other("saving the torrent file"), move || {
             let res = storage::write_atomic(&path, &bytes, 0o600)
                 .and_then(|()| storage::remove_files(&[magnet_file]));

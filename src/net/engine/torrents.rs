@@ -388,7 +388,6 @@ impl Engine {
     }
 
     pub(super) fn save_resume(&mut self, tid: u32) {
-        let state_dir = self.config.state_dir.join("torrents");
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
@@ -400,7 +399,7 @@ impl Engine {
         // Record current file sizes with the pieces (sizes only grow while we download).
         let disk = t.disk.clone();
         let mut record = t.resume_record();
-        let path = state_dir.join(format!("{}.resume", t.meta.info_hash.to_hex()));
+        let path = self.config.state_file(t.meta.info_hash, "resume");
         self.run_job(Ctx::Save { tid }, move || {
             record.file_sizes = (0..disk.storage.n_files())
                 .map(|i| disk.storage.file_len(i).ok().flatten().unwrap_or(0))
@@ -413,7 +412,6 @@ impl Engine {
     }
 
     pub(super) fn flush_journal(&mut self, tid: u32) {
-        let state_dir = self.config.state_dir.join("torrents");
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
@@ -421,7 +419,7 @@ impl Engine {
             return;
         }
         let bytes = resume::encode_journal(&std::mem::take(&mut t.journal_pending));
-        let path = state_dir.join(format!("{}.journal", t.meta.info_hash.to_hex()));
+        let path = self.config.state_file(t.meta.info_hash, "journal");
         self.run_job(Ctx::Other("journal"), move || {
             Box::new(storage::append_file(&path, &bytes))
         });
