@@ -29,6 +29,7 @@ pub mod hash;
 pub mod json;
 pub mod metainfo;
 pub mod net;
+pub mod overlay;
 pub mod progress;
 pub mod resume;
 pub mod storage;
