@@ -119,5 +119,5 @@ monitor() {
 
 export RUST_LOG=${PEERLET_BENCH_LOG:-info}
 exec "$bin" daemon --listen "127.0.0.1:$port" --api 127.0.0.1:0 \
-  --download-dir "$dir" --state-dir "$state" ${PEERLET_DAEMON_ARGS:-} \
+  --download-dir "$dir" --state-dir "$state" --no-lan-discovery ${PEERLET_DAEMON_ARGS:-} \
   2> >(monitor)

@@ -44,6 +44,8 @@ pub enum Command {
     Pause(crate::control::cmd::PauseArgs),
     Resume(crate::control::cmd::ResumeArgs),
     Limit(crate::control::cmd::LimitArgs),
+    Search(crate::control::cmd::SearchArgs),
+    Peers(crate::control::cmd::PeersArgs),
     Stop(crate::control::cmd::StopArgs),
 }
 
@@ -155,6 +157,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Pause(a)) => crate::control::cmd::run_pause(a),
         Some(Command::Resume(a)) => crate::control::cmd::run_resume(a),
         Some(Command::Limit(a)) => crate::control::cmd::run_limit(a),
+        Some(Command::Search(a)) => crate::control::cmd::run_search(a),
+        Some(Command::Peers(a)) => crate::control::cmd::run_peers(a),
         Some(Command::Stop(a)) => crate::control::cmd::run_stop(a),
     }
 }

@@ -19,6 +19,13 @@ use std::time::Duration;
 
 /// Default peer port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6881";
+/// Default LAN beacon target: an organisation-local multicast group
+/// (RFC 2365) and a port of its own.
+pub const DEFAULT_LAN_BEACON: &str = "239.192.76.80:7442";
+/// The node key in the state directory.
+pub const NODE_KEY_FILE: &str = "node.key";
+/// The saved overlay routing table in the state directory.
+pub const NODES_FILE: &str = "nodes";
 
 #[derive(FromArgs, Debug)]
 /// Run the peerlet node (client and server at once) until SIGTERM, SIGINT or `peerlet stop`.
@@ -57,6 +64,30 @@ pub struct DaemonArgs {
     /// bound on bytes of blocks in flight (requested, being written, read for upload); K and M suffixes (default 8M)
     #[argh(option, from_str_fn(crate::cli::parse_size))]
     pub memory_limit: Option<u32>,
+    /// an overlay node to contact at start, ADDR:PORT or HOST:PORT (repeatable)
+    #[argh(option)]
+    pub bootstrap: Vec<String>,
+    /// no LAN beacons (sent and heard)
+    #[argh(switch)]
+    pub no_lan_discovery: bool,
+    /// where LAN beacons go: a multicast group or broadcast address with a port (default 239.192.76.80:7442)
+    #[argh(option)]
+    pub lan_beacon: Option<SocketAddr>,
+    /// seconds between LAN beacons (default 30)
+    #[argh(option, default = "30")]
+    pub beacon_interval: u64,
+    /// no discovery overlay at all (no search, no beacons; trackers, PEX and --peer still work)
+    #[argh(switch)]
+    pub no_overlay: bool,
+    /// overlay neighbours a search floods to (default 8)
+    #[argh(option)]
+    pub overlay_degree: Option<usize>,
+    /// overlay routing-table size (default 256)
+    #[argh(option)]
+    pub routing_table: Option<usize>,
+    /// TTL of this node's searches, 1 to 7 (default 4)
+    #[argh(option)]
+    pub search_ttl: Option<u8>,
 }
 
 /// The data directory when none is given.
@@ -131,11 +162,44 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
             journal,
         });
     }
+    let nodes = storage::read_limited(&state_dir.join(NODES_FILE), 64 << 10)
+        .map(|b| crate::overlay::decode_saved(&b, 1024))
+        .unwrap_or_default();
     Ok(Startup {
         torrents,
         magnets,
         clean,
+        nodes,
     })
+}
+
+/// Reads the node key from the state directory, or creates it (mode 0600)
+/// on the first start. A damaged key is an error, never silently replaced:
+/// the key is the node's identity.
+pub fn load_node_key(state_dir: &Path) -> Result<crate::overlay::NodeKey, CliError> {
+    let path = state_dir.join(NODE_KEY_FILE);
+    match storage::read_limited(&path, 1024) {
+        Ok(bytes) => {
+            let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                CliError(format!(
+                    "{} is damaged ({} bytes, expected 32); move it away to create a new node identity",
+                    path.display(),
+                    bytes.len()
+                ))
+            })?;
+            Ok(crate::overlay::NodeKey::from_secret(secret))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            storage::create_private_dir(state_dir)
+                .map_err(|e| CliError(format!("cannot create {}: {e}", state_dir.display())))?;
+            let key = crate::overlay::NodeKey::from_secret(net::random_bytes());
+            storage::write_atomic(&path, key.secret_bytes(), 0o600)
+                .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
+            log::info!("created a new node key in {}", path.display());
+            Ok(key)
+        }
+        Err(e) => Err(CliError(format!("cannot read {}: {e}", path.display()))),
+    }
 }
 
 /// A running daemon: the engine and the control server.
@@ -233,6 +297,46 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
     }
     if let Some(w) = a.workers.filter(|&w| w > 0) {
         config.workers = w;
+    }
+    config.overlay.enabled = !a.no_overlay;
+    config.overlay.key = load_node_key(&state_dir)?;
+    for b in &a.bootstrap {
+        let ok = b.parse::<SocketAddr>().is_ok()
+            || b.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+        if !ok {
+            return Err(CliError(format!(
+                "--bootstrap {b:?}: give ADDR:PORT or HOST:PORT"
+            )));
+        }
+    }
+    config.overlay.bootstrap = a.bootstrap.clone();
+    if !a.no_lan_discovery && !a.no_overlay {
+        config.overlay.lan = Some(net::LanDiscovery {
+            target: a
+                .lan_beacon
+                .unwrap_or_else(|| DEFAULT_LAN_BEACON.parse().expect("valid default")),
+            interval: Duration::from_secs(a.beacon_interval.max(1)),
+        });
+    }
+    if let Some(d) = a.overlay_degree {
+        if !(1..=64).contains(&d) {
+            return Err(CliError(format!("--overlay-degree {d}: give 1 to 64")));
+        }
+        config.overlay.degree = d;
+    }
+    if let Some(n) = a.routing_table {
+        if !(8..=65536).contains(&n) {
+            return Err(CliError(format!("--routing-table {n}: give 8 to 65536")));
+        }
+        config.overlay.capacity = n;
+    }
+    if let Some(t) = a.search_ttl {
+        if !(1..=7).contains(&t) {
+            return Err(CliError(format!("--search-ttl {t}: give 1 to 7")));
+        }
+        config.overlay.ttl = t;
     }
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,

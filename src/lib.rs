@@ -9,6 +9,7 @@
 //! - [`wire`]: peer wire protocol messages (parse/emit, size limits).
 //! - [`swarm`]: sans-IO torrent logic: picker, choker, per-peer protocol state.
 //! - [`tracker`]: sans-IO tracker protocols (UDP, HTTP) and the announcer.
+//! - [`overlay`]: sans-IO discovery overlay: routing table, content table, flooded search.
 //! - [`hash`]: SHA-1 behind one interface (sha1_smol or, with `hw-sha1`, RustCrypto).
 //! - [`storage`]: the only module that touches the filesystem: pieces mapped
 //!   onto files, positioned reads and writes, an LRU of open files, directory walks.
@@ -18,7 +19,7 @@
 //! - [`control`]: the local HTTP + JSON control API and the CLI client of it.
 //! - [`cli`]: command-line parsing and the subcommands.
 //!
-//! `bencode`, `metainfo` and `hash` do no I/O and never read the clock.
+//! `bencode`, `metainfo`, `overlay` and `hash` do no I/O and never read the clock.
 #![deny(unsafe_code)]
 
 pub mod bencode;

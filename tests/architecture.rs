@@ -62,6 +62,7 @@ fn pure_layers_do_no_io_and_read_no_clock() {
             "resume",
             "tracker/udp",
             "tracker/announcer",
+            "overlay",
         ],
         &[
             "std::fs",
@@ -75,7 +76,7 @@ fn pure_layers_do_no_io_and_read_no_clock() {
             "SystemTime",
             "std::thread",
         ],
-        "bencode, metainfo, hash, wire, swarm and resume must do no I/O and never read the clock",
+        "bencode, metainfo, hash, wire, swarm, resume and overlay must do no I/O and never read the clock",
     );
 }
 
@@ -84,7 +85,7 @@ fn only_storage_touches_files() {
     check(
         &[
             "bencode", "metainfo", "hash", "wire", "swarm", "resume", "workers", "net", "control",
-            "daemon", "cli", "json", "progress",
+            "daemon", "cli", "json", "progress", "overlay",
         ],
         &["std::fs", "File::", "OpenOptions", "read_dir", "FileExt"],
         "only src/storage may open, read, write or list files",
@@ -96,7 +97,7 @@ fn only_net_uses_mio() {
     check(
         &[
             "bencode", "metainfo", "hash", "wire", "swarm", "resume", "workers", "storage",
-            "control", "daemon", "cli", "json", "progress",
+            "control", "daemon", "cli", "json", "progress", "overlay",
         ],
         &["mio::", "use mio"],
         "only src/net may use mio",

@@ -97,6 +97,17 @@ pub enum Command {
     },
     /// Node-wide status.
     Node { reply: Reply<NodeStatus> },
+    /// Start an overlay search; the answer is its id.
+    Search {
+        query: SearchQuery,
+        /// The search stays open (collecting hits) this long.
+        timeout: Duration,
+        reply: Reply<u64>,
+    },
+    /// The results of a search so far.
+    SearchResults { id: u64, reply: Reply<SearchPage> },
+    /// The overlay: routing table, neighbours, counters.
+    Nodes { reply: Reply<OverlayStatus> },
     /// Save state and stop the daemon.
     Shutdown { reply: Reply<()> },
 }
@@ -344,12 +355,149 @@ impl TorrentDetail {
     }
 }
 
+/// What an overlay search looks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SearchQuery {
+    Hash(InfoHash),
+    /// Words of a name (every word must start a word of the name).
+    Words(String),
+}
+
+/// One search result: a torrent and who holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchHit {
+    pub info_hash: InfoHash,
+    pub name: String,
+    pub size: u64,
+    /// BitTorrent addresses (`ip:port`) of the holders.
+    pub holders: Vec<String>,
+}
+
+impl SearchHit {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("info_hash", self.info_hash.to_hex())
+            .with("name", self.name.clone())
+            .with("size", self.size)
+            .with(
+                "holders",
+                Json::Arr(self.holders.iter().map(|h| h.clone().into()).collect()),
+            )
+    }
+}
+
+/// A search's results so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchPage {
+    pub id: u64,
+    pub results: Vec<SearchHit>,
+    /// The search's time is up: no more results will come.
+    pub done: bool,
+}
+
+impl SearchPage {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("id", self.id)
+            .with("done", self.done)
+            .with(
+                "results",
+                Json::Arr(self.results.iter().map(SearchHit::to_json).collect()),
+            )
+    }
+}
+
+/// One routing-table entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OverlayNode {
+    /// Overlay (UDP) address.
+    pub addr: String,
+    pub id: Option<String>,
+    /// `bootstrap`, `beacon`, `exchange`, `incoming`, `saved`, `holder`.
+    pub source: &'static str,
+    pub tcp_port: u16,
+    pub last_seen_secs: Option<u64>,
+    pub rtt_ms: Option<u64>,
+    pub failures: u32,
+    pub neighbour: bool,
+}
+
+impl OverlayNode {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("addr", self.addr.clone())
+            .with("id", self.id.clone())
+            .with("source", self.source)
+            .with("tcp_port", u32::from(self.tcp_port))
+            .with("last_seen_secs", self.last_seen_secs)
+            .with("rtt_ms", self.rtt_ms)
+            .with("failures", self.failures)
+            .with("neighbour", self.neighbour)
+    }
+}
+
+/// The discovery overlay as a whole (for `peerlet peers`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OverlayStatus {
+    pub node_id: String,
+    /// The node's public key (X25519), hex.
+    pub public_key: String,
+    /// Our overlay (UDP) address.
+    pub udp: String,
+    /// Our address as other nodes see it, once one answered.
+    pub external: Option<String>,
+    /// Where LAN beacons go, if LAN discovery is on.
+    pub lan_beacon: Option<String>,
+    pub capacity: u32,
+    pub degree: u32,
+    pub nodes: Vec<OverlayNode>,
+    /// Info-hashes and holders in the content routing table.
+    pub content_entries: u32,
+    pub content_holders: u32,
+    /// Query ids remembered (duplicates, reverse paths).
+    pub routes: u32,
+    pub open_searches: u32,
+    /// Counters since start: packets by kind (`sent_ping`, `received_hit`,
+    /// ...), drops by reason, `searches_flooded`, `searches_direct`, ...
+    pub counters: Vec<(String, u64)>,
+}
+
+impl OverlayStatus {
+    pub fn to_json(&self) -> Json {
+        let mut counters = Json::obj();
+        for (k, v) in &self.counters {
+            counters = counters.with(k, *v);
+        }
+        Json::obj()
+            .with("node_id", self.node_id.clone())
+            .with("public_key", self.public_key.clone())
+            .with("udp", self.udp.clone())
+            .with("external", self.external.clone())
+            .with("lan_beacon", self.lan_beacon.clone())
+            .with("capacity", self.capacity)
+            .with("degree", self.degree)
+            .with(
+                "nodes",
+                Json::Arr(self.nodes.iter().map(OverlayNode::to_json).collect()),
+            )
+            .with("content_entries", self.content_entries)
+            .with("content_holders", self.content_holders)
+            .with("routes", self.routes)
+            .with("open_searches", self.open_searches)
+            .with("counters", counters)
+    }
+}
+
 /// The node as a whole.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeStatus {
     pub version: String,
     pub listen: String,
     pub peer_id: String,
+    /// The overlay node id (SHA-1 of the public key), hex.
+    pub node_id: String,
+    /// The node's public key (X25519), hex.
+    pub public_key: String,
     pub torrents: u32,
     pub peers: u32,
     pub download_rate: u64,
@@ -366,6 +514,8 @@ impl NodeStatus {
             .with("version", self.version.clone())
             .with("listen", self.listen.clone())
             .with("peer_id", self.peer_id.clone())
+            .with("node_id", self.node_id.clone())
+            .with("public_key", self.public_key.clone())
             .with("torrents", self.torrents)
             .with("peers", self.peers)
             .with("download_rate", self.download_rate)

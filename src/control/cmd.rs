@@ -19,10 +19,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(FromArgs, Debug)]
-/// Add a torrent (.torrent file or magnet link) to the running daemon.
+/// Add a torrent (.torrent file, magnet link or info-hash) to the running daemon.
 #[argh(subcommand, name = "add")]
 pub struct AddArgs {
-    /// a .torrent file or a magnet link
+    /// a .torrent file, a magnet link, or an info-hash (40 hex digits or 32
+    /// base32; its holders and metadata are found through the overlay)
     #[argh(positional)]
     pub source: String,
     /// download directory: the data goes to DIR/<name> (default: the daemon's)
@@ -37,10 +38,11 @@ pub struct AddArgs {
 }
 
 #[derive(FromArgs, Debug)]
-/// Add a torrent to the running daemon and wait until it is complete and verified.
+/// Add a torrent (.torrent file, magnet link or info-hash) to the running daemon and wait until it is complete and verified.
 #[argh(subcommand, name = "get")]
 pub struct GetArgs {
-    /// a .torrent file or a magnet link
+    /// a .torrent file, a magnet link, or an info-hash (40 hex digits or 32
+    /// base32; its holders and metadata are found through the overlay)
     #[argh(positional)]
     pub source: String,
     /// download directory: the data goes to DIR/<name> (default: the daemon's)
@@ -118,6 +120,37 @@ pub struct ResumeArgs {
     /// info-hash of the torrent (40 hex digits, or a unique prefix of at least 4)
     #[argh(positional)]
     pub hash: String,
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Search the discovery overlay for torrents by name, or for the holders of an info-hash.
+#[argh(subcommand, name = "search")]
+pub struct SearchArgs {
+    /// words of a name (each must start a word of the name, in any case),
+    /// or one info-hash (40 hex digits or 32 base32)
+    #[argh(positional)]
+    pub words: Vec<String>,
+    /// seconds the search collects results, 1 to 300 (default 10)
+    #[argh(option, default = "super::server::DEFAULT_SEARCH_SECS")]
+    pub timeout: u64,
+    /// print the final results as JSON (nothing while waiting)
+    #[argh(switch)]
+    pub json: bool,
+    /// address of the daemon's control API
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Show the discovery overlay: this node, its routing table and counters.
+#[argh(subcommand, name = "peers")]
+pub struct PeersArgs {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
@@ -219,10 +252,27 @@ pub fn human_duration(secs: u64) -> String {
 
 // ---- add / get ----
 
+/// What the user gave `add` or `get`, as a file name or a magnet link: a
+/// bare info-hash that does not name an existing file becomes the magnet
+/// link `magnet:?xt=urn:btih:HEX` (the daemon finds its holders through the
+/// overlay).
+fn source_link(source: &str) -> std::borrow::Cow<'_, str> {
+    match InfoHash::parse(source) {
+        Some(h) if !std::path::Path::new(source).exists() => {
+            format!("magnet:?xt=urn:btih:{}", h.to_hex()).into()
+        }
+        _ => source.into(),
+    }
+}
+
 /// What `add` sends: the body and its type, checked here first so that a
 /// bad file or link is reported the same way `inspect` reports it.
 fn read_source(source: &str) -> Result<(&'static str, Vec<u8>), CliError> {
-    if source.len() >= 7 && source[..7].eq_ignore_ascii_case("magnet:") {
+    let source = &*source_link(source);
+    if source
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("magnet:"))
+    {
         Magnet::parse(source).map_err(|e| CliError(e.to_string()))?;
         return Ok(("text/plain", source.as_bytes().to_vec()));
     }
@@ -626,6 +676,12 @@ pub fn node_text(j: &Json) -> String {
     out.push_str(&format!("version: {}\n", s(j, "version")));
     out.push_str(&format!("listen: {}\n", s(j, "listen")));
     out.push_str(&format!("peer id: {}\n", s(j, "peer_id")));
+    for (label, key) in [("node id", "node_id"), ("public key", "public_key")] {
+        let v = s(j, key);
+        if !v.is_empty() {
+            out.push_str(&format!("{label}: {}\n", printable(v)));
+        }
+    }
     out.push_str(&format!("torrents: {}\n", u(j, "torrents")));
     out.push_str(&format!("peers: {}\n", u(j, "peers")));
     out.push_str(&format!("download: {}\n", rate(u(j, "download_rate"))));
@@ -765,6 +821,314 @@ pub fn detail_text(j: &Json) -> String {
             percent(u(f, "have_bytes"), u(f, "size")),
             s(f, "path")
         ));
+    }
+    out
+}
+
+// ---- search / peers ----
+
+/// The query string of `POST /api/search` for what was typed after
+/// `peerlet search`: one argument that is an info-hash searches for its
+/// holders (`hash=HEX`); anything else is words, joined with spaces and
+/// checked as the daemon checks them (`q=WORDS`).
+pub fn search_query(words: &[String], timeout: u64) -> Result<String, CliError> {
+    if !(1..=super::server::MAX_SEARCH_SECS).contains(&timeout) {
+        return Err(CliError(format!(
+            "--timeout {timeout}: give 1 to {} seconds",
+            super::server::MAX_SEARCH_SECS
+        )));
+    }
+    if words.is_empty() {
+        return Err(CliError(
+            "nothing to search for: give words of a name or an info-hash".into(),
+        ));
+    }
+    let hash = match words {
+        [one] => InfoHash::parse(one),
+        _ => None,
+    };
+    let what = match hash {
+        Some(h) => format!("hash={}", h.to_hex()),
+        None => {
+            let joined = words.join(" ");
+            let q = super::server::check_search_words(&joined).map_err(CliError)?;
+            format!("q={}", percent_encode(q))
+        }
+    };
+    Ok(format!("{what}&timeout={timeout}"))
+}
+
+/// Width of the name column of `search`; longer names are cut.
+const SEARCH_NAME_WIDTH: usize = 40;
+
+/// The header of `search`'s lines (shown on a terminal).
+pub fn search_header() -> String {
+    format!(
+        "{:<w$}  {:>10}  {:<40}  HOLDERS",
+        "NAME",
+        "SIZE",
+        "INFO-HASH",
+        w = SEARCH_NAME_WIDTH
+    )
+}
+
+/// One result of `search` on one line: name (cut to fit, terminal escapes
+/// replaced), size, info-hash, number of holders.
+pub fn search_line(hit: &Json) -> String {
+    let name = printable(s(hit, "name"));
+    let name = if name.chars().count() > SEARCH_NAME_WIDTH {
+        let mut cut: String = name.chars().take(SEARCH_NAME_WIDTH - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        name
+    };
+    let holders = hit
+        .get("holders")
+        .and_then(Json::as_array)
+        .map_or(0, <[Json]>::len);
+    format!(
+        "{name:<w$}  {:>10}  {:<40}  {holders:>7}",
+        human_bytes(u(hit, "size")),
+        printable(s(hit, "info_hash")),
+        w = SEARCH_NAME_WIDTH
+    )
+}
+
+pub fn run_search(a: SearchArgs) -> Result<u8, CliError> {
+    let query = search_query(&a.words, a.timeout)?;
+    with_client(&a.api, |c| {
+        let started = c.post(&format!("/api/search?{query}"), None)?;
+        let Some(id) = started.get("id").and_then(Json::as_u64) else {
+            return Err(Fail::Client(ClientError::Transport(format!(
+                "the daemon answered without a search id: {started}"
+            ))));
+        };
+        // The daemon closes the search after `timeout`; a little grace for
+        // the last answers, then stop asking whatever it says.
+        let deadline = Instant::now() + Duration::from_secs(a.timeout + 2);
+        let show = !a.json;
+        if show && crate::cli::stdout_is_terminal() {
+            println!("{}", search_header());
+        }
+        let mut shown: HashSet<String> = HashSet::new();
+        let mut said: HashSet<String> = HashSet::new();
+        let mut last = Json::obj()
+            .with("id", id)
+            .with("done", false)
+            .with("results", Json::Arr(Vec::new()));
+        loop {
+            match c.get(&format!("/api/search/{id}")) {
+                Ok(page) => {
+                    let results = page
+                        .get("results")
+                        .and_then(Json::as_array)
+                        .unwrap_or_default();
+                    for hit in results {
+                        if shown.insert(s(hit, "info_hash").to_string()) && show {
+                            println!("{}", search_line(hit));
+                        }
+                    }
+                    let done = b(&page, "done");
+                    last = page;
+                    if done {
+                        break;
+                    }
+                }
+                Err(ClientError::Api { status: 404, .. }) => {
+                    eprintln!("peerlet: search {id} is gone from the daemon (did it restart?)");
+                    return Ok(1);
+                }
+                Err(e @ (ClientError::NoDaemon(_) | ClientError::BadAddress(_))) => {
+                    return Err(e.into());
+                }
+                // Busy or hiccup: say it once and keep asking.
+                Err(e) => {
+                    if said.insert(e.to_string()) {
+                        eprintln!("peerlet: {e} (still waiting)");
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250).min(deadline - now));
+        }
+        let n = shown.len();
+        if a.json {
+            println!("{last}");
+        } else if n == 0 {
+            println!("no results within {} s", a.timeout);
+        } else {
+            println!("{n} result{}", if n == 1 { "" } else { "s" });
+        }
+        Ok(if n == 0 { 1 } else { 0 })
+    })
+}
+
+pub fn run_peers(a: PeersArgs) -> Result<u8, CliError> {
+    with_client(&a.api, |c| {
+        let j = c.get("/api/nodes")?;
+        if a.json {
+            println!("{j}");
+        } else {
+            print!("{}", peers_text(&j));
+        }
+        Ok(0)
+    })
+}
+
+/// `peerlet peers`: a summary line, the routing table, the counters.
+pub fn peers_text(j: &Json) -> String {
+    let nodes = j.get("nodes").and_then(Json::as_array).unwrap_or_default();
+    let neighbours = nodes.iter().filter(|n| b(n, "neighbour")).count();
+    let mut summary = format!(
+        "node {} on {}",
+        printable(s(j, "node_id")),
+        printable(s(j, "udp"))
+    );
+    if let Some(ext) = j.get("external").and_then(Json::as_str) {
+        summary.push_str(&format!(", external {}", printable(ext)));
+    }
+    match j.get("lan_beacon").and_then(Json::as_str) {
+        Some(to) => summary.push_str(&format!(", LAN beacons to {}", printable(to))),
+        None => summary.push_str(", LAN discovery off"),
+    }
+    summary.push_str(&format!(
+        "; table {}/{}, neighbours {neighbours}/{}, content {} entries\n",
+        nodes.len(),
+        u(j, "capacity"),
+        u(j, "degree"),
+        u(j, "content_entries")
+    ));
+    let mut out = summary;
+    if nodes.is_empty() {
+        out.push_str("routing table: empty\n");
+    } else {
+        out.push_str(&nodes_table(nodes));
+        if neighbours > 0 {
+            out.push_str("(* neighbour)\n");
+        }
+    }
+    out.push_str(&format!(
+        "content holders: {}, open searches: {}, query ids remembered: {}\n",
+        u(j, "content_holders"),
+        u(j, "open_searches"),
+        u(j, "routes")
+    ));
+    let counters: &[(String, Json)] = match j.get("counters") {
+        Some(Json::Obj(entries)) => entries,
+        _ => &[],
+    };
+    let (mut sent, mut received, mut dropped, mut other) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, v) in counters {
+        let v = v.as_u64().unwrap_or(0);
+        let k = printable(k);
+        if let Some(kind) = k.strip_prefix("sent_") {
+            sent.push(format!("{kind} {v}"));
+        } else if let Some(kind) = k.strip_prefix("received_") {
+            received.push(format!("{kind} {v}"));
+        } else if let Some(why) = k
+            .strip_prefix("dropped_")
+            .or_else(|| k.strip_prefix("drop_"))
+        {
+            dropped.push(format!("{why} {v}"));
+        } else {
+            other.push(format!("{k} {v}"));
+        }
+    }
+    for (label, items) in [
+        ("sent", sent),
+        ("received", received),
+        ("dropped", dropped),
+        ("other", other),
+    ] {
+        if !items.is_empty() {
+            out.push_str(&wrap_list(label, &items));
+        }
+    }
+    out
+}
+
+/// `label: a 1, b 2, ...` wrapped at 79 columns, continuation lines indented.
+fn wrap_list(label: &str, items: &[String]) -> String {
+    let mut out = String::new();
+    let mut line = format!("{label}:");
+    let indent = " ".repeat(label.len() + 2);
+    for (i, item) in items.iter().enumerate() {
+        let sep = if i + 1 < items.len() { "," } else { "" };
+        let piece = format!(" {item}{sep}");
+        if line.len() + piece.len() > 79 && line.len() > indent.len() {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = format!("{indent}{}", piece.trim_start());
+        } else {
+            line.push_str(&piece);
+        }
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// The routing table of `peers`: a `*` before neighbours, aligned columns.
+fn nodes_table(nodes: &[Json]) -> String {
+    let header = ["ADDR", "ID", "SOURCE", "RTT", "LAST SEEN", "FAILS"];
+    let rows: Vec<(bool, [String; 6])> = nodes
+        .iter()
+        .map(|n| {
+            let id = n
+                .get("id")
+                .and_then(Json::as_str)
+                .map_or("-".to_string(), |id| {
+                    printable(&id.chars().take(12).collect::<String>())
+                });
+            let rtt = n
+                .get("rtt_ms")
+                .and_then(Json::as_u64)
+                .map_or("-".to_string(), |ms| format!("{ms} ms"));
+            let seen = n
+                .get("last_seen_secs")
+                .and_then(Json::as_u64)
+                .map_or("never".to_string(), |t| {
+                    format!("{} ago", human_duration(t))
+                });
+            (
+                b(n, "neighbour"),
+                [
+                    printable(s(n, "addr")),
+                    id,
+                    printable(s(n, "source")),
+                    rtt,
+                    seen,
+                    u(n, "failures").to_string(),
+                ],
+            )
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for (_, r) in &rows {
+        for (w, cell) in width.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let right = [false, false, false, true, true, true];
+    let line = |mark: bool, cells: [&str; 6]| {
+        let mut out = String::from(if mark { "* " } else { "  " });
+        for i in 0..6 {
+            if right[i] {
+                out.push_str(&format!("{:>w$}  ", cells[i], w = width[i]));
+            } else {
+                out.push_str(&format!("{:<w$}  ", cells[i], w = width[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(false, header);
+    for (mark, r) in &rows {
+        out.push_str(&line(*mark, [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
     }
     out
 }
@@ -914,6 +1278,240 @@ mod tests {
         assert_eq!(lines[3].trim(), "error: disk full");
         let name_col = lines[0].find("NAME").unwrap();
         assert_eq!(lines[2].find("two"), Some(name_col));
+    }
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn search_words_or_hash() {
+        let hex = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
+        let q = |words: &[&str], t| search_query(&strings(words), t);
+        assert_eq!(q(&[hex], 10).unwrap(), format!("hash={hex}&timeout=10"));
+        assert_eq!(
+            q(&["C12FE1C06BBA254A9DC9F519B335AA7C1367A88A"], 5).unwrap(),
+            format!("hash={hex}&timeout=5")
+        );
+        assert_eq!(
+            q(&["YEX6DQDLXISUVHOJ6UM3GNNKPQJWPKEK"], 300).unwrap(),
+            format!("hash={hex}&timeout=300")
+        );
+        // Words, joined and %-encoded; a hash among other words is a word.
+        assert_eq!(
+            q(&["ubuntu", "24.04"], 10).unwrap(),
+            "q=ubuntu%2024.04&timeout=10"
+        );
+        assert_eq!(
+            q(&["  debian & co "], 10).unwrap(),
+            "q=debian%20%26%20co&timeout=10"
+        );
+        assert_eq!(
+            q(&[hex, "x"], 10).unwrap(),
+            format!("q={hex}%20x&timeout=10")
+        );
+        assert_eq!(q(&["c12f"], 10).unwrap(), "q=c12f&timeout=10");
+        assert!(q(&[], 10).unwrap_err().0.contains("nothing to search for"));
+        assert!(q(&["  "], 10).unwrap_err().0.contains("empty"));
+        assert!(q(&["--", "."], 10)
+            .unwrap_err()
+            .0
+            .contains("no letter or digit"));
+        assert!(q(&[&"a".repeat(101)], 10)
+            .unwrap_err()
+            .0
+            .contains("at most 100"));
+        assert!(q(&["a"], 0).unwrap_err().0.contains("--timeout 0"));
+        assert!(q(&["a"], 301).is_err());
+    }
+
+    #[test]
+    fn bare_info_hash_is_a_magnet() {
+        let hex = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
+        let link = format!("magnet:?xt=urn:btih:{hex}");
+        assert_eq!(source_link(hex), link);
+        assert_eq!(source_link(&hex.to_uppercase()), link);
+        assert_eq!(source_link("YEX6DQDLXISUVHOJ6UM3GNNKPQJWPKEK"), link);
+        for other in ["x.torrent", "c12f", &link, "/"] {
+            assert_eq!(source_link(other), other);
+        }
+        let (ctype, body) = read_source(hex).unwrap();
+        assert_eq!((ctype, body), ("text/plain", link.into_bytes()));
+        // Not a char boundary at byte 7: no panic, just a file not found.
+        assert!(read_source("ééééé").is_err());
+    }
+
+    #[test]
+    fn search_lines_align() {
+        let hit = |name: &str, size: u64, holders: usize| {
+            Json::obj()
+                .with("info_hash", "c12fe1c06bba254a9dc9f519b335aa7c1367a88a")
+                .with("name", name)
+                .with("size", size)
+                .with(
+                    "holders",
+                    Json::Arr(
+                        (0..holders)
+                            .map(|i| format!("10.0.0.{i}:6881").into())
+                            .collect(),
+                    ),
+                )
+        };
+        let header = search_header();
+        let a = search_line(&hit("ubuntu-24.04.iso", 6 << 30, 3));
+        let b = search_line(&hit(&"x\u{1b}[2J".repeat(30), 100, 12));
+        assert_eq!(
+            a,
+            format!(
+                "{:<40}     6.0 GiB  c12fe1c06bba254a9dc9f519b335aa7c1367a88a        3",
+                "ubuntu-24.04.iso"
+            )
+        );
+        assert!(!b.contains('\u{1b}'), "{b}");
+        assert!(b.starts_with("x?[2Jx?[2J"), "{b}");
+        assert_eq!(b.chars().nth(39), Some('…'), "{b}");
+        assert!(b.ends_with("       12"), "{b}");
+        assert_eq!(header.chars().count(), a.chars().count());
+        assert_eq!(b.chars().count(), a.chars().count());
+        assert_eq!(header.find("INFO-HASH"), a.find("c12fe1"));
+    }
+
+    fn overlay_json() -> Json {
+        let node = |addr: &str, id: Option<&str>, neighbour: bool| {
+            Json::obj()
+                .with("addr", addr)
+                .with("id", id)
+                .with("source", "bootstrap")
+                .with("tcp_port", 6881u64)
+                .with("last_seen_secs", id.map(|_| 75u64))
+                .with("rtt_ms", id.map(|_| 12u64))
+                .with("failures", if id.is_some() { 0u64 } else { 3 })
+                .with("neighbour", neighbour)
+        };
+        Json::obj()
+            .with("node_id", "ab".repeat(20))
+            .with("public_key", "cd".repeat(32))
+            .with("udp", "0.0.0.0:6881")
+            .with("external", Some("203.0.113.5:6881"))
+            .with("lan_beacon", None::<String>)
+            .with("capacity", 64u64)
+            .with("degree", 8u64)
+            .with(
+                "nodes",
+                Json::Arr(vec![
+                    node(
+                        "192.168.1.20:6881",
+                        Some(&"0123456789abcdef".repeat(3)[..40]),
+                        true,
+                    ),
+                    node("[2001:db8::1]:16881", None, false),
+                ]),
+            )
+            .with("content_entries", 42u64)
+            .with("content_holders", 50u64)
+            .with("routes", 7u64)
+            .with("open_searches", 1u64)
+            .with(
+                "counters",
+                Json::obj()
+                    .with("sent_ping", 12u64)
+                    .with("sent_query", 3u64)
+                    .with("received_pong", 11u64)
+                    .with("dropped_rate_limit", 2u64)
+                    .with("searches_flooded", 4u64),
+            )
+    }
+
+    #[test]
+    fn peers_summary_table_and_counters() {
+        let out = peers_text(&overlay_json());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "node {} on 0.0.0.0:6881, external 203.0.113.5:6881, LAN discovery off; \
+                 table 2/64, neighbours 1/8, content 42 entries",
+                "ab".repeat(20)
+            )
+        );
+        assert_eq!(
+            lines[1],
+            "  ADDR                 ID            SOURCE       RTT  LAST SEEN  FAILS"
+        );
+        assert_eq!(
+            lines[2],
+            "* 192.168.1.20:6881    0123456789ab  bootstrap  12 ms  1m15s ago      0"
+        );
+        assert_eq!(
+            lines[3],
+            "  [2001:db8::1]:16881  -             bootstrap      -      never      3"
+        );
+        assert_eq!(lines[4], "(* neighbour)");
+        assert_eq!(
+            lines[5],
+            "content holders: 50, open searches: 1, query ids remembered: 7"
+        );
+        assert_eq!(lines[6], "sent: ping 12, query 3");
+        assert_eq!(lines[7], "received: pong 11");
+        assert_eq!(lines[8], "dropped: rate_limit 2");
+        assert_eq!(lines[9], "other: searches_flooded 4");
+        assert_eq!(lines.len(), 10, "{out}");
+
+        let mut j = overlay_json();
+        if let Json::Obj(entries) = &mut j {
+            for (k, v) in entries.iter_mut() {
+                match k.as_str() {
+                    "lan_beacon" => *v = "239.192.152.143:6771".into(),
+                    "external" => *v = Json::Null,
+                    "nodes" => *v = Json::Arr(Vec::new()),
+                    _ => {}
+                }
+            }
+        }
+        let out = peers_text(&j);
+        assert!(
+            out.starts_with(&format!(
+                "node {} on 0.0.0.0:6881, LAN beacons to 239.192.152.143:6771; table 0/64, neighbours 0/8",
+                "ab".repeat(20)
+            )),
+            "{out}"
+        );
+        assert!(out.contains("\nrouting table: empty\n"), "{out}");
+    }
+
+    #[test]
+    fn counters_wrap() {
+        let items: Vec<String> = (0..30).map(|i| format!("kind_{i} {i}")).collect();
+        let out = wrap_list("sent", &items);
+        assert!(out.lines().count() > 1, "{out}");
+        for l in out.lines() {
+            assert!(l.len() <= 79, "{l}");
+        }
+        assert!(
+            out.lines().nth(1).unwrap().starts_with("      kind_"),
+            "{out}"
+        );
+        assert!(out.trim_end().ends_with("kind_29 29"), "{out}");
+    }
+
+    #[test]
+    fn node_status_shows_overlay_identity() {
+        let j = Json::obj()
+            .with("version", "0.1.0")
+            .with("peer_id", "-PL0010-abcdefghijkl")
+            .with("node_id", "ab".repeat(20))
+            .with("public_key", "cd".repeat(32));
+        let out = node_text(&j);
+        assert!(
+            out.contains(&format!(
+                "peer id: -PL0010-abcdefghijkl\nnode id: {}\npublic key: {}\n",
+                "ab".repeat(20),
+                "cd".repeat(32)
+            )),
+            "{out}"
+        );
+        // An older daemon without them: no empty lines.
+        assert!(!node_text(&Json::obj()).contains("node id"));
     }
 
     #[test]

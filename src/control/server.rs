@@ -10,7 +10,7 @@
 //! rebind a name to this port nor post a form to it. The endpoints are
 //! documented in docs/API.md.
 
-use super::api::{AddSource, ApiError, Command, EngineHandle};
+use super::api::{AddSource, ApiError, Command, EngineHandle, SearchQuery};
 use super::http::{self, Head, HttpError};
 use crate::json::Json;
 use crate::metainfo::InfoHash;
@@ -26,6 +26,12 @@ use std::time::{Duration, Instant};
 pub const MAX_BODY: u64 = 10_000_000;
 /// Most peers one request may name.
 pub const MAX_PEERS: usize = 200;
+/// Longest search words (bytes, after trimming): what one overlay query carries.
+pub const MAX_SEARCH_WORDS: usize = crate::overlay::msg::MAX_WORDS;
+/// How long a search collects hits when the request does not say.
+pub const DEFAULT_SEARCH_SECS: u64 = 10;
+/// The longest a search may collect hits.
+pub const MAX_SEARCH_SECS: u64 = 300;
 
 /// Limits and timeouts of the server.
 #[derive(Clone, Debug)]
@@ -409,6 +415,9 @@ enum Route {
     Resume(InfoHash),
     AddPeers(InfoHash),
     Limits(InfoHash),
+    Search,
+    SearchResults(u64),
+    Nodes,
     Shutdown,
 }
 
@@ -424,6 +433,7 @@ impl Route {
             Route::Remove(_) => &["delete_data"],
             Route::AddPeers(_) => &["peer"],
             Route::Limits(_) => &["down", "up"],
+            Route::Search => &["q", "hash", "timeout"],
             _ => &[],
         }
     }
@@ -459,6 +469,18 @@ fn route(head: &Head) -> Result<Result<Route, Answer>, HttpError> {
             "GET" => Route::Node,
             _ => return Ok(Err(wrong_method("GET"))),
         },
+        ["", "api", "nodes"] => match m {
+            "GET" => Route::Nodes,
+            _ => return Ok(Err(wrong_method("GET"))),
+        },
+        ["", "api", "search"] => match m {
+            "POST" => Route::Search,
+            _ => return Ok(Err(wrong_method("POST"))),
+        },
+        ["", "api", "search", id] => match m {
+            "GET" => Route::SearchResults(search_id(id)?),
+            _ => return Ok(Err(wrong_method("GET"))),
+        },
         ["", "api", "shutdown"] => match m {
             "POST" => Route::Shutdown,
             _ => return Ok(Err(wrong_method("POST"))),
@@ -488,6 +510,78 @@ fn route(head: &Head) -> Result<Result<Route, Answer>, HttpError> {
         _ => return Ok(Err(not_found())),
     };
     Ok(Ok(r))
+}
+
+/// The `ID` of `/api/search/ID`: a decimal number.
+fn search_id(s: &str) -> Result<u64, HttpError> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| HttpError::new(400, format!("'{s}' is not a search id (a number)")))
+}
+
+/// Checks the words of a search (`q=`): trimmed, not empty, at most
+/// [`MAX_SEARCH_WORDS`] bytes, no control characters, and at least one
+/// letter or digit (what a name is matched on). Returns them trimmed.
+pub fn check_search_words(q: &str) -> Result<&str, String> {
+    let q = q.trim();
+    if q.is_empty() {
+        return Err("the search words are empty".into());
+    }
+    if q.len() > MAX_SEARCH_WORDS {
+        return Err(format!(
+            "the search words are {} bytes long; at most {MAX_SEARCH_WORDS} are allowed",
+            q.len()
+        ));
+    }
+    if q.chars().any(char::is_control) {
+        return Err("the search words contain control characters".into());
+    }
+    if !q.chars().any(char::is_alphanumeric) {
+        return Err(format!(
+            "'{q}' has no letter or digit to search for (names are matched word by word)"
+        ));
+    }
+    Ok(q)
+}
+
+/// The parameters of `POST /api/search`: exactly one of `q` (words) and
+/// `hash` (an info-hash), and `timeout` in seconds (1..=300, default 10).
+fn search_request(
+    q: Option<&str>,
+    hash: Option<&str>,
+    timeout: Option<&str>,
+) -> Result<(SearchQuery, Duration), ApiError> {
+    let bad = |m: String| ApiError::BadRequest(m);
+    let query = match (q, hash) {
+        (Some(_), Some(_)) => {
+            return Err(bad("give either q=WORDS or hash=INFOHASH, not both".into()))
+        }
+        (None, None) => {
+            return Err(bad(
+                "nothing to search for: give q=WORDS or hash=INFOHASH".into()
+            ))
+        }
+        (Some(words), None) => SearchQuery::Words(check_search_words(words).map_err(bad)?.into()),
+        (None, Some(h)) => SearchQuery::Hash(InfoHash::parse(h).ok_or_else(|| {
+            bad(format!(
+                "hash '{h}' is not an info-hash (40 hex digits or 32 base32 characters)"
+            ))
+        })?),
+    };
+    let secs = match timeout {
+        None => DEFAULT_SEARCH_SECS,
+        Some(t) => t
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=MAX_SEARCH_SECS).contains(s) && t.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                bad(format!(
+                    "'timeout={t}': expected whole seconds from 1 to {MAX_SEARCH_SECS}"
+                ))
+            })?,
+    };
+    Ok((query, Duration::from_secs(secs)))
 }
 
 /// The query parameters of a request, checked against what its route takes.
@@ -671,6 +765,21 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
             })?;
             Answer::ok(done())
         }
+        Route::Search => {
+            let (query, timeout) = search_request(q.one("q")?, q.one("hash")?, q.one("timeout")?)?;
+            let id = engine.call(t, |reply| Command::Search {
+                query,
+                timeout,
+                reply,
+            })?;
+            Answer::ok(Json::obj().with("id", id))
+        }
+        Route::SearchResults(id) => Answer::ok(
+            engine
+                .call(t, |reply| Command::SearchResults { id, reply })?
+                .to_json(),
+        ),
+        Route::Nodes => Answer::ok(engine.call(t, |reply| Command::Nodes { reply })?.to_json()),
         Route::Shutdown => {
             engine.call(t, |reply| Command::Shutdown { reply })?;
             Answer::ok(done())
@@ -724,6 +833,97 @@ fn add_source(head: &Head, body: Vec<u8>) -> Result<AddSource, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn head(method: &str, target: &str) -> Head {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Head {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            http11: true,
+            headers: vec![("host".into(), "127.0.0.1:7441".into())],
+        }
+    }
+
+    /// The route, or the status of the finished answer or error.
+    fn routed(method: &str, target: &str) -> Result<Route, u16> {
+        match route(&head(method, target)) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(answer)) => Err(answer.status),
+            Err(e) => Err(e.status),
+        }
+    }
+
+    #[test]
+    fn overlay_routes() {
+        assert!(matches!(routed("POST", "/api/search"), Ok(Route::Search)));
+        assert!(matches!(routed("POST", "/api/search/"), Ok(Route::Search)));
+        assert!(matches!(
+            routed("GET", "/api/search/42"),
+            Ok(Route::SearchResults(42))
+        ));
+        assert!(matches!(routed("GET", "/api/nodes"), Ok(Route::Nodes)));
+        assert_eq!(routed("GET", "/api/search").err(), Some(405));
+        assert_eq!(routed("POST", "/api/search/1").err(), Some(405));
+        assert_eq!(routed("POST", "/api/nodes").err(), Some(405));
+        for bad in [
+            "/api/search/x",
+            "/api/search/-1",
+            "/api/search/+1",
+            "/api/search/1e3",
+        ] {
+            assert_eq!(routed("GET", bad).err(), Some(400), "{bad}");
+        }
+        assert_eq!(
+            routed("GET", "/api/search/99999999999999999999").err(),
+            Some(400)
+        );
+        assert_eq!(routed("GET", "/api/search/1/2").err(), Some(404));
+        assert_eq!(routed("GET", "/api/node/s").err(), Some(404));
+        assert_eq!(Route::Search.params(), &["q", "hash", "timeout"]);
+        assert!(Route::SearchResults(1).params().is_empty());
+        assert!(!Route::Search.needs_body());
+    }
+
+    #[test]
+    fn search_parameters() {
+        let hex = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
+        let ok = |q, h, t| search_request(q, h, t).unwrap();
+        let err = |q, h, t| match search_request(q, h, t) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("expected 400 for {q:?} {h:?} {t:?}, got {other:?}"),
+        };
+        assert_eq!(
+            ok(Some("  ubuntu 24.04 "), None, None),
+            (
+                SearchQuery::Words("ubuntu 24.04".into()),
+                Duration::from_secs(10)
+            )
+        );
+        let (query, timeout) = ok(None, Some(hex), Some("300"));
+        assert_eq!(query, SearchQuery::Hash(InfoHash::parse(hex).unwrap()));
+        assert_eq!(timeout, Duration::from_secs(300));
+        let (query, _) = ok(None, Some("YEX6DQDLXISUVHOJ6UM3GNNKPQJWPKEK"), Some("1"));
+        assert_eq!(query, SearchQuery::Hash(InfoHash::parse(hex).unwrap()));
+        let longest = "a".repeat(MAX_SEARCH_WORDS);
+        assert!(search_request(Some(&longest), None, None).is_ok());
+
+        assert!(err(Some("a"), Some(hex), None).contains("not both"));
+        assert!(err(None, None, None).contains("nothing to search for"));
+        assert!(err(Some(""), None, None).contains("empty"));
+        assert!(err(Some(" \t "), None, None).contains("empty"));
+        assert!(err(Some("--- ..."), None, None).contains("no letter or digit"));
+        assert!(err(Some("a\u{1b}[2J"), None, None).contains("control characters"));
+        let long = "a".repeat(MAX_SEARCH_WORDS + 1);
+        assert!(err(Some(&long), None, None).contains("at most 100"));
+        assert!(err(None, Some("c12f"), None).contains("not an info-hash"));
+        assert!(err(None, Some(""), None).contains("not an info-hash"));
+        for t in ["0", "301", "", "ten", "+5", "-1", "1.5"] {
+            assert!(err(Some("x"), None, Some(t)).contains("timeout"), "{t}");
+        }
+        // Unicode letters count.
+        assert!(check_search_words("été").is_ok());
+    }
 
     #[test]
     fn peers_look_plausible() {

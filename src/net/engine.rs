@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 
 mod commands;
 mod magnets;
+mod overlay;
 mod peers;
 mod pex;
 mod torrents;
@@ -54,7 +55,10 @@ mod trackers;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const UDP: Token = Token(2);
-const FIRST_CONN: usize = 3;
+const BEACON: Token = Token(3);
+const FIRST_CONN: usize = 4;
+
+pub use overlay::{random_bytes, LanDiscovery, OverlaySettings};
 
 /// Opens the storage of a torrent whose data lives under `dir`.
 pub type StorageFactory =
@@ -105,6 +109,8 @@ pub struct EngineConfig {
     /// Bytes per second a recheck may read (0: unlimited).
     pub recheck_rate: u64,
     pub storage_factory: StorageFactory,
+    /// The discovery overlay (node key, bootstrap nodes, LAN beacons).
+    pub overlay: OverlaySettings,
 }
 
 impl EngineConfig {
@@ -138,6 +144,7 @@ impl EngineConfig {
             workers: PoolConfig::default().threads,
             recheck_rate: 0,
             storage_factory: file_storage_factory(storage::DEFAULT_MAX_OPEN_FILES),
+            overlay: OverlaySettings::new(),
         }
     }
 }
@@ -156,6 +163,8 @@ pub struct Startup {
     pub magnets: Vec<resume::MagnetRecord>,
     /// The last stop was orderly (the `clean` marker was there).
     pub clean: bool,
+    /// The overlay routing table saved by the last run.
+    pub nodes: Vec<(crate::overlay::NodeId, SocketAddr)>,
 }
 
 /// A running engine thread.
@@ -188,6 +197,17 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         .or_else(|_| mio::net::UdpSocket::bind(SocketAddr::new(listen_addr.ip(), 0)))?;
     poll.registry()
         .register(&mut udp, UDP, Interest::READABLE)?;
+    let overlay = config.overlay.enabled.then(|| {
+        overlay::OverlayDriver::new(
+            &config.overlay,
+            listen_addr.port(),
+            udp.local_addr().map_or(listen_addr.port(), |a| a.port()),
+            &startup.nodes,
+            &poll,
+            BEACON,
+            Instant::now(),
+        )
+    });
     let (cmd_tx, cmd_rx) = bounded::<Command>(64);
     let wake_for_api = waker.clone();
     let handle = EngineHandle {
@@ -223,6 +243,8 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         listener,
         udp,
         udp_readable: false,
+        beacon_readable: false,
+        overlay,
         config,
         listen_addr,
         peer_id,
@@ -255,6 +277,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
     for t in startup.torrents {
         engine.load(t);
     }
+    engine.resolve_bootstrap();
     let now = Instant::now();
     for m in startup.magnets {
         if let Err(e) = engine.add_magnet(&m.link, Some(m.dir), m.peers, m.paused, now) {
@@ -502,6 +525,9 @@ struct Engine {
     udp: mio::net::UdpSocket,
     /// The UDP socket may hold more datagrams (edge-triggered readiness).
     udp_readable: bool,
+    beacon_readable: bool,
+    /// The discovery overlay (`None` when turned off).
+    overlay: Option<overlay::OverlayDriver>,
     config: EngineConfig,
     listen_addr: SocketAddr,
     peer_id: [u8; 20],
@@ -560,11 +586,12 @@ impl Engine {
         );
         loop {
             let now = Instant::now();
-            let timeout = if self.udp_readable || self.has_pending_reads(now) {
-                Duration::ZERO
-            } else {
-                self.next_wakeup(now).saturating_duration_since(now)
-            };
+            let timeout =
+                if self.udp_readable || self.beacon_readable || self.has_pending_reads(now) {
+                    Duration::ZERO
+                } else {
+                    self.next_wakeup(now).saturating_duration_since(now)
+                };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
@@ -576,6 +603,7 @@ impl Engine {
                 match event.token() {
                     LISTENER => self.accept(now),
                     UDP => self.udp_readable = true,
+                    BEACON => self.beacon_readable = true,
                     WAKER => {}
                     Token(t) => {
                         let Some(key) = self.conns.key_at(t - FIRST_CONN) else {
@@ -597,6 +625,9 @@ impl Engine {
             self.drain_jobs(now);
             if std::mem::take(&mut self.udp_readable) {
                 self.on_udp_readable(now);
+            }
+            if std::mem::take(&mut self.beacon_readable) {
+                self.on_beacon_readable(now);
             }
             self.read_pending(now);
             self.submit_backlog();
@@ -802,6 +833,19 @@ impl Engine {
                     self.on_tracker_http(tid, tracker, *r, now);
                 }
             }
+            (Ctx::Other("bootstrap"), JobDone::Ran { result, .. }) => {
+                if let Ok(addrs) = result.downcast::<Vec<SocketAddr>>() {
+                    self.on_bootstrap_resolved(*addrs, now);
+                }
+            }
+            (Ctx::Other(what @ "saving the routing table"), JobDone::Ran { result, .. }) => {
+                self.on_nodes_saved();
+                if let Ok(r) = result.downcast::<io::Result<()>>() {
+                    if let Err(e) = *r {
+                        log::warn!("{what}: {e}");
+                    }
+                }
+            }
             (Ctx::Other(what), JobDone::Ran { result, .. }) => {
                 if let Ok(r) = result.downcast::<io::Result<()>>() {
                     if let Err(e) = *r {
@@ -984,6 +1028,7 @@ impl Engine {
         self.tick_announcers(now);
         self.tick_magnets(now);
         self.tick_pex(now);
+        self.tick_overlay(now);
         // Connection timeouts and keep-alives.
         let (connect_t, handshake_t, idle_t, keepalive) = (
             self.config.connect_timeout,
@@ -1080,6 +1125,7 @@ impl Engine {
                 self.checkpoint(tid, now, true);
                 self.save_resume(tid);
             }
+            self.save_nodes();
             if let Some(sd) = self.shutdown.as_mut() {
                 sd.saving = true;
             }
@@ -1121,7 +1167,7 @@ impl Engine {
             && !self
                 .jobs
                 .values()
-                .any(|c| matches!(c, Ctx::Other("clean marker")));
+                .any(|c| matches!(c, Ctx::Other("clean marker" | "saving the routing table")));
         if (marking_done && self.announcers_stopped()) || timed_out {
             if timed_out {
                 log::warn!("shutdown: state could not be saved in time");

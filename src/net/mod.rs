@@ -14,5 +14,6 @@ pub mod peerlist;
 pub mod slab;
 
 pub use engine::{
-    file_storage_factory, spawn, EngineConfig, EngineThread, LoadedTorrent, Startup, StorageFactory,
+    file_storage_factory, random_bytes, spawn, EngineConfig, EngineThread, LanDiscovery,
+    LoadedTorrent, OverlaySettings, Startup, StorageFactory,
 };

@@ -13,10 +13,12 @@
 //!   search with duplicate suppression, reverse-path hits, rate limits.
 
 pub mod content;
+pub mod identity;
 pub mod msg;
 mod node;
 pub mod table;
 
+pub use identity::NodeKey;
 pub use msg::{Holder, Item, Target};
 pub use node::{decode_saved, encode_saved, Config, Event, Overlay, SearchId, Stats};
 

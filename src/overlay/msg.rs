@@ -454,14 +454,15 @@ impl Packet {
                 let mut nodes = Vec::new();
                 for (key, width) in [(&b"n4"[..], 26usize), (&b"n6"[..], 38)] {
                     let Some(v) = d.get(key) else { continue };
-                    let raw = v.as_bytes().ok_or(Error::BadValue("n4"))?;
+                    let label = if width == 26 { "n4" } else { "n6" };
+                    let raw = v.as_bytes().ok_or(Error::BadValue(label))?;
                     if raw.len() % width != 0 || raw.len() / width > MAX_NODES {
-                        return Err(Error::BadValue("n4"));
+                        return Err(Error::BadValue(label));
                     }
                     for c in raw.chunks_exact(width) {
                         let mut id = [0u8; 20];
                         id.copy_from_slice(&c[..20]);
-                        let addr = parse_compact_addr(&c[20..]).ok_or(Error::BadValue("n4"))?;
+                        let addr = parse_compact_addr(&c[20..]).ok_or(Error::BadValue(label))?;
                         nodes.push((NodeId(id), addr));
                     }
                 }

@@ -120,6 +120,10 @@ const DIRECT_PATIENCE: Duration = Duration::from_secs(3);
 const MAX_HITS_PER_ROUTE: u32 = 32;
 /// Source addresses tracked by the rate limiter.
 const MAX_BUCKETS: usize = 4096;
+/// One neighbour is replaced by another live node this often.
+const NEIGHBOUR_ROTATION: Duration = Duration::from_secs(30);
+/// Items announced to each neighbour per period (queries still find the rest).
+const MAX_ANNOUNCED: usize = 256;
 /// Token secrets change this often (a token stays good for two periods).
 const SECRET_PERIOD: Duration = Duration::from_secs(600);
 
@@ -208,6 +212,7 @@ pub struct Overlay {
     next_announce: Instant,
     next_exchange: Instant,
     next_expire: Instant,
+    next_rotate: Instant,
     pending_nodes: HashMap<SocketAddr, (Tx, Instant)>,
     routes: HashMap<QueryId, Route>,
     route_order: VecDeque<QueryId>,
@@ -261,6 +266,7 @@ impl Overlay {
             next_announce: now,
             next_exchange: now,
             next_expire: now,
+            next_rotate: now + NEIGHBOUR_ROTATION,
             pending_nodes: HashMap::new(),
             routes: HashMap::new(),
             route_order: VecDeque::new(),
@@ -439,6 +445,32 @@ impl Overlay {
 
     // ----- input -----
 
+    /// A datagram that came to the LAN beacon socket: only beacons count.
+    /// The sender is pinged (at most 32 pings a second go out in all, so
+    /// forged beacons cannot turn this node into a flood).
+    pub fn on_beacon(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) {
+        let packet = match Packet::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.malformed += 1;
+                log::debug!("overlay: beacon from {from}: {e}");
+                return;
+            }
+        };
+        if packet.id == self.id {
+            return;
+        }
+        let Body::Beacon { udp_port, .. } = packet.body else {
+            self.stats.unsolicited += 1;
+            return;
+        };
+        self.stats.received[kind_index("beacon")] += 1;
+        let addr = SocketAddr::new(from.ip(), udp_port);
+        if acceptable(&addr, &from) {
+            self.table.add(addr, Some(packet.id), Source::Beacon, now);
+        }
+    }
+
     /// A datagram from `from`.
     pub fn on_packet(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) {
         let packet = match Packet::parse(bytes) {
@@ -473,8 +505,9 @@ impl Overlay {
                 } else {
                     self.stats.unpadded += 1;
                 }
-                // Whoever pings us may become an entry; our own ping verifies it.
-                self.table.add(from, Some(packet.id), Source::Incoming, now);
+                // Not added to the table yet: pinging an unproven source
+                // back would amplify a forged ping. Its first request with
+                // our token proves the address (see `request_ok`).
             }
             Body::Pong {
                 tx,
@@ -493,14 +526,12 @@ impl Overlay {
                     self.stats.unsolicited += 1;
                 }
             }
-            Body::Beacon { udp_port, .. } => {
-                let addr = SocketAddr::new(from.ip(), udp_port);
-                if acceptable(&addr, &from) {
-                    self.table.add(addr, Some(packet.id), Source::Beacon, now);
-                }
+            Body::Beacon { .. } => {
+                // Beacons count only from the LAN socket (`on_beacon`).
+                self.stats.unsolicited += 1;
             }
             Body::GetNodes { tx, token, max } => {
-                if !self.request_ok(&from, &token, now) {
+                if !self.request_ok(&from, packet.id, &token, now) {
                     return;
                 }
                 let mut live: Vec<(NodeId, SocketAddr)> = self
@@ -539,7 +570,7 @@ impl Overlay {
                 tcp_port,
                 items,
             } => {
-                if !self.request_ok(&from, &token, now) {
+                if !self.request_ok(&from, packet.id, &token, now) {
                     return;
                 }
                 let holder = Holder {
@@ -557,17 +588,19 @@ impl Overlay {
                 ttl,
                 hops,
                 target,
-            } => self.on_query(from, token, qid, ttl, hops, target, now),
+            } => self.on_query(from, packet.id, token, qid, ttl, hops, target, now),
             Body::Hit { qid, hops, results } => self.on_hit(from, qid, hops, results, now),
         }
     }
 
     /// A request's token is ours for its address and its source is within its rate.
-    fn request_ok(&mut self, from: &SocketAddr, token: &Token, now: Instant) -> bool {
+    /// A request from a proven address may also make it an entry.
+    fn request_ok(&mut self, from: &SocketAddr, id: NodeId, token: &Token, now: Instant) -> bool {
         if !self.token_ok(from, token) {
             self.stats.bad_token += 1;
             return false;
         }
+        self.table.add(*from, Some(id), Source::Incoming, now);
         if !take(
             &mut self.source_buckets,
             from.ip(),
@@ -584,6 +617,7 @@ impl Overlay {
     fn on_query(
         &mut self,
         from: SocketAddr,
+        id: NodeId,
         token: Token,
         qid: QueryId,
         ttl: u8,
@@ -597,7 +631,7 @@ impl Overlay {
             self.stats.duplicates += 1;
             return;
         }
-        if !self.request_ok(&from, &token, now) {
+        if !self.request_ok(&from, id, &token, now) {
             return;
         }
         let ttl = if ttl > self.config.max_ttl {
@@ -846,6 +880,12 @@ impl Overlay {
     /// A search for an info-hash whose holders we know goes straight to
     /// them; otherwise (or if none of them answers) it floods.
     pub fn search(&mut self, target: Target, now: Instant) -> SearchId {
+        let lifetime = self.config.search_lifetime;
+        self.search_for(target, lifetime, now)
+    }
+
+    /// [`Overlay::search`], open for `lifetime`.
+    pub fn search_for(&mut self, target: Target, lifetime: Duration, now: Instant) -> SearchId {
         let id = self.next_search;
         self.next_search += 1;
         let qid: QueryId = self.rng.bytes();
@@ -855,7 +895,7 @@ impl Overlay {
                 target: target.clone(),
                 qid,
                 started: now,
-                expires: now + self.config.search_lifetime,
+                expires: now + lifetime,
                 reported: HashMap::new(),
                 direct_pending: Vec::new(),
                 direct: false,
@@ -870,7 +910,7 @@ impl Overlay {
                 search: Some(id),
                 sent_to: Vec::new(),
                 hits: 0,
-                expires: now + self.config.search_lifetime,
+                expires: now + lifetime,
             },
         );
         // What the content table knows is reported at once.
@@ -991,7 +1031,11 @@ impl Overlay {
         for addr in self.table.due_pings(now, 32) {
             self.ping(addr, now);
         }
-        self.table.choose_neighbours();
+        let rotate = now >= self.next_rotate;
+        if rotate {
+            self.next_rotate = now + NEIGHBOUR_ROTATION;
+        }
+        self.table.choose_neighbours(&mut self.rng, rotate);
         self.pending_nodes
             .retain(|_, (_, sent)| now.saturating_duration_since(*sent) < Duration::from_secs(10));
         if now >= self.next_exchange {
@@ -1037,10 +1081,15 @@ impl Overlay {
 
     /// Asks one live node (a neighbour when possible) for some of its entries.
     fn exchange(&mut self, now: Instant) {
+        // Quickly while we know few nodes, then while the table is less
+        // than half full (a wide pool makes neighbour sets diverse and
+        // floods reach far), then at the configured pace.
         let live = self.table.live_count();
         self.next_exchange = now
             + if live < self.config.degree.max(2) * 2 {
                 Duration::from_secs(3)
+            } else if self.table.len() < self.table.capacity() / 2 {
+                Duration::from_secs(15)
             } else {
                 self.config.exchange_interval
             };
@@ -1085,7 +1134,7 @@ impl Overlay {
         for (addr, token) in due {
             self.announced_to.insert(addr);
             let mut batch: Vec<Item> = Vec::new();
-            let items = self.local.clone();
+            let items: Vec<Item> = self.local.iter().take(MAX_ANNOUNCED).cloned().collect();
             for item in items {
                 batch.push(item);
                 let body = Body::Announce {

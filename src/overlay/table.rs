@@ -5,7 +5,7 @@
 //! is real) and *live* while it keeps answering. A ping that goes unanswered
 //! for [`PING_TIMEOUT`] counts a failure; the next ping waits 15 s × 2^(n-1)
 //! (at most 10 min); after [`MAX_FAILURES`] the entry is dropped (bootstrap
-//! nodes stay, retried at the longest back-off). When full, a new candidate
+//! nodes stay, retried every 8 min: the back-off of a sixth failure). When full, a new candidate
 //! replaces the least useful entry: a failing one first, then one that never
 //! answered; verified, answering nodes are never pushed out by hearsay.
 
@@ -171,8 +171,12 @@ impl RoutingTable {
         now: Instant,
     ) -> bool {
         if let Some(n) = self.get_mut(&addr) {
-            if source == Source::Bootstrap {
-                n.source = Source::Bootstrap;
+            // A bootstrap address keeps that mark; a beacon tells where
+            // an address came from better than anything but that.
+            if source == Source::Bootstrap
+                || (source == Source::Beacon && n.source != Source::Bootstrap)
+            {
+                n.source = source;
             }
             if n.id.is_none() {
                 n.id = id;
@@ -307,11 +311,23 @@ impl RoutingTable {
     }
 
     /// Keeps live neighbours and fills free slots from live nodes: first
-    /// from groups (/24, /48) not yet among the neighbours, then by round-trip time.
-    pub fn choose_neighbours(&mut self) {
+    /// from groups (/24, /48) not yet among the neighbours, then by
+    /// round-trip time in 20 ms steps, at random within a step (so that
+    /// nodes on one LAN do not all pick the same few).
+    /// With `rotate`, one neighbour (at random) makes room first when other
+    /// live nodes could take its place: neighbour sets chosen when a node
+    /// knew only a few others spread out over time.
+    pub fn choose_neighbours(&mut self, rng: &mut super::Rng, rotate: bool) {
         let nodes = &self.nodes;
         self.neighbours
             .retain(|a| nodes.iter().any(|n| n.addr == *a && n.live()));
+        if rotate
+            && self.neighbours.len() >= self.degree
+            && self.live_count() > self.neighbours.len()
+        {
+            let i = rng.below(self.neighbours.len());
+            self.neighbours.swap_remove(i);
+        }
         if self.neighbours.len() >= self.degree {
             return;
         }
@@ -320,7 +336,11 @@ impl RoutingTable {
             .iter()
             .filter(|n| n.live() && !self.neighbours.contains(&n.addr))
             .collect();
-        candidates.sort_by_key(|n| n.rtt.unwrap_or(Duration::MAX));
+        // Shuffle, then a stable sort by RTT step.
+        for i in (1..candidates.len()).rev() {
+            candidates.swap(i, rng.below(i + 1));
+        }
+        candidates.sort_by_key(|n| n.rtt.map_or(u128::MAX, |r| r.as_millis() / 20));
         let mut groups: Vec<[u8; 6]> = self.neighbours.iter().map(|a| group(a.ip())).collect();
         let mut chosen = Vec::new();
         for n in &candidates {
@@ -440,7 +460,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = RoutingTable::new(16, 3);
         // Four nodes in 10.0.0.0/24, one in 10.0.1.0/24 (the slowest).
-        for (n, ms) in [(1u8, 1u64), (2, 2), (3, 3), (4, 4), (60, 50)] {
+        for (n, ms) in [(1u8, 1u64), (2, 25), (3, 45), (4, 65), (60, 90)] {
             t.add(addr(n), None, Source::Incoming, t0);
             t.ping_sent(&addr(n), [1; 4], t0);
             t.pong(
@@ -453,7 +473,7 @@ mod tests {
                 t0 + Duration::from_millis(ms),
             );
         }
-        t.choose_neighbours();
+        t.choose_neighbours(&mut super::super::Rng::new([1; 32]), false);
         let ns = t.neighbours().to_vec();
         assert_eq!(ns.len(), 3);
         assert!(ns.contains(&addr(1)));

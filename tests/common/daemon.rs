@@ -86,6 +86,8 @@ impl DaemonProc {
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(&self.extra)
+            // Tests send nothing outside loopback: no multicast beacons.
+            .arg("--no-lan-discovery")
             .env(
                 "RUST_LOG",
                 self.rust_log.clone().unwrap_or_else(|| {

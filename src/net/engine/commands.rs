@@ -116,6 +116,19 @@ impl Engine {
             Command::Node { reply } => {
                 let _ = reply.send(Ok(self.node_status(now)));
             }
+            Command::Search {
+                query,
+                timeout,
+                reply,
+            } => {
+                let _ = reply.send(self.cmd_search(query, timeout, now));
+            }
+            Command::SearchResults { id, reply } => {
+                let _ = reply.send(self.cmd_search_results(id, now));
+            }
+            Command::Nodes { reply } => {
+                let _ = reply.send(self.overlay_status(now));
+            }
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply), now),
         }
     }
@@ -491,6 +504,8 @@ impl Engine {
             version: env!("CARGO_PKG_VERSION").to_string(),
             listen: self.listen_addr.to_string(),
             peer_id: String::from_utf8_lossy(&self.peer_id).into_owned(),
+            node_id: self.config.overlay.key.node_id().to_hex(),
+            public_key: crate::hash::to_hex(&self.config.overlay.key.public()),
             torrents: self.torrents.len() as u32,
             peers,
             download_rate: down,

@@ -304,6 +304,11 @@ impl Engine {
                     .map_or(from, |v4| SocketAddr::new(v4.into(), v6.port())),
                 v4 => v4,
             };
+            if buf.first() == Some(&b'd') {
+                // An overlay packet (bencoded); tracker packets start with a 0 byte.
+                self.overlay_input(&buf[..n], from, now);
+                continue;
+            }
             let taker = self
                 .trackers
                 .iter_mut()
