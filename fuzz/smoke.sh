@@ -31,13 +31,14 @@ if ! cargo "+$toolchain" fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-targets=(bencode_decode metainfo_parse magnet_parse)
+targets=(bencode_decode metainfo_parse magnet_parse overlay_packet)
 
 # Longest input per target: above each parser's own cap where it has a small one.
 max_len() {
     case "$1" in
         magnet_parse) echo 17000 ;;  # magnet::MAX_LEN is 16 KiB
         metainfo_parse) echo 8192 ;;
+        overlay_packet) echo 8192 ;;  # several datagrams of up to 1,400+ bytes
         *) echo 4096 ;;
     esac
 }

@@ -17,7 +17,6 @@ use peerlet::metainfo::{InfoHash, Magnet, Torrent};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -797,40 +796,7 @@ fn peerlet(args: &[&str]) -> (i32, String, String) {
 }
 
 fn peerlet_in(args: &[&str], cwd: Option<&std::path::Path>) -> (i32, String, String) {
-    let mut cmd = common::peerlet();
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(d) = cwd {
-        cmd.current_dir(d);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("peerlet {args:?} ran for more than 30 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    (code, out_t.join().unwrap(), err_t.join().unwrap())
+    common::run_bounded(args, cwd)
 }
 
 #[test]

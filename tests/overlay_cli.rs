@@ -16,8 +16,6 @@ use peerlet::control::server::{self, Config, ControlServer};
 use peerlet::json::{self, Json};
 use peerlet::metainfo::{InfoHash, Magnet};
 use std::collections::HashMap;
-use std::io::Read;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -356,38 +354,7 @@ fn search_and_nodes_endpoints() {
 
 /// Runs `peerlet ARGS` with a time limit; returns (exit code, stdout, stderr).
 fn peerlet(args: &[&str]) -> (i32, String, String) {
-    let mut child = common::peerlet()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("peerlet {args:?} ran for more than 30 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    (code, out_t.join().unwrap(), err_t.join().unwrap())
+    common::run_bounded(args, None)
 }
 
 #[test]

@@ -234,6 +234,25 @@ pub fn parse_compact_addr(b: &[u8]) -> Option<SocketAddr> {
     ))
 }
 
+/// Node records: 26 bytes each (id, IPv4, port) for `n4`, 38 bytes (id,
+/// IPv6, port) for `n6`.
+pub fn compact_nodes(nodes: &[(NodeId, SocketAddr)]) -> (Vec<u8>, Vec<u8>) {
+    let (mut n4, mut n6) = (Vec::new(), Vec::new());
+    for (id, addr) in nodes {
+        let out = if addr.is_ipv4() { &mut n4 } else { &mut n6 };
+        out.extend_from_slice(id.as_bytes());
+        compact_addr(addr, out);
+    }
+    (n4, n6)
+}
+
+/// One 26- or 38-byte node record.
+pub fn parse_node_record(c: &[u8]) -> Option<(NodeId, SocketAddr)> {
+    let (id, addr) = c.split_at_checked(20)?;
+    let id: [u8; 20] = id.try_into().ok()?;
+    Some((NodeId(id), parse_compact_addr(addr)?))
+}
+
 fn holders_bytes(holders: &[Holder]) -> Value {
     let mut out = Vec::new();
     for h in holders {
@@ -346,12 +365,7 @@ impl Packet {
             }
             Body::Nodes { tx, nodes } => {
                 put("tx", b(tx));
-                let (mut n4, mut n6) = (Vec::new(), Vec::new());
-                for (id, addr) in nodes {
-                    let out = if addr.is_ipv4() { &mut n4 } else { &mut n6 };
-                    out.extend_from_slice(id.as_bytes());
-                    compact_addr(addr, out);
-                }
+                let (n4, n6) = compact_nodes(nodes);
                 put("n4", Value::Bytes(n4));
                 if !n6.is_empty() {
                     put("n6", Value::Bytes(n6));
@@ -460,10 +474,7 @@ impl Packet {
                         return Err(Error::BadValue(label));
                     }
                     for c in raw.chunks_exact(width) {
-                        let mut id = [0u8; 20];
-                        id.copy_from_slice(&c[..20]);
-                        let addr = parse_compact_addr(&c[20..]).ok_or(Error::BadValue(label))?;
-                        nodes.push((NodeId(id), addr));
+                        nodes.push(parse_node_record(c).ok_or(Error::BadValue(label))?);
                     }
                 }
                 Body::Nodes {

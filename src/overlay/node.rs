@@ -1174,12 +1174,7 @@ impl Overlay {
 /// The saved routing table (`nodes` in the state directory): a bencoded
 /// dictionary with `n4` (26-byte records: id, IPv4, port) and `n6` (38 bytes).
 pub fn encode_saved(nodes: &[(NodeId, SocketAddr)]) -> Vec<u8> {
-    let (mut n4, mut n6) = (Vec::new(), Vec::new());
-    for (id, addr) in nodes {
-        let out = if addr.is_ipv4() { &mut n4 } else { &mut n6 };
-        out.extend_from_slice(id.as_bytes());
-        msg::compact_addr(addr, out);
-    }
+    let (n4, n6) = msg::compact_nodes(nodes);
     let mut d = std::collections::BTreeMap::new();
     d.insert(b"n4".to_vec(), crate::bencode::Value::Bytes(n4));
     d.insert(b"n6".to_vec(), crate::bencode::Value::Bytes(n6));
@@ -1200,15 +1195,11 @@ pub fn decode_saved(bytes: &[u8], max: usize) -> Vec<(NodeId, SocketAddr)> {
         let Some(raw) = d.get(key).and_then(|v| v.as_bytes()) else {
             continue;
         };
-        for c in raw.chunks_exact(width) {
-            let mut id = [0u8; 20];
-            id.copy_from_slice(&c[..20]);
-            if let Some(addr) = msg::parse_compact_addr(&c[20..]) {
-                if out.len() < max {
-                    out.push((NodeId(id), addr));
-                }
-            }
-        }
+        out.extend(
+            raw.chunks_exact(width)
+                .filter_map(msg::parse_node_record)
+                .take(max.saturating_sub(out.len())),
+        );
     }
     out
 }

@@ -19,6 +19,52 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs `peerlet ARGS` (in `cwd` if given) for at most 30 s, killing it
+/// after that; returns (exit code, stdout, stderr).
+pub fn run_bounded(args: &[&str], cwd: Option<&Path>) -> (i32, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut cmd = peerlet();
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let mut child = cmd.spawn().expect("running peerlet");
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(st) = child.try_wait().expect("waiting for peerlet") {
+            break st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("peerlet {args:?} ran for more than 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        code,
+        out_t.join().expect("stdout reader"),
+        err_t.join().expect("stderr reader"),
+    )
+}
+
 /// A fresh empty directory under cargo's per-target temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
