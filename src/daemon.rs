@@ -163,7 +163,7 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
         });
     }
     let nodes = storage::read_limited(&state_dir.join(NODES_FILE), 64 << 10)
-        .map(|b| crate::overlay::decode_saved(&b, 1024))
+        .map(|b| crate::overlay::decode_saved(&b, net::MAX_SAVED_NODES))
         .unwrap_or_default();
     Ok(Startup {
         torrents,
@@ -299,15 +299,43 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
         config.workers = w;
     }
     config.overlay.enabled = !a.no_overlay;
+    let overlay_flags = !a.bootstrap.is_empty()
+        || a.lan_beacon.is_some()
+        || a.overlay_degree.is_some()
+        || a.routing_table.is_some()
+        || a.search_ttl.is_some();
+    if a.no_overlay && overlay_flags {
+        return Err(CliError(
+            "--no-overlay turns the discovery overlay off; drop it or the overlay options".into(),
+        ));
+    }
+    if let Some(t) = a.lan_beacon {
+        if !net::is_beacon_target(t.ip()) || t.port() == 0 {
+            return Err(CliError(format!(
+                "--lan-beacon {t}: give a multicast group or a broadcast address (ending in .255) with a port"
+            )));
+        }
+    }
+    if !(1..=86_400).contains(&a.beacon_interval) {
+        return Err(CliError(format!(
+            "--beacon-interval {}: give 1 to 86400 seconds",
+            a.beacon_interval
+        )));
+    }
     config.overlay.key = load_node_key(&state_dir)?;
     for b in &a.bootstrap {
-        let ok = b.parse::<SocketAddr>().is_ok()
-            || b.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
+        let ok = match b.parse::<SocketAddr>() {
+            Ok(addr) => {
+                addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_multicast()
+            }
+            // A host name: no ':' in it (an IPv6 address needs [brackets]).
+            Err(_) => b.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0)
+            }),
+        };
         if !ok {
             return Err(CliError(format!(
-                "--bootstrap {b:?}: give ADDR:PORT or HOST:PORT"
+                "--bootstrap {b:?}: give IP:PORT, [IPv6]:PORT or HOST:PORT (a unicast address, port not 0)"
             )));
         }
     }
@@ -317,7 +345,7 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
             target: a
                 .lan_beacon
                 .unwrap_or_else(|| DEFAULT_LAN_BEACON.parse().expect("valid default")),
-            interval: Duration::from_secs(a.beacon_interval.max(1)),
+            interval: Duration::from_secs(a.beacon_interval),
         });
     }
     if let Some(d) = a.overlay_degree {
@@ -343,9 +371,10 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
         signal_hook::consts::SIGTERM,
     ])
     .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
+    let node_id = config.overlay.key.node_id();
     let daemon = Daemon::start(config, Some(api)).map_err(|e| CliError(e.to_string()))?;
     eprintln!(
-        "peerlet daemon: peers on {}, control API on http://{}, downloads in {}, state in {}",
+        "peerlet daemon: peers on {}, control API on http://{}, downloads in {}, state in {}, node {node_id}",
         daemon.listen_addr(),
         daemon.api_addr().map(|a| a.to_string()).unwrap_or_default(),
         download_dir.display(),

@@ -184,6 +184,10 @@ fn a_pex_flood_is_capped() {
     let a = DaemonProc::start(tmp.path(), "a", "127.0.0.117", &[]);
     a.add(&torrent, &[]);
     let info_hash: [u8; 20] = hex(&hash);
+    // Connections wait until the torrent runs (its files probed).
+    wait_until(&a, &hash, "the torrent running", |st| {
+        st.get("state").and_then(Json::as_str) == Some("downloading")
+    });
     let _conn = flood(a.listen, info_hash, 5000);
     let st = wait_until(&a, &hash, "PEX addresses taken", |st| {
         source(st, "pex").0 > 0

@@ -58,7 +58,7 @@ const UDP: Token = Token(2);
 const BEACON: Token = Token(3);
 const FIRST_CONN: usize = 4;
 
-pub use overlay::{random_bytes, LanDiscovery, OverlaySettings};
+pub use overlay::{is_beacon_target, random_bytes, LanDiscovery, OverlaySettings, MAX_SAVED_NODES};
 
 /// Opens the storage of a torrent whose data lives under `dir`.
 pub type StorageFactory =
@@ -200,7 +200,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
     let overlay = config.overlay.enabled.then(|| {
         overlay::OverlayDriver::new(
             &config.overlay,
-            listen_addr.port(),
+            listen_addr,
             udp.local_addr().map_or(listen_addr.port(), |a| a.port()),
             &startup.nodes,
             &poll,
@@ -839,12 +839,17 @@ impl Engine {
                 }
             }
             (Ctx::Other(what @ "saving the routing table"), JobDone::Ran { result, .. }) => {
-                self.on_nodes_saved();
-                if let Ok(r) = result.downcast::<io::Result<()>>() {
-                    if let Err(e) = *r {
-                        log::warn!("{what}: {e}");
-                    }
-                }
+                let ok = match result.downcast::<io::Result<()>>() {
+                    Ok(r) => match *r {
+                        Ok(()) => true,
+                        Err(e) => {
+                            log::warn!("{what}: {e}");
+                            false
+                        }
+                    },
+                    Err(_) => false,
+                };
+                self.on_nodes_saved(ok);
             }
             (Ctx::Other(what), JobDone::Ran { result, .. }) => {
                 if let Ok(r) = result.downcast::<io::Result<()>>() {

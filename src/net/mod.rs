@@ -14,6 +14,6 @@ pub mod peerlist;
 pub mod slab;
 
 pub use engine::{
-    file_storage_factory, random_bytes, spawn, EngineConfig, EngineThread, LanDiscovery,
-    LoadedTorrent, OverlaySettings, Startup, StorageFactory,
+    file_storage_factory, is_beacon_target, random_bytes, spawn, EngineConfig, EngineThread,
+    LanDiscovery, LoadedTorrent, OverlaySettings, Startup, StorageFactory, MAX_SAVED_NODES,
 };

@@ -6,6 +6,7 @@
 use super::msg::{Holder, Item, MAX_HOLDERS};
 use crate::metainfo::InfoHash;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// A holder not heard of again for this long is forgotten.
@@ -47,11 +48,15 @@ struct Entry {
     updated: Instant,
 }
 
-/// Info-hash → holders, bounded.
+/// Info-hash → holders, bounded: in entries, in holders per entry, and in
+/// holder records per IP address (one eighth of the entries, at least 16),
+/// so that one address can neither flush the table nor fill it.
 #[derive(Debug)]
 pub struct ContentTable {
     entries: HashMap<InfoHash, Entry>,
     capacity: usize,
+    /// Holder records per IP address.
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 impl ContentTable {
@@ -59,6 +64,21 @@ impl ContentTable {
         ContentTable {
             entries: HashMap::new(),
             capacity: capacity.max(1),
+            per_ip: HashMap::new(),
+        }
+    }
+
+    /// Most holder records one IP address may have.
+    pub fn per_ip_limit(&self) -> usize {
+        (self.capacity / 8).max(16)
+    }
+
+    fn forget(per_ip: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
         }
     }
 
@@ -76,8 +96,19 @@ impl ContentTable {
     }
 
     /// Records that `holder` holds `item` (as of `now`). An unnamed item
-    /// (a hash-only report) does not erase a known name.
+    /// (a hash-only report) does not erase a known name. One record per IP
+    /// address and info-hash (a newer one replaces its ports).
     pub fn insert(&mut self, item: &Item, holder: Holder, now: Instant) {
+        if let Some(e) = self.entries.get_mut(&item.info_hash) {
+            if let Some(h) = e.holders.iter_mut().find(|(h, _)| h.ip == holder.ip) {
+                *h = (holder, now);
+                e.updated = now;
+                return;
+            }
+        }
+        if self.per_ip.get(&holder.ip).copied().unwrap_or(0) >= self.per_ip_limit() {
+            return;
+        }
         if !self.entries.contains_key(&item.info_hash) && self.entries.len() >= self.capacity {
             // Full: forget the entry updated longest ago.
             if let Some(oldest) = self
@@ -86,7 +117,11 @@ impl ContentTable {
                 .min_by_key(|(_, e)| e.updated)
                 .map(|(k, _)| *k)
             {
-                self.entries.remove(&oldest);
+                if let Some(gone) = self.entries.remove(&oldest) {
+                    for (h, _) in gone.holders {
+                        Self::forget(&mut self.per_ip, h.ip);
+                    }
+                }
             }
         }
         let e = self.entries.entry(item.info_hash).or_insert_with(|| Entry {
@@ -99,17 +134,15 @@ impl ContentTable {
             e.item.size = item.size;
         }
         e.updated = now;
-        if let Some(h) = e.holders.iter_mut().find(|(h, _)| *h == holder) {
-            h.1 = now;
-            return;
-        }
         if e.holders.len() >= MAX_HOLDERS {
             // Replace the holder confirmed longest ago.
             if let Some(i) = (0..e.holders.len()).min_by_key(|&i| e.holders[i].1) {
-                e.holders.swap_remove(i);
+                let (gone, _) = e.holders.swap_remove(i);
+                Self::forget(&mut self.per_ip, gone.ip);
             }
         }
         e.holders.push((holder, now));
+        *self.per_ip.entry(holder.ip).or_insert(0) += 1;
     }
 
     /// The item and its live holders, freshest first.
@@ -151,9 +184,15 @@ impl ContentTable {
 
     /// Drops expired holders and entries left without any.
     pub fn expire(&mut self, now: Instant) {
+        let per_ip = &mut self.per_ip;
         self.entries.retain(|_, e| {
-            e.holders
-                .retain(|(_, t)| now.saturating_duration_since(*t) < HOLDER_TTL);
+            e.holders.retain(|(h, t)| {
+                let keep = now.saturating_duration_since(*t) < HOLDER_TTL;
+                if !keep {
+                    Self::forget(per_ip, h.ip);
+                }
+                keep
+            });
             !e.holders.is_empty()
         });
     }
@@ -177,6 +216,34 @@ mod tests {
             tcp_port: 6881,
             udp_port: 6881,
         }
+    }
+
+    #[test]
+    fn one_address_can_neither_crowd_out_holders_nor_flush_the_table() {
+        let t0 = Instant::now();
+        let mut c = ContentTable::new(256);
+        c.insert(&item(1, "real"), holder(1), t0);
+        // The same IP with other ports replaces its own record only.
+        for port in 0..40u16 {
+            let mut h = holder(2);
+            h.tcp_port = 1000 + port;
+            c.insert(&item(1, "real"), h, t0);
+        }
+        let (_, hs) = c.get(&InfoHash([1; 20]), t0).unwrap();
+        assert_eq!(hs.len(), 2);
+        assert!(hs.contains(&holder(1)));
+        // Many info-hashes from one IP: capped at an eighth of the table.
+        for n in 0..255u8 {
+            c.insert(&item(n.wrapping_add(2), "junk"), holder(3), t0);
+        }
+        assert_eq!(c.per_ip[&holder(3).ip], c.per_ip_limit());
+        assert!(
+            c.get(&InfoHash([1; 20]), t0).is_some(),
+            "the real entry stays"
+        );
+        c.expire(t0 + HOLDER_TTL);
+        assert!(c.is_empty());
+        assert!(c.per_ip.is_empty(), "counts follow expiry");
     }
 
     #[test]

@@ -311,7 +311,7 @@ pub fn cut_name(name: &str) -> &str {
 
 impl Packet {
     /// The packet's bytes. The caller keeps it within [`MAX_PACKET`]
-    /// (see [`Packet::encode_within`]).
+    /// (the node packs hits and announcements by encoded size).
     pub fn encode(&self) -> Vec<u8> {
         let mut d: BTreeMap<Vec<u8>, Value> = BTreeMap::new();
         d.insert(b"id".to_vec(), b(self.id.as_bytes()));

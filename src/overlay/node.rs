@@ -14,7 +14,7 @@
 
 use super::content::{self, ContentTable};
 use super::msg::{self, flags, Body, HitResult, Holder, Item, Packet, QueryId, Target, Token, Tx};
-use super::table::{RoutingTable, Source};
+use super::table::{self, RoutingTable, Source};
 use super::{NodeId, Rng};
 use crate::hash::Sha1;
 use crate::metainfo::InfoHash;
@@ -42,8 +42,15 @@ pub struct Config {
     pub seen_capacity: usize,
     /// Queries accepted per second from one source address (burst: 4×).
     pub query_rate: u32,
-    /// Queries forwarded per second to one neighbour (burst: 4×).
+    /// Queries forwarded per second to one neighbour (burst: 4×); at most
+    /// `query_rate`, so that what we forward is what the next node accepts.
     pub forward_rate: u32,
+    /// Other requests (getnodes, announce) accepted per second from one
+    /// source address (burst: 4×).
+    pub request_rate: u32,
+    /// Queries handled per second by this node in all (burst: 4×): bounds
+    /// the work a crowd of sources can cause.
+    pub global_query_rate: u32,
     pub announce_interval: Duration,
     pub exchange_interval: Duration,
     /// How long a search (ours or forwarded) stays open for hits.
@@ -61,8 +68,10 @@ impl Default for Config {
             max_ttl: 7,
             content_capacity: 4096,
             seen_capacity: 4096,
-            query_rate: 5,
-            forward_rate: 10,
+            query_rate: 10,
+            forward_rate: 5,
+            request_rate: 2,
+            global_query_rate: 50,
             announce_interval: Duration::from_secs(600),
             exchange_interval: Duration::from_secs(60),
             search_lifetime: Duration::from_secs(60),
@@ -97,6 +106,8 @@ pub struct Stats {
     pub duplicates: u64,
     /// Hits for a query id we do not know or from a node we did not ask.
     pub unknown_hits: u64,
+    /// Hit results that did not answer the query they came for.
+    pub mismatched_hits: u64,
     pub unsolicited: u64,
     pub ttl_capped: u64,
     pub forwarded: u64,
@@ -116,8 +127,11 @@ const PING_LEN: usize = 140;
 const DIRECT_HOLDERS: usize = 8;
 /// Without a hit from a direct holder for this long, the search floods.
 const DIRECT_PATIENCE: Duration = Duration::from_secs(3);
-/// Hit packets passed back along one reverse path.
-const MAX_HITS_PER_ROUTE: u32 = 32;
+/// Hit packets taken from each node a query went to.
+const MAX_HITS_PER_HOP: u32 = 8;
+/// Holders reported per info-hash, and info-hashes per search.
+const MAX_REPORTED_HOLDERS: usize = msg::MAX_HOLDERS;
+const MAX_REPORTED_ITEMS: usize = 64;
 /// Source addresses tracked by the rate limiter.
 const MAX_BUCKETS: usize = 4096;
 /// One neighbour is replaced by another live node this often.
@@ -174,10 +188,26 @@ struct Route {
     /// Who sent it to us; `None` for our own searches.
     from: Option<SocketAddr>,
     search: Option<SearchId>,
-    /// Where we sent it: hits are taken only from these.
-    sent_to: Vec<SocketAddr>,
-    hits: u32,
+    target: Target,
+    /// Where we sent it, with the hit packets each sent back: hits are
+    /// taken only from these, at most [`MAX_HITS_PER_HOP`] from each.
+    sent_to: Vec<(SocketAddr, u32)>,
     expires: Instant,
+}
+
+impl Route {
+    fn sent(&mut self, to: SocketAddr) {
+        if !self.sent_to.iter().any(|(a, _)| *a == to) {
+            self.sent_to.push((to, 0));
+        }
+    }
+}
+
+fn target_matches(target: &Target, item: &Item) -> bool {
+    match target {
+        Target::Hash(ih) => item.info_hash == *ih,
+        Target::Words(w) => content::matches(&content::words(w), &item.name),
+    }
 }
 
 #[derive(Debug)]
@@ -216,9 +246,15 @@ pub struct Overlay {
     pending_nodes: HashMap<SocketAddr, (Tx, Instant)>,
     routes: HashMap<QueryId, Route>,
     route_order: VecDeque<QueryId>,
+    /// Our own searches' routes, apart, so that a flood of forwarded
+    /// queries cannot push them out while they are open.
+    own_routes: HashMap<QueryId, Route>,
+    /// Queries handled per second by this node in all (answer and forward).
+    query_budget: Bucket,
     searches: HashMap<SearchId, Search>,
     next_search: SearchId,
     source_buckets: HashMap<IpAddr, Bucket>,
+    request_buckets: HashMap<IpAddr, Bucket>,
     forward_buckets: HashMap<IpAddr, Bucket>,
     external: Option<SocketAddr>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -252,6 +288,7 @@ impl Overlay {
         let mut rng = Rng::new(seed);
         let secret = rng.bytes();
         let old_secret = rng.bytes();
+        let budget = f64::from(config.global_query_rate) * 4.0;
         Overlay {
             id,
             table: RoutingTable::new(config.capacity, config.degree),
@@ -270,9 +307,15 @@ impl Overlay {
             pending_nodes: HashMap::new(),
             routes: HashMap::new(),
             route_order: VecDeque::new(),
+            own_routes: HashMap::new(),
+            query_budget: Bucket {
+                tokens: budget,
+                last: now,
+            },
             searches: HashMap::new(),
             next_search: 1,
             source_buckets: HashMap::new(),
+            request_buckets: HashMap::new(),
             forward_buckets: HashMap::new(),
             external: None,
             out: VecDeque::new(),
@@ -344,13 +387,19 @@ impl Overlay {
         }
     }
 
-    /// The nodes worth saving: verified ones with their ids.
-    pub fn saved_nodes(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.table
-            .iter()
-            .filter(|n| n.verified())
+    /// The nodes worth saving: verified ones with their ids, at most
+    /// `max` (fewest failures first), in address order so that the same
+    /// set always gives the same bytes.
+    pub fn saved_nodes(&self, max: usize) -> Vec<(NodeId, SocketAddr)> {
+        let mut nodes: Vec<&table::Node> = self.table.iter().filter(|n| n.verified()).collect();
+        nodes.sort_by_key(|n| (n.failures, n.addr));
+        let mut out: Vec<(NodeId, SocketAddr)> = nodes
+            .into_iter()
+            .take(max)
             .filter_map(|n| Some((n.id?, n.addr)))
-            .collect()
+            .collect();
+        out.sort_by_key(|(_, a)| *a);
+        out
     }
 
     /// What this node holds and shares (public torrents only).
@@ -531,7 +580,7 @@ impl Overlay {
                 self.stats.unsolicited += 1;
             }
             Body::GetNodes { tx, token, max } => {
-                if !self.request_ok(&from, packet.id, &token, now) {
+                if !self.request_ok(&from, packet.id, &token, false, now) {
                     return;
                 }
                 let mut live: Vec<(NodeId, SocketAddr)> = self
@@ -570,7 +619,7 @@ impl Overlay {
                 tcp_port,
                 items,
             } => {
-                if !self.request_ok(&from, packet.id, &token, now) {
+                if !self.request_ok(&from, packet.id, &token, false, now) {
                     return;
                 }
                 let holder = Holder {
@@ -595,18 +644,25 @@ impl Overlay {
 
     /// A request's token is ours for its address and its source is within its rate.
     /// A request from a proven address may also make it an entry.
-    fn request_ok(&mut self, from: &SocketAddr, id: NodeId, token: &Token, now: Instant) -> bool {
+    fn request_ok(
+        &mut self,
+        from: &SocketAddr,
+        id: NodeId,
+        token: &Token,
+        query: bool,
+        now: Instant,
+    ) -> bool {
         if !self.token_ok(from, token) {
             self.stats.bad_token += 1;
             return false;
         }
         self.table.add(*from, Some(id), Source::Incoming, now);
-        if !take(
-            &mut self.source_buckets,
-            from.ip(),
-            self.config.query_rate,
-            now,
-        ) {
+        let (buckets, rate) = if query {
+            (&mut self.source_buckets, self.config.query_rate)
+        } else {
+            (&mut self.request_buckets, self.config.request_rate)
+        };
+        if !take(buckets, from.ip(), rate, now) {
             self.stats.rate_limited += 1;
             return false;
         }
@@ -625,13 +681,17 @@ impl Overlay {
         target: Target,
         now: Instant,
     ) {
-        if self.routes.contains_key(&qid) {
+        if self.routes.contains_key(&qid) || self.own_routes.contains_key(&qid) {
             // Checked before the rate limit: copies arriving over other
             // paths are normal and cost the sender nothing.
             self.stats.duplicates += 1;
             return;
         }
-        if !self.request_ok(&from, id, &token, now) {
+        if !self.request_ok(&from, id, &token, true, now) {
+            return;
+        }
+        if !self.query_budget.take(self.config.global_query_rate, now) {
+            self.stats.rate_limited += 1;
             return;
         }
         let ttl = if ttl > self.config.max_ttl {
@@ -644,7 +704,7 @@ impl Overlay {
         if !results.is_empty() {
             self.send_hits(from, qid, 0, results);
         }
-        let mut sent_to = Vec::new();
+        let mut sent_to: Vec<(SocketAddr, u32)> = Vec::new();
         if ttl > 1 {
             let neighbours: Vec<SocketAddr> = self
                 .table
@@ -677,7 +737,7 @@ impl Overlay {
                         target: target.clone(),
                     },
                 );
-                sent_to.push(n);
+                sent_to.push((n, 0));
             }
         }
         self.remember_route(
@@ -685,8 +745,8 @@ impl Overlay {
             Route {
                 from: Some(from),
                 search: None,
+                target,
                 sent_to,
-                hits: 0,
                 expires: now + self.config.search_lifetime,
             },
         );
@@ -807,16 +867,29 @@ impl Overlay {
         mut results: Vec<HitResult>,
         now: Instant,
     ) {
-        let Some(route) = self.routes.get_mut(&qid) else {
+        let Some(route) = self
+            .routes
+            .get_mut(&qid)
+            .or_else(|| self.own_routes.get_mut(&qid))
+        else {
             self.stats.unknown_hits += 1;
             return;
         };
-        if !route.sent_to.contains(&from) || route.hits >= MAX_HITS_PER_ROUTE {
+        let Some(hop) = route.sent_to.iter_mut().find(|(a, _)| *a == from) else {
+            self.stats.unknown_hits += 1;
+            return;
+        };
+        if hop.1 >= MAX_HITS_PER_HOP {
             self.stats.unknown_hits += 1;
             return;
         }
-        route.hits += 1;
+        hop.1 += 1;
         let (back, search) = (route.from, route.search);
+        // Results that do not answer the query are dropped at every hop:
+        // nobody on the path can fill content tables with anything else.
+        let before = results.len();
+        results.retain(|r| target_matches(&route.target, &r.item));
+        self.stats.mismatched_hits += (before - results.len()) as u64;
         for r in &mut results {
             for h in &mut r.holders {
                 if hops == 0 && h.ip.is_unspecified() {
@@ -854,16 +927,23 @@ impl Overlay {
         let Some(s) = self.searches.get_mut(&id) else {
             return;
         };
-        let matches = match &s.target {
-            Target::Hash(ih) => item.info_hash == *ih,
-            Target::Words(w) => content::matches(&content::words(w), &item.name),
-        };
-        if !matches {
+        if !target_matches(&s.target, &item) {
+            return;
+        }
+        if !s.reported.contains_key(&item.info_hash) && s.reported.len() >= MAX_REPORTED_ITEMS {
             return;
         }
         let seen = s.reported.entry(item.info_hash).or_default();
         let first = seen.is_empty();
-        let new: Vec<Holder> = holders.into_iter().filter(|h| seen.insert(*h)).collect();
+        let mut new: Vec<Holder> = Vec::new();
+        for h in holders {
+            if seen.len() >= MAX_REPORTED_HOLDERS {
+                break;
+            }
+            if seen.insert(h) {
+                new.push(h);
+            }
+        }
         if new.is_empty() && !first {
             return;
         }
@@ -903,13 +983,13 @@ impl Overlay {
                 direct_answered: false,
             },
         );
-        self.remember_route(
+        self.own_routes.insert(
             qid,
             Route {
                 from: None,
                 search: Some(id),
+                target: target.clone(),
                 sent_to: Vec::new(),
-                hits: 0,
                 expires: now + lifetime,
             },
         );
@@ -958,7 +1038,9 @@ impl Overlay {
 
     /// Ends a search early (its id then yields nothing more).
     pub fn cancel_search(&mut self, id: SearchId) {
-        self.searches.remove(&id);
+        if let Some(s) = self.searches.remove(&id) {
+            self.own_routes.remove(&s.qid);
+        }
     }
 
     fn send_query(&mut self, id: SearchId, to: SocketAddr, ttl: u8) -> bool {
@@ -979,10 +1061,8 @@ impl Overlay {
                 target,
             },
         );
-        if let Some(r) = self.routes.get_mut(&qid) {
-            if !r.sent_to.contains(&to) {
-                r.sent_to.push(to);
-            }
+        if let Some(r) = self.own_routes.get_mut(&qid) {
+            r.sent(to);
         }
         true
     }
@@ -1050,7 +1130,7 @@ impl Overlay {
                 continue;
             };
             if now >= s.expires {
-                self.searches.remove(&id);
+                self.cancel_search(id);
                 continue;
             }
             let stale_direct = s.direct

@@ -106,6 +106,20 @@ fn group(ip: IpAddr) -> [u8; 6] {
     }
 }
 
+/// An address's /24 (IPv4) or /64 (IPv6), for the per-network cap.
+fn subnet(ip: IpAddr) -> [u8; 9] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            [4, o[0], o[1], o[2], 0, 0, 0, 0, 0]
+        }
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [6, o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]
+        }
+    }
+}
+
 /// The routing table and the neighbour set.
 #[derive(Debug)]
 pub struct RoutingTable {
@@ -135,6 +149,11 @@ impl RoutingTable {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Most entries from one /24 (IPv4) or /64 (IPv6).
+    pub fn per_subnet_limit(&self) -> usize {
+        (self.capacity / 2).max(8)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Node> {
@@ -183,6 +202,19 @@ impl RoutingTable {
             }
             return true;
         }
+        // At most half the table (at least 8) from one /24 or /64: one
+        // network cannot take the whole table.
+        let net = subnet(addr.ip());
+        if source != Source::Bootstrap
+            && self
+                .nodes
+                .iter()
+                .filter(|n| subnet(n.addr.ip()) == net)
+                .count()
+                >= self.per_subnet_limit()
+        {
+            return false;
+        }
         if self.nodes.len() >= self.capacity && !self.evict_for(source, now) {
             return false;
         }
@@ -205,7 +237,10 @@ impl RoutingTable {
 
     /// Makes room for a candidate from `source`; false when nothing may go.
     fn evict_for(&mut self, source: Source, now: Instant) -> bool {
-        let hearsay = matches!(source, Source::Exchange | Source::Holder | Source::Saved);
+        let hearsay = matches!(
+            source,
+            Source::Exchange | Source::Holder | Source::Saved | Source::Beacon
+        );
         // Worst first: most failures; then never answered and oldest.
         let victim = self
             .nodes
@@ -482,5 +517,26 @@ mod tests {
             "the other /24 is chosen despite its RTT"
         );
         assert!(ns.contains(&addr(2)));
+    }
+
+    #[test]
+    fn one_network_fills_at_most_half_the_table() {
+        let t0 = Instant::now();
+        let mut t = RoutingTable::new(32, 8);
+        let mut added = 0;
+        for n in 0..100u16 {
+            let a = SocketAddr::new([192, 168, 1, n as u8].into(), 6881 + n);
+            added += usize::from(t.add(a, None, Source::Incoming, t0));
+        }
+        assert_eq!(added, 16);
+        assert!(
+            t.add(addr(7), None, Source::Incoming, t0),
+            "another network still gets in"
+        );
+        let boot = SocketAddr::new([192, 168, 1, 200].into(), 1);
+        assert!(
+            t.add(boot, None, Source::Bootstrap, t0),
+            "bootstrap nodes are not capped"
+        );
     }
 }

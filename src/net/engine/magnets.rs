@@ -305,7 +305,13 @@ impl Engine {
             t.manual_peers = m.manual_peers;
         }
         self.move_announcer(tid, new_tid);
+        // A private torrent (BEP 27) keeps only peers from its trackers
+        // and the user: none learned through PEX or the overlay.
+        let private = self.torrents.get(&new_tid).is_some_and(|t| t.meta.private);
         for k in m.known.iter() {
+            if private && !matches!(k.source, "tracker" | "manual" | "magnet") {
+                continue;
+            }
             self.add_known_peer(new_tid, k.addr, k.source, now);
         }
         self.probe(new_tid);

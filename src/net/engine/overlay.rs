@@ -14,8 +14,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// this often (the first time at once).
 const MAGNET_LOOKUP: Duration = Duration::from_secs(60);
 const TORRENT_LOOKUP: Duration = Duration::from_secs(300);
+/// Holder lookups started per second (the rest wait for the next ticks).
+const LOOKUPS_PER_TICK: usize = 2;
 /// The routing table is saved (when it changed) this often and at shutdown.
 const SAVE_INTERVAL: Duration = Duration::from_secs(300);
+/// Most nodes saved (the file stays far below the 64 KiB read at start).
+pub const MAX_SAVED_NODES: usize = 1024;
 /// An API search is forgotten this long after its time is up.
 const SEARCH_KEEP: Duration = Duration::from_secs(120);
 /// Most API searches open at once.
@@ -81,9 +85,23 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// The socket beacons go out of and come in on: bound to the beacon port
-/// on every address, joined to the group (or allowed to broadcast).
-pub(super) fn beacon_socket(target: SocketAddr) -> io::Result<mio::net::UdpSocket> {
+/// True for what `--lan-beacon` accepts: a multicast group, or an IPv4
+/// broadcast address (ending in .255: the broadcast address of any prefix
+/// of /24 or shorter, and 255.255.255.255).
+pub fn is_beacon_target(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_multicast() || v4.octets()[3] == 255,
+        IpAddr::V6(v6) => v6.is_multicast(),
+    }
+}
+
+/// The socket beacons go out of and come in on. It is bound to the target
+/// address itself (the group or the broadcast address), so it receives only
+/// datagrams sent there: a unicast "beacon" from elsewhere never reaches it.
+/// When we listen on one IPv4 address, the group is joined on (and beacons
+/// leave through) that address's interface, which also works on a LAN
+/// without a default route.
+pub(super) fn beacon_socket(target: SocketAddr, local: IpAddr) -> io::Result<mio::net::UdpSocket> {
     let domain = if target.is_ipv4() {
         Domain::IPV4
     } else {
@@ -91,24 +109,32 @@ pub(super) fn beacon_socket(target: SocketAddr) -> io::Result<mio::net::UdpSocke
     };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
-    let bind: SocketAddr = match target {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, target.port()).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, target.port()).into(),
+    let iface = match local {
+        IpAddr::V4(v4) if !v4.is_unspecified() => v4,
+        _ => Ipv4Addr::UNSPECIFIED,
     };
     match target.ip() {
         IpAddr::V4(group) if group.is_multicast() => {
-            s.bind(&bind.into())?;
-            s.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)?;
+            s.bind(&target.into())?;
+            s.join_multicast_v4(&group, &iface).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("joining {group}: {e} (no route for multicast? give --listen with this LAN's address)"),
+                )
+            })?;
+            if !iface.is_unspecified() {
+                s.set_multicast_if_v4(&iface)?;
+            }
             s.set_multicast_loop_v4(true)?;
             s.set_multicast_ttl_v4(1)?;
         }
-        IpAddr::V4(ip) if !ip.is_unspecified() && !ip.is_loopback() => {
-            s.bind(&bind.into())?;
+        IpAddr::V4(ip) if is_beacon_target(ip.into()) => {
+            s.bind(&target.into())?;
             s.set_broadcast(true)?;
         }
         IpAddr::V6(group) if group.is_multicast() => {
             s.set_only_v6(true)?;
-            s.bind(&bind.into())?;
+            s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, target.port())).into())?;
             s.join_multicast_v6(&group, 0)?;
             s.set_multicast_loop_v6(true)?;
         }
@@ -149,6 +175,8 @@ pub(super) struct OverlayDriver {
     next_lookup: HashMap<u32, Instant>,
     /// The saved table's bytes (nothing is written while they stay the same).
     saved: Vec<u8>,
+    /// The bytes of the save in flight.
+    saving: Vec<u8>,
     next_save: Instant,
     next_local: Instant,
     save_in_flight: bool,
@@ -158,13 +186,14 @@ impl OverlayDriver {
     /// Sets up the node; `beacon_token` registers the LAN socket.
     pub(super) fn new(
         settings: &OverlaySettings,
-        tcp_port: u16,
+        listen: SocketAddr,
         udp_port: u16,
         saved: &[(overlay::NodeId, SocketAddr)],
         poll: &Poll,
         beacon_token: Token,
         now: Instant,
     ) -> OverlayDriver {
+        let (local, tcp_port) = (listen.ip(), listen.port());
         let config = overlay::Config {
             tcp_port,
             udp_port,
@@ -181,7 +210,7 @@ impl OverlayDriver {
             }
         }
         let beacon = settings.lan.and_then(|lan| {
-            match beacon_socket(lan.target).and_then(|mut s| {
+            match beacon_socket(lan.target, local).and_then(|mut s| {
                 poll.registry()
                     .register(&mut s, beacon_token, Interest::READABLE)?;
                 Ok(s)
@@ -214,6 +243,7 @@ impl OverlayDriver {
             lookups: HashMap::new(),
             next_lookup: HashMap::new(),
             saved: overlay::encode_saved(saved),
+            saving: Vec::new(),
             next_save: now + SAVE_INTERVAL,
             next_local: now,
             save_in_flight: false,
@@ -259,6 +289,7 @@ impl Engine {
 
     pub(super) fn on_beacon_readable(&mut self, now: Instant) {
         let mut buf = [0u8; overlay::msg::MAX_PACKET + 1];
+        let mut drained = false;
         for _ in 0..BEACON_READS {
             let Some(b) = self.overlay.as_mut().and_then(|o| o.beacon.as_mut()) else {
                 return;
@@ -269,16 +300,21 @@ impl Engine {
                         o.node.on_beacon(&buf[..n], from, now);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::debug!("LAN beacon socket: {e}");
+                    drained = true;
                     break;
                 }
             }
         }
-        // More may wait (edge-triggered): look again on the next turn.
-        self.beacon_readable = true;
+        // Stopped at the read budget: more may wait (edge-triggered), so
+        // look again on the next turn.
+        self.beacon_readable = !drained;
         self.pump_overlay(now);
     }
 
@@ -325,9 +361,14 @@ impl Engine {
             let mut added = false;
             for h in holders {
                 let addr = h.peer_addr();
-                if addr != own {
-                    self.add_known_peer(tid, addr, "overlay", now);
-                    added = true;
+                if addr != own && addr.port() != 0 {
+                    // Like PEX: a capped share of the known list, never
+                    // resetting another address's back-off.
+                    if let Some(t) = self.torrents.get_mut(&tid) {
+                        added |= t.known.add_exchanged(addr, "overlay", now);
+                    } else if let Some(m) = self.magnets.get_mut(&tid) {
+                        added |= m.known.add_exchanged(addr, "overlay", now);
+                    }
                 }
             }
             if added {
@@ -422,11 +463,13 @@ impl Engine {
         };
         o.next_lookup
             .retain(|tid, _| due.iter().any(|(t, _, _)| t == tid));
+        let mut started = 0;
         for (tid, ih, every) in due {
             let next = o.next_lookup.entry(tid).or_insert(now);
-            if now < *next {
+            if now < *next || started >= LOOKUPS_PER_TICK {
                 continue;
             }
+            started += 1;
             *next = now + every;
             let id = o.node.search(Target::Hash(ih), now);
             o.lookups.insert(id, (tid, now));
@@ -441,21 +484,29 @@ impl Engine {
         if o.save_in_flight {
             return;
         }
-        let bytes = overlay::encode_saved(&o.node.saved_nodes());
+        let bytes = overlay::encode_saved(&o.node.saved_nodes(MAX_SAVED_NODES));
         if bytes == o.saved {
             return;
         }
-        o.saved = bytes.clone();
+        o.saving = bytes.clone();
         o.save_in_flight = true;
-        let path = self.config.state_dir.join("nodes");
+        let path = self.config.state_dir.join(crate::daemon::NODES_FILE);
         self.run_job(Ctx::Other("saving the routing table"), move || {
             Box::new(storage::write_atomic(&path, &bytes, 0o600))
         });
     }
 
-    pub(super) fn on_nodes_saved(&mut self) {
-        if let Some(o) = self.overlay.as_mut() {
-            o.save_in_flight = false;
+    pub(super) fn on_nodes_saved(&mut self, ok: bool) {
+        let Some(o) = self.overlay.as_mut() else {
+            return;
+        };
+        o.save_in_flight = false;
+        if ok {
+            o.saved = std::mem::take(&mut o.saving);
+        }
+        if self.shutdown.is_some() {
+            // The table may have changed while this save ran.
+            self.save_nodes();
         }
     }
 
@@ -554,6 +605,7 @@ impl Engine {
             ("rate_limited", st.rate_limited),
             ("duplicates", st.duplicates),
             ("unknown_hits", st.unknown_hits),
+            ("mismatched_hits", st.mismatched_hits),
             ("unsolicited", st.unsolicited),
             ("ttl_capped", st.ttl_capped),
             ("forwarded", st.forwarded),

@@ -4,8 +4,10 @@
 use super::*;
 use crate::overlay::msg::MAX_PACKET;
 
+/// Node `i`'s address: one per /24, as on the Internet (one network may
+/// fill at most half a routing table).
 fn addr(i: usize) -> SocketAddr {
-    SocketAddr::new([10, 1, (i / 250) as u8, (i % 250 + 1) as u8].into(), 7000)
+    SocketAddr::new([10, (i / 250) as u8, (i % 250) as u8, 1].into(), 7000)
 }
 
 fn node_id(i: usize) -> NodeId {
@@ -384,9 +386,10 @@ fn a_query_storm_from_one_source_is_rate_limited() {
         hits += out.len();
     }
     // Burst of 4 × rate, no time passed.
-    assert_eq!(hits, 20);
-    assert_eq!(t.node.stats().rate_limited, 10_000 - 20);
-    assert!(t.node.routes() <= 20);
+    let burst = 4 * Config::default().query_rate as usize;
+    assert_eq!(hits, burst);
+    assert_eq!(t.node.stats().rate_limited, 10_000 - burst as u64);
+    assert!(t.node.routes() <= burst);
     // Another source is not affected.
     let good = addr(6);
     let token = t.token(good);
@@ -650,4 +653,66 @@ fn only_a_proven_address_becomes_an_entry_and_beacons_count_only_from_the_lan_so
     let own = t.node.beacon();
     t.node.on_beacon(&own, addr(0), t.now);
     assert!(t.node.table().get(&addr(0)).is_none());
+}
+
+#[test]
+fn a_node_on_the_path_can_neither_exhaust_a_search_nor_slip_in_other_results() {
+    let mut sim = chain(3);
+    sim.run(20);
+    let now = sim.now;
+    let s = sim.nodes[0].search(Target::Hash(InfoHash([6; 20])), now);
+    let qid = sim.nodes[0].searches[&s].qid;
+    // The query goes to node 1 (and maybe 2); node 1 answers with junk, 40 times.
+    sim.nodes[0].out.clear();
+    let junk = |n: u8| HitResult {
+        item: item(n + 100, "junk"),
+        holders: vec![Holder {
+            ip: [10, 9, 9, n].into(),
+            tcp_port: 1,
+            udp_port: 1,
+        }],
+    };
+    for n in 0..40u8 {
+        let p = Packet {
+            id: node_id(1),
+            body: Body::Hit {
+                qid,
+                hops: 0,
+                results: vec![junk(n)],
+            },
+        }
+        .encode();
+        sim.nodes[0].on_packet(&p, addr(1), now);
+    }
+    assert!(
+        sim.nodes[0].stats().mismatched_hits >= 8,
+        "{:?} {:?}",
+        sim.nodes[0].stats(),
+        sim.nodes[0].own_routes[&qid].sent_to
+    );
+    assert!(sim.nodes[0].content().is_empty(), "no junk stored");
+    // Node 2's honest hit still counts: budgets are per hop.
+    let honest = Packet {
+        id: node_id(2),
+        body: Body::Hit {
+            qid,
+            hops: 0,
+            results: vec![HitResult {
+                item: item(6, "wanted"),
+                holders: vec![Holder {
+                    ip: Ipv4Addr::UNSPECIFIED.into(),
+                    tcp_port: 6002,
+                    udp_port: 7000,
+                }],
+            }],
+        },
+    }
+    .encode();
+    let sent_to_2 = sim.nodes[0].own_routes[&qid]
+        .sent_to
+        .iter()
+        .any(|(a, _)| *a == addr(2));
+    sim.nodes[0].on_packet(&honest, addr(2), now);
+    sim.deliver();
+    assert_eq!(!sim.results(0, s).is_empty(), sent_to_2);
 }
