@@ -277,7 +277,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
     for t in startup.torrents {
         engine.load(t);
     }
-    engine.resolve_bootstrap();
+    engine.resolve_bootstrap(Instant::now());
     let now = Instant::now();
     for m in startup.magnets {
         if let Err(e) = engine.add_magnet(&m.link, Some(m.dir), m.peers, m.paused, now) {

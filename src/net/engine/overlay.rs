@@ -175,6 +175,8 @@ pub(super) struct OverlayDriver {
     next_lookup: HashMap<u32, Instant>,
     /// The saved table's bytes (nothing is written while they stay the same).
     saved: Vec<u8>,
+    next_resolve: Instant,
+    resolved_any: bool,
     /// The bytes of the save in flight.
     saving: Vec<u8>,
     next_save: Instant,
@@ -244,6 +246,8 @@ impl OverlayDriver {
             next_lookup: HashMap::new(),
             saved: overlay::encode_saved(saved),
             saving: Vec::new(),
+            next_resolve: now,
+            resolved_any: false,
             next_save: now + SAVE_INTERVAL,
             next_local: now,
             save_in_flight: false,
@@ -252,8 +256,19 @@ impl OverlayDriver {
 }
 
 impl Engine {
-    /// Bootstrap names that are not addresses are resolved on the network threads.
-    pub(super) fn resolve_bootstrap(&mut self) {
+    /// Bootstrap names that are not addresses are resolved on the network
+    /// threads: at start, again every minute until one resolved (DNS may not
+    /// be up yet when a router boots), then every 30 min.
+    pub(super) fn resolve_bootstrap(&mut self, now: Instant) {
+        let Some(o) = self.overlay.as_mut() else {
+            return;
+        };
+        o.next_resolve = now
+            + if o.resolved_any {
+                Duration::from_secs(1800)
+            } else {
+                Duration::from_secs(60)
+            };
         for b in self.config.overlay.bootstrap.clone() {
             if b.parse::<SocketAddr>().is_ok() {
                 continue;
@@ -273,6 +288,7 @@ impl Engine {
 
     pub(super) fn on_bootstrap_resolved(&mut self, addrs: Vec<SocketAddr>, now: Instant) {
         if let Some(o) = self.overlay.as_mut() {
+            o.resolved_any |= !addrs.is_empty();
             for a in addrs {
                 o.node.add_bootstrap(a, now);
             }
@@ -388,6 +404,9 @@ impl Engine {
         }
         self.update_local(now);
         self.schedule_lookups(now);
+        if self.overlay.as_ref().is_some_and(|o| now >= o.next_resolve) {
+            self.resolve_bootstrap(now);
+        }
         let Some(o) = self.overlay.as_mut() else {
             return;
         };
