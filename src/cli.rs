@@ -29,6 +29,8 @@ pub struct Args {
     pub command: Option<Command>,
 }
 
+// Parsed once per run: the size of the daemon's options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Command {
@@ -36,6 +38,7 @@ pub enum Command {
     Inspect(InspectArgs),
     Verify(VerifyArgs),
     Daemon(crate::daemon::DaemonArgs),
+    Config(crate::config::ConfigArgs),
     Add(crate::control::cmd::AddArgs),
     Get(crate::control::cmd::GetArgs),
     Ls(crate::control::cmd::LsArgs),
@@ -149,6 +152,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Inspect(a)) => inspect(a),
         Some(Command::Verify(a)) => verify(a),
         Some(Command::Daemon(a)) => crate::daemon::run(a),
+        Some(Command::Config(a)) => crate::config::run(a),
         Some(Command::Add(a)) => crate::control::cmd::run_add(a),
         Some(Command::Get(a)) => crate::control::cmd::run_get(a),
         Some(Command::Ls(a)) => crate::control::cmd::run_ls(a),
@@ -163,26 +167,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     }
 }
 
-/// "256K", "1M", "16384" → bytes.
+/// "256K", "1M", "16384" → bytes (at most 4 GiB - 1; see
+/// [`crate::config::parse_size`]).
 pub fn parse_size(s: &str) -> Result<u32, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    let (digits, mult) = if let Some(d) = lower.strip_suffix("kib").or(lower.strip_suffix("k")) {
-        (d, 1024u64)
-    } else if let Some(d) = lower.strip_suffix("mib").or(lower.strip_suffix("m")) {
-        (d, 1024 * 1024)
-    } else {
-        (lower.as_str(), 1)
-    };
-    let n: u64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (examples: 262144, 256K, 1M)"))?;
-    let bytes = n
-        .checked_mul(mult)
-        .and_then(|b| u32::try_from(b).ok())
-        .ok_or_else(|| format!("'{s}' is too large"))?;
-    Ok(bytes)
+    let bytes = crate::config::parse_size(s)?;
+    u32::try_from(bytes).map_err(|_| format!("'{s}' is too large"))
 }
 
 fn threads(requested: Option<usize>) -> usize {
@@ -617,7 +606,12 @@ pub fn parse_env() -> Result<Args, u8> {
                 .unwrap_or("peerlet")
         })
         .unwrap_or("peerlet");
-    let rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
+    let mut rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
+    // `config show` takes the daemon's options as they are (its own
+    // parser is `DaemonArgs`'s): everything after it is positional.
+    if rest.len() > 2 && rest[..2] == ["config", "show"] && rest[2] != "--" {
+        rest.insert(2, "--");
+    }
     match Args::from_args(&[cmd], &rest) {
         Ok(args) => Ok(args),
         Err(early) => match early.status {

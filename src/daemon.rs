@@ -11,10 +11,12 @@ use crate::control::{self, api::Command, api::EngineHandle, server::ControlServe
 use crate::net::{self, EngineConfig, EngineThread, LoadedTorrent, Startup};
 use crate::resume::{self, Resume};
 use crate::storage;
+use crate::systemd;
 use argh::FromArgs;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default peer port.
@@ -27,10 +29,13 @@ pub const NODE_KEY_FILE: &str = "node.key";
 /// The saved overlay routing table in the state directory.
 pub const NODES_FILE: &str = "nodes";
 
-#[derive(FromArgs, Debug)]
-/// Run the peerlet node (client and server at once) until SIGTERM, SIGINT or `peerlet stop`.
+#[derive(FromArgs, Debug, Default)]
+/// Run the peerlet node (client and server at once) until SIGTERM, SIGINT or `peerlet stop`; SIGHUP reloads the configuration. Every option can also be set in the configuration file or as PEERLET_<OPTION> in the environment (see `peerlet config show`).
 #[argh(subcommand, name = "daemon")]
 pub struct DaemonArgs {
+    /// configuration file (TOML; default $PEERLET_CONFIG, else /etc/peerlet/peerlet.toml if it exists)
+    #[argh(option)]
+    pub config: Option<PathBuf>,
     /// address for peer connections (default 0.0.0.0:6881; port 0 picks a free one)
     #[argh(option)]
     pub listen: Option<SocketAddr>,
@@ -43,27 +48,27 @@ pub struct DaemonArgs {
     /// address of the control API (default 127.0.0.1:7441)
     #[argh(option)]
     pub api: Option<SocketAddr>,
-    /// configuration file (TOML; not read yet by this version)
+    /// no web page at / of the API address (the API itself stays)
+    #[argh(switch)]
+    pub no_web: bool,
+    /// global download rate limit in bytes per second; K, M, G suffixes (default 0: none)
+    #[argh(option, from_str_fn(crate::config::parse_size))]
+    pub download_limit: Option<u64>,
+    /// global upload rate limit in bytes per second; K, M, G suffixes (default 0: none)
+    #[argh(option, from_str_fn(crate::config::parse_size))]
+    pub upload_limit: Option<u64>,
+    /// worker threads for hashing and disk I/O (default 0: one per core)
     #[argh(option)]
-    pub config: Option<PathBuf>,
-    /// download rate limit in bytes per second (0: none)
-    #[argh(option, default = "0")]
-    pub download_limit: u64,
-    /// upload rate limit in bytes per second (0: none)
-    #[argh(option, default = "0")]
-    pub upload_limit: u64,
-    /// worker threads for hashing and disk I/O (default: number of cores)
-    #[argh(option)]
-    pub workers: Option<usize>,
+    pub workers: Option<u64>,
     /// seconds before a torrent stopped by a disk error is retried (default 30)
-    #[argh(option, default = "30")]
-    pub disk_retry: u64,
+    #[argh(option)]
+    pub disk_retry: Option<u64>,
     /// make verified data durable and record it every this many MiB (default 32)
-    #[argh(option, default = "32")]
-    pub checkpoint_mib: u64,
-    /// bound on bytes of blocks in flight (requested, being written, read for upload); K and M suffixes (default 8M)
-    #[argh(option, from_str_fn(crate::cli::parse_size))]
-    pub memory_limit: Option<u32>,
+    #[argh(option)]
+    pub checkpoint_mib: Option<u64>,
+    /// bound on bytes of blocks in flight (requested, being written, read for upload); K, M, G suffixes (default 8M)
+    #[argh(option, from_str_fn(crate::config::parse_size))]
+    pub memory_limit: Option<u64>,
     /// an overlay node to contact at start, ADDR:PORT or HOST:PORT (repeatable)
     #[argh(option)]
     pub bootstrap: Vec<String>,
@@ -74,20 +79,23 @@ pub struct DaemonArgs {
     #[argh(option)]
     pub lan_beacon: Option<SocketAddr>,
     /// seconds between LAN beacons (default 30)
-    #[argh(option, default = "30")]
-    pub beacon_interval: u64,
+    #[argh(option)]
+    pub beacon_interval: Option<u64>,
     /// no discovery overlay at all (no search, no beacons; trackers, PEX and --peer still work)
     #[argh(switch)]
     pub no_overlay: bool,
     /// overlay neighbours a search floods to (default 8)
     #[argh(option)]
-    pub overlay_degree: Option<usize>,
+    pub overlay_degree: Option<u64>,
     /// overlay routing-table size (default 256)
     #[argh(option)]
-    pub routing_table: Option<usize>,
+    pub routing_table: Option<u64>,
     /// TTL of this node's searches, 1 to 7 (default 4)
     #[argh(option)]
-    pub search_ttl: Option<u8>,
+    pub search_ttl: Option<u64>,
+    /// log filter like RUST_LOG: error, warn, info, debug, or per module ("info,peerlet::net=debug"; default warn)
+    #[argh(option)]
+    pub log: Option<String>,
 }
 
 /// The data directory when none is given.
@@ -212,6 +220,15 @@ impl Daemon {
     /// Reads the state directory and starts every thread. `api: None` runs
     /// without a control server (tests that drive the engine directly).
     pub fn start(config: EngineConfig, api: Option<SocketAddr>) -> io::Result<Daemon> {
+        Daemon::start_with(config, api, control::server::Config::default())
+    }
+
+    /// [`Daemon::start`] with the control server's settings (`web` off, ...).
+    pub fn start_with(
+        config: EngineConfig,
+        api: Option<SocketAddr>,
+        server: control::server::Config,
+    ) -> io::Result<Daemon> {
         storage::create_private_dir(&config.download_dir)?;
         let startup = load_state(&config.state_dir)?;
         let has_work = !startup.torrents.is_empty() || !startup.magnets.is_empty();
@@ -220,7 +237,7 @@ impl Daemon {
         }
         let engine = net::spawn(config, startup)?;
         let control = match api {
-            Some(addr) => match control::server::spawn(addr, engine.handle.clone()) {
+            Some(addr) => match control::server::spawn_with(addr, engine.handle.clone(), server) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     let _ = engine
@@ -267,114 +284,45 @@ impl Daemon {
 
 /// `peerlet daemon`.
 pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
-    if let Some(c) = &a.config {
-        log::warn!(
-            "configuration files are not read yet by this version; ignoring {}",
-            c.display()
-        );
-    }
-    let data = default_data_dir();
-    let download_dir = a
-        .download_dir
-        .clone()
-        .unwrap_or_else(|| data.join("downloads"));
-    let state_dir = a.state_dir.clone().unwrap_or_else(|| data.join("state"));
-    let download_dir = absolute(&download_dir)?;
-    let state_dir = absolute(&state_dir)?;
-    let listen = a
-        .listen
-        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-    let api = a
-        .api
-        .unwrap_or_else(|| control::DEFAULT_API_ADDR.parse().expect("valid default"));
-    let mut config = EngineConfig::new(listen, download_dir.clone(), state_dir.clone());
-    config.download_rate_limit = a.download_limit;
-    config.upload_rate_limit = a.upload_limit;
-    config.disk_retry = Duration::from_secs(a.disk_retry.max(1));
-    config.checkpoint_bytes = a.checkpoint_mib.max(1) << 20;
-    if let Some(m) = a.memory_limit {
-        config.memory_budget = u64::from(m).max(64 * 1024);
-    }
-    if let Some(w) = a.workers.filter(|&w| w > 0) {
-        config.workers = w;
-    }
-    config.overlay.enabled = !a.no_overlay;
-    let overlay_flags = !a.bootstrap.is_empty()
-        || a.lan_beacon.is_some()
-        || a.overlay_degree.is_some()
-        || a.routing_table.is_some()
-        || a.search_ttl.is_some();
-    if a.no_overlay && overlay_flags {
-        return Err(CliError(
-            "--no-overlay turns the discovery overlay off; drop it or the overlay options".into(),
-        ));
-    }
-    if let Some(t) = a.lan_beacon {
-        if !net::is_beacon_target(t.ip()) || t.port() == 0 {
-            return Err(CliError(format!(
-                "--lan-beacon {t}: give a multicast group or a broadcast address (ending in .255) with a port"
-            )));
-        }
-    }
-    if !(1..=86_400).contains(&a.beacon_interval) {
-        return Err(CliError(format!(
-            "--beacon-interval {}: give 1 to 86400 seconds",
-            a.beacon_interval
-        )));
-    }
-    config.overlay.key = load_node_key(&state_dir)?;
-    for b in &a.bootstrap {
-        let ok = match b.parse::<SocketAddr>() {
-            Ok(addr) => {
-                addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_multicast()
-            }
-            // A host name: no ':' in it (an IPv6 address needs [brackets]).
-            Err(_) => b.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0)
-            }),
-        };
-        if !ok {
-            return Err(CliError(format!(
-                "--bootstrap {b:?}: give IP:PORT, [IPv6]:PORT or HOST:PORT (a unicast address, port not 0)"
-            )));
-        }
-    }
-    config.overlay.bootstrap = a.bootstrap.clone();
-    if !a.no_lan_discovery && !a.no_overlay {
-        config.overlay.lan = Some(net::LanDiscovery {
-            target: a
-                .lan_beacon
-                .unwrap_or_else(|| DEFAULT_LAN_BEACON.parse().expect("valid default")),
-            interval: Duration::from_secs(a.beacon_interval),
-        });
-    }
-    if let Some(d) = a.overlay_degree {
-        if !(1..=64).contains(&d) {
-            return Err(CliError(format!("--overlay-degree {d}: give 1 to 64")));
-        }
-        config.overlay.degree = d;
-    }
-    if let Some(n) = a.routing_table {
-        if !(8..=65536).contains(&n) {
-            return Err(CliError(format!("--routing-table {n}: give 8 to 65536")));
-        }
-        config.overlay.capacity = n;
-    }
-    if let Some(t) = a.search_ttl {
-        if !(1..=7).contains(&t) {
-            return Err(CliError(format!("--search-ttl {t}: give 1 to 7")));
-        }
-        config.overlay.ttl = t;
-    }
+    // Defaults < configuration file < PEERLET_* < command line; this also
+    // sets the log filter and remembers what a reload (SIGHUP) needs.
+    let settings = crate::config::load_for_daemon(&a)?;
+    let (config, api) = settings.engine_config()?;
+    let download_dir = config.download_dir.clone();
+    let state_dir = config.state_dir.clone();
+    let config_file = settings
+        .file
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |f| f.display().to_string());
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
     let node_id = config.overlay.key.node_id();
-    let daemon = Daemon::start(config, Some(api)).map_err(|e| CliError(e.to_string()))?;
+    // READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 for systemd (no-ops
+    // without $NOTIFY_SOCKET), and the bound on an orderly stop.
+    let supervisor = systemd::Supervisor::from_env();
+    let server = control::server::Config {
+        web: settings.flag("web"),
+        ..Default::default()
+    };
+    let daemon = match Daemon::start_with(config, Some(api), server) {
+        Ok(d) => d,
+        Err(e) => {
+            supervisor.status(&format!("cannot start: {e}"));
+            return Err(CliError(e.to_string()));
+        }
+    };
+    // Under journald the banner is a notice (sd-daemon priority 5).
+    let notice = if systemd::stderr_is_journal() {
+        "<5>"
+    } else {
+        ""
+    };
     eprintln!(
-        "peerlet daemon: peers on {}, control API on http://{}, downloads in {}, state in {}, node {node_id}",
+        "{notice}peerlet daemon: peers on {}, control API on http://{}, downloads in {}, state in {}, node {node_id}, config {config_file}",
         daemon.listen_addr(),
         daemon.api_addr().map(|a| a.to_string()).unwrap_or_default(),
         download_dir.display(),
@@ -383,26 +331,57 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
     let handle = daemon.handle().clone();
     let signal_handle = signals.handle();
     let mut signals = signals;
+    let stopper = Arc::clone(&supervisor);
     let watcher = std::thread::Builder::new()
         .name("peerlet-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                log::info!("signal {sig}: stopping");
+            for sig in signals.forever() {
+                let name = signal_name(sig);
+                if sig == signal_hook::consts::SIGHUP {
+                    // At warn so that the default filter shows it: an
+                    // operator asked for it and wants to see the outcome.
+                    match crate::config::reload(None, &handle) {
+                        Ok(summary) => log::warn!("{name}: {summary}"),
+                        Err(e) => log::error!("{name}: configuration not reloaded: {e}"),
+                    }
+                    continue;
+                }
+                log::info!("{name}: stopping");
+                // STOPPING=1, and the process exits after
+                // systemd::STOP_DEADLINE even if the engine never answers.
+                stopper.begin_stop(name);
                 let _ = handle.call(Duration::from_secs(15), |reply| Command::Shutdown { reply });
+                break;
             }
         })
         .map_err(|e| CliError(e.to_string()))?;
+    // Every listener is bound: the peer port, the UDP socket (trackers,
+    // overlay) and the control API.
+    if let Err(e) = supervisor.ready(
+        daemon.handle().clone(),
+        &format!(
+            "peers on {}, control API on {}",
+            daemon.listen_addr(),
+            daemon.api_addr().map(|a| a.to_string()).unwrap_or_default()
+        ),
+    ) {
+        log::warn!("cannot start the systemd status thread: {e}");
+    }
     daemon.wait();
+    // A stop by `peerlet stop` (the monitor may not have seen it yet).
+    supervisor.begin_stop("asked to stop");
     signal_handle.close();
     let _ = watcher.join();
+    log::info!("exiting");
     Ok(0)
 }
 
-fn absolute(p: &Path) -> Result<PathBuf, CliError> {
-    if p.is_absolute() {
-        return Ok(p.to_path_buf());
+/// "SIGTERM" for 15, and so on, for log lines.
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGHUP => "SIGHUP",
+        _ => "a signal",
     }
-    let cwd = std::env::current_dir()
-        .map_err(|e| CliError(format!("cannot read the current directory: {e}")))?;
-    Ok(cwd.join(p))
 }

@@ -15,7 +15,11 @@
 //!   onto files, positioned reads and writes, an LRU of open files, directory walks.
 //! - [`workers`]: the worker pool that hashes and does disk I/O off the network thread.
 //! - [`net`]: the mio event loop: sockets, torrents, jobs, resume checkpoints.
-//! - [`daemon`]: configuration, state directory, threads, signals.
+//! - [`config`]: the daemon's configuration (TOML file, `PEERLET_*`
+//!   environment, command line), `peerlet config`, reload on SIGHUP.
+//! - [`daemon`]: the state directory, threads, signals.
+//! - [`systemd`]: sd_notify (ready, status, watchdog, stopping), journald log
+//!   format, the bound on an orderly stop.
 //! - [`control`]: the local HTTP + JSON control API and the CLI client of it.
 //! - [`cli`]: command-line parsing and the subcommands.
 //!
@@ -24,6 +28,7 @@
 
 pub mod bencode;
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod hash;
@@ -35,6 +40,7 @@ pub mod progress;
 pub mod resume;
 pub mod storage;
 pub mod swarm;
+pub mod systemd;
 pub mod tracker;
 pub mod wire;
 pub mod workers;

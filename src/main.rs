@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    peerlet::systemd::init_logging();
     let args = match peerlet::cli::parse_env() {
         Ok(args) => args,
         Err(code) => return ExitCode::from(code),
@@ -12,7 +12,13 @@ fn main() -> ExitCode {
     match peerlet::cli::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("peerlet: {e}");
+            // Under journald, keep the error's level (sd-daemon prefix).
+            let prefix = if peerlet::systemd::stderr_is_journal() {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{prefix}peerlet: {e}");
             ExitCode::from(2)
         }
     }

@@ -85,7 +85,7 @@ fn only_storage_touches_files() {
     check(
         &[
             "bencode", "metainfo", "hash", "wire", "swarm", "resume", "workers", "net", "control",
-            "daemon", "cli", "json", "progress", "overlay",
+            "daemon", "cli", "json", "progress", "overlay", "config", "systemd",
         ],
         &["std::fs", "File::", "OpenOptions", "read_dir", "FileExt"],
         "only src/storage may open, read, write or list files",
@@ -97,7 +97,7 @@ fn only_net_uses_mio() {
     check(
         &[
             "bencode", "metainfo", "hash", "wire", "swarm", "resume", "workers", "storage",
-            "control", "daemon", "cli", "json", "progress", "overlay",
+            "control", "daemon", "cli", "json", "progress", "overlay", "config", "systemd",
         ],
         &["mio::", "use mio"],
         "only src/net may use mio",

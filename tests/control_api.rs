@@ -146,6 +146,8 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
                     peers: 3,
                     download_rate: 1536,
                     upload_rate: 512,
+                    download_limit: 0,
+                    upload_limit: 4096,
                     bytes_in_flight: 1 << 20,
                     memory_budget: 64 << 20,
                     uptime_secs: 3725,
@@ -283,6 +285,20 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
             Command::Shutdown { reply } => {
                 note("shutdown".into());
                 let _ = reply.send(Ok(()));
+            }
+            // Reloading is tested in tests/config.rs.
+            Command::Reconfigure { reply, .. } => {
+                let _ = reply.send(Ok(()));
+            }
+            // A version that needs escaping in a label value.
+            Command::Metrics { reply } => {
+                note("metrics".into());
+                let _ = reply.send(Ok(peerlet::control::api::MetricsSnapshot {
+                    version: "0.1.0 \"x\"\\y".into(),
+                    downloaded_bytes: 5 << 20,
+                    torrents: vec![("downloading", 1), ("error", 1)],
+                    ..Default::default()
+                }));
             }
             // The overlay's commands are tested in tests/overlay_cli.rs.
             Command::Search { .. } | Command::SearchResults { .. } | Command::Nodes { .. } => {}
@@ -481,7 +497,8 @@ fn every_endpoint_through_the_client() {
     // Routing and parameter errors.
     let (st, msg) = api_err(c.get("/api/nothing"));
     assert_eq!(st, 404, "{msg}");
-    assert_eq!(api_err(c.get("/")).0, 404);
+    // `/` is the web page (tests/web.rs); other paths outside /api are not found.
+    assert_eq!(api_err(c.get("/index.html")).0, 404);
     let r = c.exchange("PUT", "/api/torrents", None).unwrap();
     assert_eq!(r.status, 405);
     assert!(r.headers.contains(&("allow".into(), "GET, POST".into())));
@@ -1025,4 +1042,42 @@ fn cli_without_a_daemon() {
     let (code, _, err) = peerlet(&["ls", "--api", "not an address"]);
     assert_eq!(code, 2);
     assert!(err.contains("expected host:port"), "{err}");
+}
+
+/// `GET /metrics`: Prometheus text from the engine's snapshot, under the
+/// API's Host and method rules (parsed by a real parser in tests/metrics.rs).
+#[test]
+fn metrics_endpoint() {
+    let (server, log) = start(test_config());
+    let addr = server.local_addr();
+    let get = |host: &str, method: &str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let request = format!("{method} /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        peerlet::control::http::parse_response(&out).unwrap()
+    };
+    let r = get(&addr.to_string(), "GET");
+    assert_eq!(r.status, 200);
+    assert!(r.headers.contains(&(
+        "content-type".into(),
+        "text/plain; version=0.0.4; charset=utf-8".into()
+    )));
+    let text = String::from_utf8(r.body).unwrap();
+    assert!(
+        text.contains("peerlet_build_info{version=\"0.1.0 \\\"x\\\"\\\\y\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "# TYPE peerlet_downloaded_bytes_total counter\npeerlet_downloaded_bytes_total 5242880\n"
+    ));
+    assert!(text.contains("peerlet_torrents{state=\"error\"} 1\n"));
+    assert_eq!(text.matches("# TYPE peerlet_torrents ").count(), 1);
+    assert!(log.lock().unwrap().contains(&"metrics".to_string()));
+    assert_eq!(get("rebind.example", "GET").status, 421);
+    let r = get("localhost", "DELETE");
+    assert_eq!(r.status, 405);
+    assert!(r.headers.contains(&("allow".into(), "GET".into())));
 }

@@ -82,6 +82,8 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
                     peers: 0,
                     download_rate: 0,
                     upload_rate: 0,
+                    download_limit: 0,
+                    upload_limit: 0,
                     bytes_in_flight: 0,
                     memory_budget: 64 << 20,
                     uptime_secs: 5,

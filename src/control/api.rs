@@ -108,6 +108,18 @@ pub enum Command {
     SearchResults { id: u64, reply: Reply<SearchPage> },
     /// The overlay: routing table, neighbours, counters.
     Nodes { reply: Reply<OverlayStatus> },
+    /// Counters and gauges for `GET /metrics`.
+    Metrics { reply: Reply<MetricsSnapshot> },
+    /// Node-wide settings changed while running (`peerlet daemon` on
+    /// SIGHUP, `config::reload`): the global rate limits in payload bytes
+    /// per second (0: none; `None`: leave as it is) and overlay bootstrap
+    /// nodes to add (`ip:port` or `host:port`; ignored with the overlay off).
+    Reconfigure {
+        download_limit: Option<u64>,
+        upload_limit: Option<u64>,
+        add_bootstrap: Vec<String>,
+        reply: Reply<()>,
+    },
     /// Save state and stop the daemon.
     Shutdown { reply: Reply<()> },
 }
@@ -502,6 +514,9 @@ pub struct NodeStatus {
     pub peers: u32,
     pub download_rate: u64,
     pub upload_rate: u64,
+    /// The global rate limits, payload bytes per second (0: none).
+    pub download_limit: u64,
+    pub upload_limit: u64,
     /// Bytes of blocks requested, being written or queued for upload, now.
     pub bytes_in_flight: u64,
     pub memory_budget: u64,
@@ -520,10 +535,89 @@ impl NodeStatus {
             .with("peers", self.peers)
             .with("download_rate", self.download_rate)
             .with("upload_rate", self.upload_rate)
+            .with("download_limit", self.download_limit)
+            .with("upload_limit", self.upload_limit)
             .with("bytes_in_flight", self.bytes_in_flight)
             .with("memory_budget", self.memory_budget)
             .with("uptime_secs", self.uptime_secs)
     }
+}
+
+// ----- metrics (`GET /metrics`) -----
+
+/// What `GET /metrics` shows, taken by the engine in one turn of its loop
+/// and written as Prometheus text by the control thread
+/// (`control::metrics`). Counters count since the daemon started, torrents
+/// removed since then included; gauges are values of the moment. Lists are
+/// `(label value, value)` pairs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    pub version: String,
+    pub uptime_secs: u64,
+    /// Payload bytes received and sent.
+    pub downloaded_bytes: u64,
+    pub uploaded_bytes: u64,
+    /// Payload bytes received that were not needed (duplicates, late blocks).
+    pub wasted_bytes: u64,
+    /// Payload bytes per second, averaged over a few seconds.
+    pub download_rate: u64,
+    pub upload_rate: u64,
+    /// Pieces downloaded that passed / failed their SHA-1 check.
+    pub pieces_verified: u64,
+    pub pieces_failed: u64,
+    /// Peers (IP addresses) banned since start, and banned now.
+    pub bans_total: u64,
+    pub bans: u64,
+    /// Torrents and magnets by state (every [`TorrentState`], zeros included).
+    pub torrents: Vec<(&'static str, u64)>,
+    /// Connections past the handshake by where the peer's address came from.
+    pub peers: Vec<(&'static str, u64)>,
+    /// Open peer connections by direction (`incoming`, `outgoing`).
+    pub connections: Vec<(&'static str, u64)>,
+    /// Connections still connecting or handshaking.
+    pub half_open: u64,
+    pub max_connections: u64,
+    pub max_half_open: u64,
+    /// Jobs waiting in the worker pool's queues (`live`, `background`, `network`).
+    pub worker_queues: Vec<(&'static str, u64)>,
+    /// Jobs the engine keeps back because their pool queue was full, by queue.
+    pub job_backlog: Vec<(&'static str, u64)>,
+    /// Jobs submitted and not answered yet.
+    pub jobs_in_flight: u64,
+    pub worker_threads: u64,
+    /// Bytes of blocks requested, being written or queued for upload, now.
+    pub bytes_in_flight: u64,
+    pub memory_budget: u64,
+    /// Tracker announces answered (`ok`) and failed (`error`).
+    pub announces: Vec<(&'static str, u64)>,
+    /// `None` when the overlay is off.
+    pub overlay: Option<OverlayMetrics>,
+}
+
+/// The discovery overlay's part of [`MetricsSnapshot`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OverlayMetrics {
+    /// Packets sent and received by kind (`overlay::msg::KINDS`).
+    pub sent: Vec<(&'static str, u64)>,
+    pub received: Vec<(&'static str, u64)>,
+    /// Packets dropped (or not sent) by reason.
+    pub dropped: Vec<(&'static str, u64)>,
+    /// Queries forwarded to a neighbour, and queries whose TTL was capped.
+    pub forwarded: u64,
+    pub ttl_capped: u64,
+    /// Our searches by how they went out (`flooded`, `direct`).
+    pub searches: Vec<(&'static str, u64)>,
+    pub table_nodes: u64,
+    pub table_capacity: u64,
+    pub live_nodes: u64,
+    pub neighbours: u64,
+    /// Neighbours wanted.
+    pub degree: u64,
+    pub content_entries: u64,
+    pub content_holders: u64,
+    /// Query ids remembered, and our searches still open.
+    pub routes: u64,
+    pub open_searches: u64,
 }
 
 /// How the control thread reaches the engine: a bounded channel plus a

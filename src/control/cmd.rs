@@ -686,6 +686,15 @@ pub fn node_text(j: &Json) -> String {
     out.push_str(&format!("peers: {}\n", u(j, "peers")));
     out.push_str(&format!("download: {}\n", rate(u(j, "download_rate"))));
     out.push_str(&format!("upload: {}\n", rate(u(j, "upload_rate"))));
+    let limit = |key: &str| match u(j, key) {
+        0 => "none".to_string(),
+        n => rate(n),
+    };
+    out.push_str(&format!(
+        "limits: download {}, upload {}\n",
+        limit("download_limit"),
+        limit("upload_limit")
+    ));
     out.push_str(&format!(
         "memory in flight: {} of {}\n",
         human_bytes(u(j, "bytes_in_flight")),

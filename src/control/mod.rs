@@ -4,13 +4,17 @@
 //! - `server`: the HTTP + JSON server on its own thread; talks to the
 //!   engine only through an [`api::EngineHandle`].
 //! - `http`: the minimal HTTP/1.1 both ends share (limits, Host check).
+//! - `metrics`: the Prometheus text that `GET /metrics` answers.
+//! - `web`: the web page at `/` (HTML, script, style sheet; no I/O).
 //! - `client` / `cmd`: the client side of `peerlet add|get|ls|status|rm|pause|resume|stop`.
 
 pub mod api;
 pub mod client;
 pub mod cmd;
 pub mod http;
+pub mod metrics;
 pub mod server;
+pub mod web;
 
 /// Default address of the control API.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:7441";

@@ -8,10 +8,14 @@
 //! `localhost` are refused (421) before anything else happens, and so are
 //! requests a browser marks as cross-origin (403): a web page can neither
 //! rebind a name to this port nor post a form to it. The endpoints are
-//! documented in docs/API.md.
+//! documented in docs/API.md. Every answer is JSON except `GET /metrics`
+//! (Prometheus text, written by [`super::metrics`]) and the web page's
+//! files at `/`, `/app.js` and `/app.css` ([`super::web`]).
 
 use super::api::{AddSource, ApiError, Command, EngineHandle, SearchQuery};
 use super::http::{self, Head, HttpError};
+use super::metrics;
+use super::web;
 use crate::json::Json;
 use crate::metainfo::InfoHash;
 use std::io::{self, Read, Write};
@@ -48,6 +52,8 @@ pub struct Config {
     pub engine_timeout: Duration,
     pub max_head: usize,
     pub max_body: u64,
+    /// Serve the web page at `/`, `/app.js` and `/app.css` (404 when off).
+    pub web: bool,
 }
 
 impl Default for Config {
@@ -60,6 +66,7 @@ impl Default for Config {
             engine_timeout: Duration::from_secs(10),
             max_head: http::MAX_HEAD,
             max_body: MAX_BODY,
+            web: true,
         }
     }
 }
@@ -235,6 +242,8 @@ struct Answer {
     status: u16,
     body: Json,
     allow: Option<&'static str>,
+    /// A body that is not JSON: (Content-Type, bytes); `body` is unused then.
+    raw: Option<(&'static str, Vec<u8>)>,
 }
 
 impl Answer {
@@ -243,6 +252,15 @@ impl Answer {
             status: 200,
             body,
             allow: None,
+            raw: None,
+        }
+    }
+
+    /// 200 with a body of another type (`GET /metrics`).
+    fn ok_raw(content_type: &'static str, bytes: Vec<u8>) -> Answer {
+        Answer {
+            raw: Some((content_type, bytes)),
+            ..Answer::ok(Json::Null)
         }
     }
 }
@@ -253,6 +271,7 @@ impl From<HttpError> for Answer {
             status: e.status,
             body: Json::obj().with("error", e.message),
             allow: None,
+            raw: None,
         }
     }
 }
@@ -269,6 +288,7 @@ impl From<ApiError> for Answer {
             status,
             body: Json::obj().with("error", e.to_string()),
             allow: None,
+            raw: None,
         }
     }
 }
@@ -296,18 +316,17 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
     } else {
         log::debug!("control API: {method} {path} -> {}", answer.status);
     }
-    let mut body = answer.body.to_string();
-    body.push('\n');
-    let allow: Vec<(&str, &str)> = answer.allow.map(|a| ("Allow", a)).into_iter().collect();
-    if http::write_response(
-        &mut stream,
-        answer.status,
-        "application/json",
-        &allow,
-        body.as_bytes(),
-    )
-    .is_err()
-    {
+    let (content_type, body) = match answer.raw {
+        Some(raw) => raw,
+        None => {
+            let mut body = answer.body.to_string();
+            body.push('\n');
+            ("application/json", body.into_bytes())
+        }
+    };
+    let mut headers: Vec<(&str, &str)> = answer.allow.map(|a| ("Allow", a)).into_iter().collect();
+    headers.extend_from_slice(web::SECURITY_HEADERS);
+    if http::write_response(&mut stream, answer.status, content_type, &headers, &body).is_err() {
         return;
     }
     // Close gently: stop sending, then read (for at most a second) whatever
@@ -419,6 +438,9 @@ enum Route {
     SearchResults(u64),
     Nodes,
     Shutdown,
+    Metrics,
+    /// A file of the web page: (Content-Type, bytes).
+    Web(&'static str, &'static [u8]),
 }
 
 impl Route {
@@ -457,6 +479,7 @@ fn route(head: &Head) -> Result<Result<Route, Answer>, HttpError> {
             format!("{m} is not allowed on {path} (allowed: {allow})"),
         ),
         allow: Some(allow),
+        raw: None,
     };
     let parts: Vec<&str> = path.split('/').collect();
     let hash = |s: &str| {
@@ -479,6 +502,14 @@ fn route(head: &Head) -> Result<Result<Route, Answer>, HttpError> {
         },
         ["", "api", "search", id] => match m {
             "GET" => Route::SearchResults(search_id(id)?),
+            _ => return Ok(Err(wrong_method("GET"))),
+        },
+        ["", _] if web::asset(path).is_some() => match (m, web::asset(path)) {
+            ("GET", Some((ctype, bytes))) => Route::Web(ctype, bytes),
+            _ => return Ok(Err(wrong_method("GET"))),
+        },
+        ["", "metrics"] => match m {
+            "GET" => Route::Metrics,
             _ => return Ok(Err(wrong_method("GET"))),
         },
         ["", "api", "shutdown"] => match m {
@@ -708,6 +739,7 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
                     .with("name", r.name)
                     .with("added", r.added),
                 allow: None,
+                raw: None,
             }
         }
         Route::Remove(info_hash) => {
@@ -783,6 +815,22 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
         Route::Shutdown => {
             engine.call(t, |reply| Command::Shutdown { reply })?;
             Answer::ok(done())
+        }
+        Route::Web(ctype, bytes) => {
+            if !shared.config.web {
+                return Err(Answer::from(HttpError::new(
+                    404,
+                    "the web page is turned off on this daemon",
+                )));
+            }
+            Answer::ok_raw(ctype, bytes.to_vec())
+        }
+        Route::Metrics => {
+            let snapshot = engine.call(t, |reply| Command::Metrics { reply })?;
+            Answer::ok_raw(
+                metrics::CONTENT_TYPE,
+                metrics::render(&snapshot).into_bytes(),
+            )
         }
     };
     Ok(answer)
@@ -883,6 +931,33 @@ mod tests {
         assert_eq!(Route::Search.params(), &["q", "hash", "timeout"]);
         assert!(Route::SearchResults(1).params().is_empty());
         assert!(!Route::Search.needs_body());
+    }
+
+    #[test]
+    fn web_routes() {
+        for path in ["/", "/app.js", "/app.css"] {
+            assert!(matches!(routed("GET", path), Ok(Route::Web(..))), "{path}");
+            assert_eq!(routed("POST", path).err(), Some(405), "{path}");
+        }
+        assert_eq!(routed("GET", "/app.jsx").err(), Some(404));
+        assert_eq!(routed("GET", "/index.html").err(), Some(404));
+        assert!(Route::Web("text/css", b"").params().is_empty());
+    }
+
+    #[test]
+    fn metrics_route() {
+        assert!(matches!(routed("GET", "/metrics"), Ok(Route::Metrics)));
+        assert!(matches!(routed("GET", "/metrics/"), Ok(Route::Metrics)));
+        assert_eq!(routed("POST", "/metrics").err(), Some(405));
+        assert_eq!(routed("GET", "/api/metrics").err(), Some(404));
+        assert_eq!(routed("GET", "/metrics/x").err(), Some(404));
+        assert!(Route::Metrics.params().is_empty());
+        let answer = Answer::ok_raw(super::metrics::CONTENT_TYPE, b"x 1\n".to_vec());
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.raw.map(|(t, _)| t),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
     }
 
     #[test]

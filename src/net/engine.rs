@@ -46,9 +46,11 @@ use std::time::{Duration, Instant};
 
 mod commands;
 mod magnets;
+mod metrics;
 mod overlay;
 mod peers;
 mod pex;
+mod reconfigure;
 mod torrents;
 mod trackers;
 
@@ -273,6 +275,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         pending_writes: Vec::new(),
         magnets: HashMap::new(),
         trackers: HashMap::new(),
+        totals: metrics::Totals::default(),
     };
     for t in startup.torrents {
         engine.load(t);
@@ -560,6 +563,8 @@ struct Engine {
     /// Tracker announcers by torrent id (torrents, magnets, and removed
     /// torrents still sending `stopped`).
     trackers: HashMap<u32, trackers::TrackerSlot>,
+    /// Counts for `GET /metrics` that outlive what they counted on.
+    totals: metrics::Totals,
 }
 
 /// Bytes a single socket may deliver per loop turn (fairness).
@@ -935,6 +940,7 @@ impl Engine {
                 }
                 log::warn!("banned {ip}: {reason}");
                 self.bans.insert(ip, reason.clone());
+                self.totals.bans += 1;
                 for c in self.conns.values_mut() {
                     if c.addr.ip() == ip {
                         c.close(format!("banned: {reason}"));
@@ -1061,7 +1067,14 @@ impl Engine {
                 _ => {}
             }
         }
-        let tids: Vec<u32> = self.torrents.keys().copied().collect();
+        // A different torrent goes first each second: whoever goes first
+        // gets the free connection slots.
+        let mut tids: Vec<u32> = self.torrents.keys().copied().collect();
+        tids.sort_unstable();
+        if !tids.is_empty() {
+            let first = (now.duration_since(self.started).as_secs() as usize) % tids.len();
+            tids.rotate_left(first);
+        }
         for tid in tids {
             let Some(t) = self.torrents.get_mut(&tid) else {
                 continue;

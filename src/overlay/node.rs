@@ -120,6 +120,23 @@ pub struct Stats {
     pub searches_direct: u64,
 }
 
+impl Stats {
+    /// Packets dropped (or forwards skipped), by reason.
+    pub fn drops(&self) -> [(&'static str, u64); 9] {
+        [
+            ("malformed", self.malformed),
+            ("bad_token", self.bad_token),
+            ("rate_limited", self.rate_limited),
+            ("duplicates", self.duplicates),
+            ("unknown_hits", self.unknown_hits),
+            ("mismatched_hits", self.mismatched_hits),
+            ("unsolicited", self.unsolicited),
+            ("unpadded", self.unpadded),
+            ("forward_limited", self.forward_limited),
+        ]
+    }
+}
+
 /// Pings are padded to about this length, so that they are at least as
 /// long as any pong (checked by a test).
 const PING_LEN: usize = 140;

@@ -28,6 +28,16 @@ use crate::hash::{Digest, Sha1};
 use crate::metainfo::{FileMap, Lengths, PieceIdx};
 use std::io;
 
+/// The device and inode numbers of an open file descriptor (`fstat` on a
+/// duplicate of it): `systemd` tells a service which stream is the journal
+/// by these (`$JOURNAL_STREAM`).
+pub fn fd_identity(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::from(fd.try_clone_to_owned()?);
+    let meta = file.metadata()?;
+    Ok((meta.dev(), meta.ino()))
+}
+
 /// The files of one torrent.
 ///
 /// Implementations must be safe to call from several threads at once.

@@ -223,6 +223,9 @@ pub struct Announcer {
     /// UDP connection ids by tracker address, with the time they were issued.
     connection_ids: Vec<(SocketAddr, u64, Instant)>,
     actions: Vec<Action>,
+    /// Announces answered and failed, since this announcer was made (metrics).
+    n_answered: u64,
+    n_failed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,6 +346,8 @@ impl Announcer {
             stop_deadline: None,
             connection_ids: Vec::new(),
             actions: Vec::new(),
+            n_answered: 0,
+            n_failed: 0,
         };
         for tier in &params.tiers {
             let mut members = Vec::new();
@@ -440,6 +445,11 @@ impl Announcer {
         self.stats
     }
 
+    /// Announces (any event) answered and failed so far: `(ok, failed)`.
+    pub fn announce_counts(&self) -> (u64, u64) {
+        (self.n_answered, self.n_failed)
+    }
+
     /// Started and not stopping.
     pub fn is_running(&self) -> bool {
         self.phase == Phase::Running
@@ -467,6 +477,7 @@ impl Announcer {
                 if t.inflight.take().is_some() {
                     t.started_sent = false;
                     t.last = LastResult::Err(TrackerError::Timeout(Some(timeout)));
+                    self.n_failed += 1;
                 }
             }
             self.finish_stopping_if_done();
@@ -1039,6 +1050,7 @@ impl Announcer {
         let Some(inflight) = t.inflight.take() else {
             return;
         };
+        self.n_answered += 1;
         let recovered = !matches!(t.last, LastResult::Ok { .. });
         t.failures = 0;
         t.retry_at = None;
@@ -1138,6 +1150,7 @@ impl Announcer {
         let Some(inflight) = t.inflight.take() else {
             return;
         };
+        self.n_failed += 1;
         let url = t.url.clone();
         if inflight.event == Event::Stopped {
             t.started_sent = false;

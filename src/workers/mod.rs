@@ -176,6 +176,11 @@ impl Pool {
         )
     }
 
+    /// Jobs waiting in one queue (for metrics).
+    pub fn queue_len(&self, priority: Priority) -> usize {
+        self.queue(priority).len()
+    }
+
     /// Finishes queued live jobs, drops background ones, joins the disk
     /// threads. Network threads are not joined: each finishes its call in
     /// progress (bounded by that call's deadline) and the queued ones, then exits.

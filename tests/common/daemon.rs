@@ -21,6 +21,8 @@ pub struct DaemonProc {
     extra: Vec<String>,
     /// `RUST_LOG` for the child; `None`: `$PEERLET_TEST_LOG`, else `info`.
     rust_log: Option<String>,
+    /// More environment for the child (`PEERLET_*`).
+    env: Vec<(String, String)>,
 }
 
 impl DaemonProc {
@@ -42,12 +44,35 @@ impl DaemonProc {
         DaemonProc::start_inner(root, name, ip, extra, Some(rust_log.to_string()))
     }
 
+    /// [`DaemonProc::start`] with more environment (`PEERLET_CONFIG`,
+    /// `PEERLET_UPLOAD_LIMIT`, ...) for this daemon only.
+    pub fn start_with_env(
+        root: &Path,
+        name: &str,
+        ip: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> DaemonProc {
+        DaemonProc::start_env(root, name, ip, extra, None, env)
+    }
+
     fn start_inner(
         root: &Path,
         name: &str,
         ip: &str,
         extra: &[&str],
         rust_log: Option<String>,
+    ) -> DaemonProc {
+        DaemonProc::start_env(root, name, ip, extra, rust_log, &[])
+    }
+
+    fn start_env(
+        root: &Path,
+        name: &str,
+        ip: &str,
+        extra: &[&str],
+        rust_log: Option<String>,
+        env: &[(&str, &str)],
     ) -> DaemonProc {
         let base = root.join(name);
         let mut d = DaemonProc {
@@ -61,6 +86,10 @@ impl DaemonProc {
             log: base.join("daemon.log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             rust_log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         std::fs::create_dir_all(&base).unwrap();
         d.spawn(None);
@@ -94,6 +123,10 @@ impl DaemonProc {
                     std::env::var("PEERLET_TEST_LOG").unwrap_or_else(|_| "info".into())
                 }),
             )
+            // Not the machine's /etc/peerlet/peerlet.toml (an empty file
+            // is a valid configuration), unless the test names one.
+            .env("PEERLET_CONFIG", "/dev/null")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -242,6 +275,37 @@ impl DaemonProc {
 impl Drop for DaemonProc {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// A daemon seeding `source` (a file or directory, named as in `torrent`):
+/// the data is copied into its download directory, the torrent added, and
+/// the call returns once every piece is verified.
+pub fn start_seeder(
+    root: &Path,
+    name: &str,
+    ip: &str,
+    source: &Path,
+    torrent: &Path,
+    hash: &str,
+) -> DaemonProc {
+    let d = DaemonProc::start(root, name, ip, &[]);
+    copy_tree(source, &d.download_dir.join(source.file_name().unwrap()));
+    d.add(torrent, &[]);
+    d.wait_complete(hash, Duration::from_secs(60));
+    d
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
     }
 }
 

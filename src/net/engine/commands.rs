@@ -129,6 +129,18 @@ impl Engine {
             Command::Nodes { reply } => {
                 let _ = reply.send(self.overlay_status(now));
             }
+            Command::Metrics { reply } => {
+                let _ = reply.send(Ok(self.metrics(now)));
+            }
+            Command::Reconfigure {
+                download_limit,
+                upload_limit,
+                add_bootstrap,
+                reply,
+            } => {
+                self.cmd_reconfigure(download_limit, upload_limit, add_bootstrap, now);
+                let _ = reply.send(Ok(()));
+            }
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply), now),
         }
     }
@@ -253,6 +265,7 @@ impl Engine {
         let Some(t) = self.torrents.remove(&tid) else {
             return Ok(());
         };
+        self.totals.retire_swarm(t.swarm.as_ref());
         let files: Vec<PathBuf> = ["torrent", "resume", "journal", "magnet"]
             .iter()
             .map(|ext| self.config.state_file(info_hash, ext))
@@ -510,6 +523,8 @@ impl Engine {
             peers,
             download_rate: down,
             upload_rate: up,
+            download_limit: self.down_bucket.rate(),
+            upload_limit: self.up_bucket.rate(),
             bytes_in_flight: in_flight,
             memory_budget: self.config.memory_budget,
             uptime_secs: now.duration_since(self.started).as_secs(),

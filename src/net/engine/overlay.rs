@@ -618,21 +618,12 @@ impl Engine {
             counters.push((format!("sent_{kind}"), st.sent[i]));
             counters.push((format!("received_{kind}"), st.received[i]));
         }
-        for (k, v) in [
-            ("malformed", st.malformed),
-            ("bad_token", st.bad_token),
-            ("rate_limited", st.rate_limited),
-            ("duplicates", st.duplicates),
-            ("unknown_hits", st.unknown_hits),
-            ("mismatched_hits", st.mismatched_hits),
-            ("unsolicited", st.unsolicited),
+        for (k, v) in st.drops().into_iter().chain([
             ("ttl_capped", st.ttl_capped),
             ("forwarded", st.forwarded),
-            ("forward_limited", st.forward_limited),
-            ("unpadded", st.unpadded),
             ("searches_flooded", st.searches_flooded),
             ("searches_direct", st.searches_direct),
-        ] {
+        ]) {
             counters.push((k.to_string(), v));
         }
         Ok(api::OverlayStatus {

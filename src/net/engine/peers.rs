@@ -70,7 +70,23 @@ impl Engine {
             .known
             .candidates(now, complete, |a| self.bans.contains_key(&a.ip()));
         let info_hash = t.meta.info_hash.0;
-        let budget = dial_budget.min(per_torrent.saturating_sub(n_conns));
+        // With other torrents around, one torrent holds at most half of the
+        // half-open slots, so a torrent with a long list of dead addresses
+        // cannot starve the others.
+        let share = if self.torrents.len() + self.magnets.len() > 1 {
+            (self.config.max_half_open / 2).max(1)
+        } else {
+            self.config.max_half_open
+        };
+        let own_half_open = self
+            .conns
+            .values()
+            .filter(|c| c.torrent == Some(tid) && c.state != ConnState::Active)
+            .count();
+        let own_budget = share.saturating_sub(own_half_open);
+        let budget = dial_budget
+            .min(own_budget)
+            .min(per_torrent.saturating_sub(n_conns));
         self.dial(tid, info_hash, candidates, budget, now);
     }
 

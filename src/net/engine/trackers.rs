@@ -30,6 +30,13 @@ pub(super) struct TrackerSlot {
     removed: bool,
 }
 
+impl TrackerSlot {
+    /// Announces answered and failed by this slot's trackers (metrics).
+    pub(super) fn announce_counts(&self) -> (u64, u64) {
+        self.announcer.announce_counts()
+    }
+}
+
 impl Engine {
     /// `started` to a torrent's or magnet's trackers (again after a pause).
     pub(super) fn start_announcer(&mut self, tid: u32, now: Instant) {
@@ -125,8 +132,14 @@ impl Engine {
     }
 
     fn drop_stopped_slots(&mut self) {
-        self.trackers
-            .retain(|_, s| !(s.removed && s.announcer.is_stopped()));
+        let totals = &mut self.totals;
+        self.trackers.retain(|_, s| {
+            let keep = !(s.removed && s.announcer.is_stopped());
+            if !keep {
+                totals.retire_announcer(&s.announcer);
+            }
+            keep
+        });
     }
 
     /// `completed` to the trackers, once, when the download finishes.

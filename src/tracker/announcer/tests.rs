@@ -350,6 +350,7 @@ fn backoff_doubles_and_resets() {
     let s = status_of(&a, id, now);
     assert_eq!((s.failures, s.last_result.as_str()), (0, "ok: 0 peers"));
     assert_eq!(a.next_deadline(), Some(now + secs(1800)));
+    assert_eq!(a.announce_counts(), (1, 10));
 }
 
 #[test]
@@ -375,6 +376,8 @@ fn failure_moves_to_next_tracker_and_tier() {
     assert!(
         matches!(actions(&mut a).as_slice(), [Action::Peers { tracker, .. }] if *tracker == third)
     );
+    // For metrics: one answered, two failed (a failure reason counts as failed).
+    assert_eq!(a.announce_counts(), (1, 2));
 
     // The next regular announce tries tier 0 again (its back-off is over),
     // and that tracker has not seen `started` yet.

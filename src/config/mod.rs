@@ -1,0 +1,1007 @@
+//! The daemon's configuration: one table of keys ([`KEYS`]) filled from four
+//! sources, each overriding the one before it: built-in defaults, the TOML
+//! file, the environment (`PEERLET_<KEY>`), the command line.
+//!
+//! - [`load`] assembles the effective [`Config`] for `peerlet daemon` and
+//!   `peerlet config show`; [`Config::engine_config`] turns it into the
+//!   engine's settings.
+//! - [`run`] is `peerlet config check|show`.
+//! - [`reload`] re-reads the sources while the daemon runs (SIGHUP) and
+//!   applies what can change without a restart: the global rate limits,
+//!   the log filter ([`logging`]) and bootstrap nodes (added).
+//!
+//! Every value is checked when it is read, and a bad one is named with its
+//! source: `FILE:LINE: key "k": ...`, `environment variable PEERLET_K: ...`
+//! or `--k: ...`.
+
+mod file;
+pub mod logging;
+mod reload;
+#[cfg(test)]
+mod tests;
+
+pub use file::parse_file;
+pub use reload::reload;
+
+use crate::cli::CliError;
+use crate::daemon::DaemonArgs;
+use crate::net::{self, EngineConfig};
+use argh::FromArgs;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the file is looked for when neither `--config` nor
+/// `$PEERLET_CONFIG` names one (read only if it exists).
+pub const DEFAULT_FILE: &str = "/etc/peerlet/peerlet.toml";
+/// The environment variable naming the file.
+pub const CONFIG_ENV: &str = "PEERLET_CONFIG";
+/// Largest configuration file read.
+pub const MAX_FILE: u64 = 1 << 20;
+/// The log filter when nothing sets one.
+pub const DEFAULT_LOG: &str = "warn";
+
+const K: u64 = 1024;
+const M: u64 = 1024 * 1024;
+const G: u64 = 1024 * 1024 * 1024;
+
+/// What a key holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `IP:PORT`.
+    Addr,
+    /// A directory.
+    Path,
+    /// Bytes (or bytes per second): an integer or a string with a K, M or G
+    /// suffix (1024-based).
+    Size {
+        min: u64,
+        max: u64,
+    },
+    Int {
+        min: u64,
+        max: u64,
+    },
+    Bool,
+    /// Strings (`HOST:PORT`).
+    List,
+    /// A log filter in `RUST_LOG` syntax.
+    Filter,
+}
+
+/// One configuration key: the same name in the file, in the environment
+/// (`PEERLET_` + upper case) and on the command line (`--` + dashes;
+/// booleans are switches that turn a thing off: `--no-overlay`).
+#[derive(Debug)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// One line for `config show`, the example file and README.md.
+    pub help: &'static str,
+    /// Changes on SIGHUP; the others need a restart.
+    pub reloads: bool,
+}
+
+impl Key {
+    pub fn flag(&self) -> String {
+        let dashed = self.name.replace('_', "-");
+        match self.kind {
+            Kind::Bool => format!("--no-{dashed}"),
+            _ => format!("--{dashed}"),
+        }
+    }
+
+    pub fn env(&self) -> String {
+        format!("PEERLET_{}", self.name.to_ascii_uppercase())
+    }
+
+    /// "expected ..." for this key, without the word.
+    fn expected(&self) -> String {
+        match (self.name, self.kind) {
+            ("lan_beacon", _) => {
+                "a multicast group or a broadcast address (ending in .255) with a port, like \"239.192.76.80:7442\"".into()
+            }
+            ("api", _) => "an address like \"127.0.0.1:7441\"".into(),
+            (_, Kind::Addr) => "an address like \"0.0.0.0:6881\"".into(),
+            (_, Kind::Path) => "a directory (an absolute path, or one relative to the file or the current directory)".into(),
+            (_, Kind::Size { min: 0, max: u64::MAX }) => "a size like 500K".into(),
+            (_, Kind::Size { min, max }) => {
+                format!("a size from {} to {}", format_size(min), format_size(max))
+            }
+            (_, Kind::Int { min, max }) => format!("an integer from {min} to {max}"),
+            (_, Kind::Bool) => "true or false".into(),
+            (_, Kind::List) => "an array of \"HOST:PORT\" strings".into(),
+            (_, Kind::Filter) => {
+                "a log filter like \"info\" or \"warn,peerlet::net=debug\"".into()
+            }
+        }
+    }
+}
+
+const NO_MAX: u64 = u64::MAX;
+
+/// Every key, in the order of `config show`, the example file and README.md.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "listen",
+        kind: Kind::Addr,
+        help: "Address for peer connections (TCP; UDP for trackers and the overlay). Port 0 picks a free one.",
+        reloads: false,
+    },
+    Key {
+        name: "api",
+        kind: Kind::Addr,
+        help: "Address of the control API and `peerlet` commands. Keep it on loopback.",
+        reloads: false,
+    },
+    Key {
+        name: "web",
+        kind: Kind::Bool,
+        help: "The web page at / of the API address (same rules as the API).",
+        reloads: false,
+    },
+    Key {
+        name: "download_dir",
+        kind: Kind::Path,
+        help: "Where downloads go (default $XDG_DATA_HOME/peerlet/downloads or ~/.local/share/peerlet/downloads).",
+        reloads: false,
+    },
+    Key {
+        name: "state_dir",
+        kind: Kind::Path,
+        help: "Where state goes: node key, torrents, resume records, routing table (default beside downloads, .../state).",
+        reloads: false,
+    },
+    Key {
+        name: "download_limit",
+        kind: Kind::Size { min: 0, max: NO_MAX },
+        help: "Global download rate limit in bytes per second, K/M/G suffixes; 0: none.",
+        reloads: true,
+    },
+    Key {
+        name: "upload_limit",
+        kind: Kind::Size { min: 0, max: NO_MAX },
+        help: "Global upload rate limit in bytes per second, K/M/G suffixes; 0: none.",
+        reloads: true,
+    },
+    Key {
+        name: "memory_limit",
+        kind: Kind::Size { min: 64 * K, max: 4 * G },
+        help: "Bound on bytes of blocks in flight (requested, being written, read for upload).",
+        reloads: false,
+    },
+    Key {
+        name: "workers",
+        kind: Kind::Int { min: 0, max: 256 },
+        help: "Worker threads for hashing and disk I/O; 0: one per core.",
+        reloads: false,
+    },
+    Key {
+        name: "disk_retry",
+        kind: Kind::Int { min: 1, max: 86_400 },
+        help: "Seconds before a torrent stopped by a disk error is retried.",
+        reloads: false,
+    },
+    Key {
+        name: "checkpoint_mib",
+        kind: Kind::Int { min: 1, max: 4096 },
+        help: "Make verified data durable and record it every this many MiB.",
+        reloads: false,
+    },
+    Key {
+        name: "bootstrap",
+        kind: Kind::List,
+        help: "Overlay nodes to contact at start, \"IP:PORT\" or \"HOST:PORT\" (added on reload).",
+        reloads: true,
+    },
+    Key {
+        name: "lan_discovery",
+        kind: Kind::Bool,
+        help: "Send and hear LAN beacons to find other nodes on the local network.",
+        reloads: false,
+    },
+    Key {
+        name: "lan_beacon",
+        kind: Kind::Addr,
+        help: "Where LAN beacons go: a multicast group or a broadcast address, with a port.",
+        reloads: false,
+    },
+    Key {
+        name: "beacon_interval",
+        kind: Kind::Int { min: 1, max: 86_400 },
+        help: "Seconds between LAN beacons.",
+        reloads: false,
+    },
+    Key {
+        name: "overlay",
+        kind: Kind::Bool,
+        help: "The discovery overlay (search, beacons, bootstrap); trackers, PEX and --peer work without it.",
+        reloads: false,
+    },
+    Key {
+        name: "overlay_degree",
+        kind: Kind::Int { min: 1, max: 64 },
+        help: "Overlay neighbours a search floods to.",
+        reloads: false,
+    },
+    Key {
+        name: "routing_table",
+        kind: Kind::Int { min: 8, max: 65_536 },
+        help: "Overlay routing-table size (nodes).",
+        reloads: false,
+    },
+    Key {
+        name: "search_ttl",
+        kind: Kind::Int { min: 1, max: 7 },
+        help: "TTL (hops) of this node's searches.",
+        reloads: false,
+    },
+    Key {
+        name: "log",
+        kind: Kind::Filter,
+        help: "Log filter in RUST_LOG syntax: error, warn, info, debug, trace, or per module (\"info,peerlet::net=debug\").",
+        reloads: true,
+    },
+];
+
+/// The key named `name` and its index in [`KEYS`].
+pub fn key(name: &str) -> Option<(usize, &'static Key)> {
+    KEYS.iter().enumerate().find(|(_, k)| k.name == name)
+}
+
+fn index(name: &str) -> usize {
+    key(name).map(|(i, _)| i).expect("a known key")
+}
+
+/// A checked value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Addr(SocketAddr),
+    /// Absolute.
+    Path(PathBuf),
+    Num(u64),
+    Bool(bool),
+    List(Vec<String>),
+    Text(String),
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    /// A line of the configuration file.
+    File(usize),
+    /// An environment variable.
+    Env(String),
+    /// A command-line option.
+    Cli(String),
+}
+
+impl Origin {
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Default => "default".into(),
+            Origin::File(line) => format!("file, line {line}"),
+            Origin::Env(var) => format!("environment, {var}"),
+            Origin::Cli(flag) => format!("command line, {flag}"),
+        }
+    }
+}
+
+/// The values one source gives, by key index.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Layer(pub Vec<(usize, Value, Origin)>);
+
+impl Layer {
+    fn set(&mut self, name: &str, value: Value, origin: Origin) {
+        self.0.push((index(name), value, origin));
+    }
+}
+
+/// "256K", "1M", "2G", "16384" → bytes (K, M, G are 1024-based; `KiB`,
+/// `MiB`, `GiB` too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (digits, mult) = [
+        ("kib", K),
+        ("k", K),
+        ("mib", M),
+        ("m", M),
+        ("gib", G),
+        ("g", G),
+    ]
+    .iter()
+    .find_map(|(suffix, mult)| lower.strip_suffix(suffix).map(|d| (d, *mult)))
+    .unwrap_or((lower.as_str(), 1));
+    let digits = digits.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{s}' is not a size (examples: 262144, 256K, 1M)"));
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// The shortest exact form: `0`, `"500K"`, `"8M"`, `"1G"`, else bytes.
+pub fn format_size(n: u64) -> String {
+    match n {
+        0 => "0".into(),
+        n if n % G == 0 => format!("{}G", n / G),
+        n if n % M == 0 => format!("{}M", n / M),
+        n if n % K == 0 => format!("{}K", n / K),
+        n => n.to_string(),
+    }
+}
+
+/// A TOML basic string.
+pub fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A value as TOML, in the form `config show` writes.
+pub fn to_toml(kind: Kind, v: &Value) -> String {
+    match (kind, v) {
+        (Kind::Size { .. }, Value::Num(0)) => "0".into(),
+        (Kind::Size { .. }, Value::Num(n)) => match format_size(*n) {
+            s if s.ends_with(['K', 'M', 'G']) => toml_string(&s),
+            s => s,
+        },
+        (_, Value::Num(n)) => n.to_string(),
+        (_, Value::Addr(a)) => toml_string(&a.to_string()),
+        (_, Value::Path(p)) => toml_string(&p.to_string_lossy()),
+        (_, Value::Bool(b)) => b.to_string(),
+        (_, Value::Text(t)) => toml_string(t),
+        (_, Value::List(l)) => {
+            let items: Vec<String> = l.iter().map(|s| toml_string(s)).collect();
+            format!("[{}]", items.join(", "))
+        }
+    }
+}
+
+/// A value for a key from text (the environment, or a string in the
+/// file for addresses, paths, sizes and filters); relative paths are taken
+/// from `base`. The error is "expected ..., got ...".
+fn from_text(key: &Key, s: &str, base: &Path) -> Result<Value, String> {
+    let bad = || format!("expected {}, got {s:?}", key.expected());
+    let v = match key.kind {
+        Kind::Addr => Value::Addr(s.trim().parse().map_err(|_| bad())?),
+        Kind::Path => {
+            if s.is_empty() {
+                return Err(bad());
+            }
+            if s == "~" || s.starts_with("~/") {
+                return Err(format!(
+                    "expected an absolute path (~ is not expanded), got {s:?}"
+                ));
+            }
+            Value::Path(base.join(s))
+        }
+        Kind::Size { .. } => Value::Num(parse_size(s).map_err(|_| bad())?),
+        Kind::Int { .. } => Value::Num(s.trim().parse().map_err(|_| bad())?),
+        Kind::Bool => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Value::Bool(true),
+            "false" | "no" | "off" | "0" => Value::Bool(false),
+            _ => return Err(bad()),
+        },
+        Kind::List => Value::List(
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+        Kind::Filter => Value::Text(s.trim().to_string()),
+    };
+    check(key, v, &format!("{s:?}"))
+}
+
+/// Range and form checks shared by every source; `got` is the value as
+/// the user wrote it, for the message.
+fn check(key: &Key, v: Value, got: &str) -> Result<Value, String> {
+    let bad = || format!("expected {}, got {got}", key.expected());
+    let ok = match (&v, key.kind) {
+        (Value::Num(n), Kind::Size { min, max } | Kind::Int { min, max }) => {
+            (min..=max).contains(n)
+        }
+        (Value::Addr(a), _) if key.name == "lan_beacon" => {
+            net::is_beacon_target(a.ip()) && a.port() != 0
+        }
+        (Value::List(items), _) => {
+            if let Some(b) = items.iter().find(|b| !valid_bootstrap(b)) {
+                return Err(format!(
+                    "expected IP:PORT, [IPv6]:PORT or HOST:PORT (a unicast address, port not 0), got {b:?}"
+                ));
+            }
+            true
+        }
+        (Value::Text(f), Kind::Filter) => {
+            if let Err(e) = logging::parse_filter(f) {
+                return Err(format!("expected {} ({e}), got {got}", key.expected()));
+            }
+            true
+        }
+        _ => true,
+    };
+    if ok {
+        Ok(v)
+    } else {
+        Err(bad())
+    }
+}
+
+/// `IP:PORT` (unicast, port not 0), `[IPv6]:PORT` or `HOST:PORT`.
+pub fn valid_bootstrap(b: &str) -> bool {
+    match b.parse::<SocketAddr>() {
+        Ok(addr) => addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_multicast(),
+        // A host name: no ':' in it (an IPv6 address needs [brackets]).
+        Err(_) => b.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.contains(':')
+                && !host.contains(char::is_whitespace)
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }),
+    }
+}
+
+/// The built-in defaults; `data_dir` holds `downloads` and `state`.
+pub fn defaults(data_dir: &Path) -> Layer {
+    let mut l = Layer::default();
+    let addr = |s: &str| Value::Addr(s.parse().expect("valid default address"));
+    let d = Origin::Default;
+    l.set("listen", addr(crate::daemon::DEFAULT_LISTEN), d.clone());
+    l.set("api", addr(crate::control::DEFAULT_API_ADDR), d.clone());
+    l.set("web", Value::Bool(true), d.clone());
+    l.set(
+        "download_dir",
+        Value::Path(data_dir.join("downloads")),
+        d.clone(),
+    );
+    l.set("state_dir", Value::Path(data_dir.join("state")), d.clone());
+    l.set("download_limit", Value::Num(0), d.clone());
+    l.set("upload_limit", Value::Num(0), d.clone());
+    let budget = EngineConfig::new(
+        "0.0.0.0:0".parse().expect("valid"),
+        PathBuf::new(),
+        PathBuf::new(),
+    )
+    .memory_budget;
+    l.set("memory_limit", Value::Num(budget), d.clone());
+    l.set("workers", Value::Num(0), d.clone());
+    l.set("disk_retry", Value::Num(30), d.clone());
+    l.set("checkpoint_mib", Value::Num(32), d.clone());
+    l.set("bootstrap", Value::List(Vec::new()), d.clone());
+    l.set("lan_discovery", Value::Bool(true), d.clone());
+    l.set(
+        "lan_beacon",
+        addr(crate::daemon::DEFAULT_LAN_BEACON),
+        d.clone(),
+    );
+    l.set("beacon_interval", Value::Num(30), d.clone());
+    l.set("overlay", Value::Bool(true), d.clone());
+    let o = crate::overlay::Config::default();
+    l.set("overlay_degree", Value::Num(o.degree as u64), d.clone());
+    l.set("routing_table", Value::Num(o.capacity as u64), d.clone());
+    l.set(
+        "search_ttl",
+        Value::Num(u64::from(o.default_ttl)),
+        d.clone(),
+    );
+    l.set("log", Value::Text(DEFAULT_LOG.into()), d);
+    l
+}
+
+/// The `PEERLET_<KEY>` variables (`get` reads one; an empty value counts
+/// as unset). `RUST_LOG` is read for `log` when `PEERLET_LOG` is not set.
+/// Relative paths are taken from `cwd`. One error per bad variable.
+pub fn env_layer(get: &dyn Fn(&str) -> Option<OsString>, cwd: &Path) -> Result<Layer, Vec<String>> {
+    let mut layer = Layer::default();
+    let mut errors = Vec::new();
+    for (i, key) in KEYS.iter().enumerate() {
+        let mut vars = vec![key.env()];
+        if key.name == "log" {
+            vars.push("RUST_LOG".into());
+        }
+        let Some((var, raw)) = vars
+            .into_iter()
+            .find_map(|v| get(&v).filter(|s| !s.is_empty()).map(|s| (v, s)))
+        else {
+            continue;
+        };
+        let res = match raw.to_str() {
+            Some(s) => from_text(key, s, cwd),
+            None => Err(format!(
+                "expected {}, got bytes that are not UTF-8",
+                key.expected()
+            )),
+        };
+        match res {
+            Ok(v) => layer.0.push((i, v, Origin::Env(var))),
+            Err(e) => errors.push(format!("environment variable {var}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(layer)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The options given to `peerlet daemon` (relative paths from `cwd`).
+pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
+    let mut given: Vec<(&str, Value, String)> = Vec::new();
+    let mut put = |name: &str, v: Option<Value>, got: String| {
+        if let Some(v) = v {
+            given.push((key(name).expect("a known key").1.name, v, got));
+        }
+    };
+    let addr_got = |a: &Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    put("listen", a.listen.map(Value::Addr), addr_got(&a.listen));
+    put("api", a.api.map(Value::Addr), addr_got(&a.api));
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| Value::Path(cwd.join(p)));
+    let path_got = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| format!("{:?}", p.display().to_string()))
+            .unwrap_or_default()
+    };
+    put(
+        "download_dir",
+        path(&a.download_dir),
+        path_got(&a.download_dir),
+    );
+    put("state_dir", path(&a.state_dir), path_got(&a.state_dir));
+    let num = |n: Option<u64>| {
+        (
+            n.map(Value::Num),
+            n.map(|n| n.to_string()).unwrap_or_default(),
+        )
+    };
+    for (name, n) in [
+        ("download_limit", a.download_limit),
+        ("upload_limit", a.upload_limit),
+        ("memory_limit", a.memory_limit),
+        ("workers", a.workers),
+        ("disk_retry", a.disk_retry),
+        ("checkpoint_mib", a.checkpoint_mib),
+        ("beacon_interval", a.beacon_interval),
+        ("overlay_degree", a.overlay_degree),
+        ("routing_table", a.routing_table),
+        ("search_ttl", a.search_ttl),
+    ] {
+        let (v, got) = num(n);
+        put(name, v, got);
+    }
+    if !a.bootstrap.is_empty() {
+        put(
+            "bootstrap",
+            Some(Value::List(a.bootstrap.clone())),
+            format!("{:?}", a.bootstrap),
+        );
+    }
+    put(
+        "lan_beacon",
+        a.lan_beacon.map(Value::Addr),
+        addr_got(&a.lan_beacon),
+    );
+    put(
+        "log",
+        a.log.clone().map(Value::Text),
+        format!("{:?}", a.log.as_deref().unwrap_or("")),
+    );
+    if a.no_lan_discovery {
+        put("lan_discovery", Some(Value::Bool(false)), String::new());
+    }
+    if a.no_overlay {
+        put("overlay", Some(Value::Bool(false)), String::new());
+    }
+    if a.no_web {
+        put("web", Some(Value::Bool(false)), String::new());
+    }
+    given.sort_by_key(|(name, _, _)| index(name));
+    let mut layer = Layer::default();
+    let mut errors = Vec::new();
+    for (name, v, got) in given {
+        let (i, key) = key(name).expect("a known key");
+        match check(key, v, &got) {
+            Ok(v) => layer.0.push((i, v, Origin::Cli(key.flag()))),
+            Err(e) => errors.push(format!("{}: {e}", key.flag())),
+        }
+    }
+    let overlay_options = [
+        "bootstrap",
+        "lan_beacon",
+        "overlay_degree",
+        "routing_table",
+        "search_ttl",
+    ];
+    if a.no_overlay
+        && layer
+            .0
+            .iter()
+            .any(|(i, _, _)| overlay_options.contains(&KEYS[*i].name))
+    {
+        errors.push(
+            "--no-overlay turns the discovery overlay off; drop it or the overlay options".into(),
+        );
+    }
+    if errors.is_empty() {
+        Ok(layer)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The effective configuration: one value per key and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+    values: Vec<(Value, Origin)>,
+}
+
+impl Config {
+    /// Later layers win; `layers[0]` must be [`defaults`].
+    pub fn resolve(file: Option<PathBuf>, layers: &[&Layer]) -> Config {
+        let mut values: Vec<Option<(Value, Origin)>> = vec![None; KEYS.len()];
+        for layer in layers {
+            for (i, v, o) in &layer.0 {
+                values[*i] = Some((v.clone(), o.clone()));
+            }
+        }
+        Config {
+            file,
+            values: values
+                .into_iter()
+                .map(|v| v.expect("the defaults set every key"))
+                .collect(),
+        }
+    }
+
+    pub fn value(&self, name: &str) -> &Value {
+        &self.values[index(name)].0
+    }
+
+    pub fn origin(&self, name: &str) -> &Origin {
+        &self.values[index(name)].1
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        match self.value(name) {
+            Value::Addr(a) => *a,
+            v => panic!("{name} is not an address: {v:?}"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        match self.value(name) {
+            Value::Path(p) => p.clone(),
+            v => panic!("{name} is not a path: {v:?}"),
+        }
+    }
+
+    pub fn num(&self, name: &str) -> u64 {
+        match self.value(name) {
+            Value::Num(n) => *n,
+            v => panic!("{name} is not a number: {v:?}"),
+        }
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        match self.value(name) {
+            Value::Bool(b) => *b,
+            v => panic!("{name} is not a boolean: {v:?}"),
+        }
+    }
+
+    pub fn list(&self, name: &str) -> Vec<String> {
+        match self.value(name) {
+            Value::List(l) => l.clone(),
+            v => panic!("{name} is not a list: {v:?}"),
+        }
+    }
+
+    pub fn text(&self, name: &str) -> String {
+        match self.value(name) {
+            Value::Text(t) => t.clone(),
+            v => panic!("{name} is not text: {v:?}"),
+        }
+    }
+
+    /// The value of `name` as `config show` writes it.
+    pub fn show_value(&self, name: &str) -> String {
+        let (_, k) = key(name).expect("a known key");
+        to_toml(k.kind, self.value(name))
+    }
+
+    /// `peerlet config show`: valid TOML, every key, each with its help
+    /// line and where its value came from.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# peerlet daemon: the effective configuration.\n");
+        match &self.file {
+            Some(f) => {
+                let _ = writeln!(out, "# File: {}", f.display());
+            }
+            None => {
+                let _ = writeln!(out, "# File: none ({DEFAULT_FILE} does not exist)");
+            }
+        }
+        out.push_str("# Precedence: command line > environment (PEERLET_*) > file > defaults.\n");
+        for (k, (v, o)) in KEYS.iter().zip(&self.values) {
+            let _ = write!(
+                out,
+                "\n# {}\n{} = {}  # {}\n",
+                k.help,
+                k.name,
+                to_toml(k.kind, v),
+                o.describe()
+            );
+        }
+        out
+    }
+
+    /// The engine's settings and the control API address. Reads (or, the
+    /// first time, creates) the node key in the state directory.
+    pub fn engine_config(&self) -> Result<(EngineConfig, SocketAddr), CliError> {
+        let state_dir = self.path("state_dir");
+        let mut c = EngineConfig::new(
+            self.addr("listen"),
+            self.path("download_dir"),
+            state_dir.clone(),
+        );
+        c.download_rate_limit = self.num("download_limit");
+        c.upload_rate_limit = self.num("upload_limit");
+        c.memory_budget = self.num("memory_limit");
+        if let Some(w) = Some(self.num("workers")).filter(|&w| w > 0) {
+            c.workers = w as usize;
+        }
+        c.disk_retry = Duration::from_secs(self.num("disk_retry"));
+        c.checkpoint_bytes = self.num("checkpoint_mib") << 20;
+        c.overlay.enabled = self.flag("overlay");
+        // The node id is shown by `peerlet status` even with the overlay off.
+        c.overlay.key = crate::daemon::load_node_key(&state_dir)?;
+        if c.overlay.enabled {
+            c.overlay.bootstrap = self.list("bootstrap");
+            if self.flag("lan_discovery") {
+                c.overlay.lan = Some(net::LanDiscovery {
+                    target: self.addr("lan_beacon"),
+                    interval: Duration::from_secs(self.num("beacon_interval")),
+                });
+            }
+            c.overlay.degree = self.num("overlay_degree") as usize;
+            c.overlay.capacity = self.num("routing_table") as usize;
+            c.overlay.ttl = self.num("search_ttl") as u8;
+        }
+        Ok((c, self.addr("api")))
+    }
+}
+
+/// Which file to read: `--config`, else `$PEERLET_CONFIG`, else
+/// [`DEFAULT_FILE`] if it exists. The second part says how it was chosen.
+pub fn choose_file(given: Option<&Path>, env: Option<OsString>) -> Option<(PathBuf, &'static str)> {
+    if let Some(p) = given {
+        return Some((p.to_path_buf(), "--config"));
+    }
+    if let Some(p) = env.filter(|p| !p.is_empty()) {
+        return Some((PathBuf::from(p), CONFIG_ENV));
+    }
+    let d = Path::new(DEFAULT_FILE);
+    d.exists()
+        .then(|| (d.to_path_buf(), "the default location"))
+}
+
+/// Reads and checks a configuration file; `via` says how it was chosen
+/// (for the error when it cannot be read). Every problem is one line.
+pub fn read_file(path: &Path, via: &str) -> Result<Layer, Vec<String>> {
+    let bytes = crate::storage::read_limited(path, MAX_FILE).map_err(|e| {
+        let how = if via.is_empty() {
+            String::new()
+        } else {
+            format!(" (from {via})")
+        };
+        vec![format!(
+            "cannot read the configuration file{how}: {}",
+            with_path(path, &e)
+        )]
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| vec![format!("{}: not UTF-8 text", path.display())])?;
+    parse_file(&text, &absolute(path))
+}
+
+/// "PATH: error", without repeating the path when the error already starts with it.
+fn with_path(path: &Path, e: &std::io::Error) -> String {
+    let p = path.display().to_string();
+    let e = e.to_string();
+    if e.starts_with(&p) {
+        e
+    } else {
+        format!("{p}: {e}")
+    }
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd().join(p)
+    }
+}
+
+fn env_var(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+/// Every source for `peerlet daemon` with these options, from the process
+/// environment; `cli` is the command line's layer.
+fn load_with(config: Option<&Path>, cli: &Layer) -> Result<Config, Vec<String>> {
+    let file = choose_file(config, env_var(CONFIG_ENV));
+    let mut errors = Vec::new();
+    let file_layer = match &file {
+        Some((path, via)) => read_file(path, via).unwrap_or_else(|e| {
+            errors.extend(e);
+            Layer::default()
+        }),
+        None => Layer::default(),
+    };
+    let env = env_layer(&env_var, &cwd()).unwrap_or_else(|e| {
+        errors.extend(e);
+        Layer::default()
+    });
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let data = absolute(&crate::daemon::default_data_dir());
+    let defaults = defaults(&data);
+    let file = file.map(|(p, _)| absolute(&p));
+    Ok(Config::resolve(file, &[&defaults, &file_layer, &env, cli]))
+}
+
+/// The effective configuration of `peerlet daemon` with these options.
+pub fn load(a: &DaemonArgs) -> Result<Config, Vec<String>> {
+    let cli = cli_layer(a, &cwd())?;
+    load_with(a.config.as_deref(), &cli)
+}
+
+/// [`load`] for the daemon itself: one error line (the first problem),
+/// the log filter applied, and what [`reload`] needs remembered.
+pub fn load_for_daemon(a: &DaemonArgs) -> Result<Config, CliError> {
+    let one = |mut e: Vec<String>| {
+        let n = e.len();
+        let mut first = e.swap_remove(0);
+        if n > 1 {
+            let _ = write!(first, " (and {} more)", n - 1);
+        }
+        CliError(first)
+    };
+    let cli = cli_layer(a, &cwd()).map_err(one)?;
+    let config = load_with(a.config.as_deref(), &cli).map_err(one)?;
+    logging::set_filter(&config.text("log")).map_err(CliError)?;
+    match &config.file {
+        Some(f) => log::info!("configuration file {}", f.display()),
+        None => log::info!("no configuration file ({DEFAULT_FILE} does not exist); defaults"),
+    }
+    reload::remember(a.config.clone(), cli, config.clone());
+    Ok(config)
+}
+
+// ----- `peerlet config` -----
+
+#[derive(FromArgs, Debug)]
+/// Check a configuration file, or show the effective configuration.
+#[argh(subcommand, name = "config")]
+pub struct ConfigArgs {
+    #[argh(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum ConfigCommand {
+    Check(CheckArgs),
+    Show(ShowArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Check a configuration file: "FILE: ok" (exit 0), or one line per problem (exit 2).
+#[argh(subcommand, name = "check")]
+pub struct CheckArgs {
+    /// the file (default: $PEERLET_CONFIG, else /etc/peerlet/peerlet.toml)
+    #[argh(positional)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(FromArgs, Debug)]
+/// Print the configuration `peerlet daemon` would run with, as TOML: every key, with where its value came from (default, file, environment, command line).
+#[argh(subcommand, name = "show")]
+pub struct ShowArgs {
+    /// options of `peerlet daemon` (--config FILE, --listen ADDR, ...) to take into account
+    #[argh(positional, greedy)]
+    pub options: Vec<String>,
+}
+
+/// `peerlet config check|show`.
+pub fn run(a: ConfigArgs) -> Result<u8, CliError> {
+    match a.command {
+        ConfigCommand::Check(c) => {
+            let given = c.file.is_some();
+            let Some((path, via)) = choose_file(c.file.as_deref(), env_var(CONFIG_ENV)) else {
+                return Err(CliError(format!(
+                    "no configuration file to check: give one, or set {CONFIG_ENV} ({DEFAULT_FILE} does not exist)"
+                )));
+            };
+            match read_file(&path, if given { "" } else { via }) {
+                Ok(_) => {
+                    println!("{}: ok", path.display());
+                    Ok(0)
+                }
+                Err(problems) => {
+                    for p in problems {
+                        eprintln!("{p}");
+                    }
+                    Ok(2)
+                }
+            }
+        }
+        ConfigCommand::Show(s) => {
+            let opts: Vec<&str> = s.options.iter().map(String::as_str).collect();
+            let daemon = match DaemonArgs::from_args(&["peerlet config show"], &opts) {
+                Ok(d) => d,
+                Err(early) => {
+                    return match early.status {
+                        Ok(()) => {
+                            // The daemon's options under `config show`'s own description.
+                            let usage = early.output.split("\n\n").next().unwrap_or_default();
+                            let options =
+                                early.output.split_once("\nOptions:").map_or("", |(_, o)| o);
+                            println!(
+                                "{usage}\n\nPrint the configuration `peerlet daemon` would run with \
+                                 (with these options, the environment and the file), as TOML: every \
+                                 key, with where its value came from.\n\nOptions:{options}"
+                            );
+                            Ok(0)
+                        }
+                        Err(()) => Err(CliError(early.output.trim_end().replace('\n', " "))),
+                    };
+                }
+            };
+            match load(&daemon) {
+                Ok(c) => {
+                    // `config show | head` is not an error.
+                    use std::io::Write;
+                    let _ = std::io::stdout().lock().write_all(c.to_toml().as_bytes());
+                    Ok(0)
+                }
+                Err(problems) => {
+                    for p in problems {
+                        eprintln!("peerlet: {p}");
+                    }
+                    Ok(2)
+                }
+            }
+        }
+    }
+}
