@@ -275,6 +275,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         pending_writes: Vec::new(),
         magnets: HashMap::new(),
         trackers: HashMap::new(),
+        state_lock: Arc::new(std::sync::Mutex::new(())),
         totals: metrics::Totals::default(),
     };
     for t in startup.torrents {
@@ -565,6 +566,9 @@ struct Engine {
     trackers: HashMap<u32, trackers::TrackerSlot>,
     /// Counts for `GET /metrics` that outlive what they counted on.
     totals: metrics::Totals,
+    /// Held by the jobs that write or remove a magnet's record and the
+    /// .torrent replacing it, which would otherwise race on the workers.
+    state_lock: Arc<std::sync::Mutex<()>>,
 }
 
 /// Bytes a single socket may deliver per loop turn (fairness).

@@ -257,7 +257,10 @@ impl Engine {
                 m.name.unwrap_or_default()
             );
             let file = self.config.state_file(info_hash, "magnet");
+            m.alive.store(false, std::sync::atomic::Ordering::Release);
+            let lock = self.state_lock.clone();
             self.run_job(Ctx::Other("removing a magnet"), move || {
+                let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
                 Box::new(storage::remove_files(&[file]))
             });
             return Ok(());

@@ -13,6 +13,7 @@ use super::*;
 use crate::metainfo::{Magnet, TorrentBuilder};
 use crate::swarm::metadata::{FetchOut, MetadataFetch};
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(super) struct MagnetEntry {
     /// The link as added (saved in the state directory).
@@ -27,6 +28,9 @@ pub(super) struct MagnetEntry {
     pub(super) paused: bool,
     /// Why the metadata could not be used (a hostile info dictionary).
     pub(super) error: Option<String>,
+    /// False once the magnet is removed or became a torrent: record saves
+    /// still queued then write nothing (see `Engine::state_lock`).
+    pub(super) alive: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -70,6 +74,7 @@ impl Engine {
                 fetch: MetadataFetch::new(m.info_hash),
                 paused,
                 error: None,
+                alive: Arc::new(AtomicBool::new(true)),
             },
         );
         log::info!(
@@ -97,7 +102,14 @@ impl Engine {
             paused: m.paused,
         };
         let path = self.config.state_file(m.info_hash, "magnet");
+        let (alive, lock) = (m.alive.clone(), self.state_lock.clone());
         self.run_job(Ctx::Other("saving a magnet link"), move || {
+            // Saves, the .torrent that replaces the record and removals run
+            // one at a time, so a late save can never bring a record back.
+            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if !alive.load(Ordering::Acquire) {
+                return Box::new(Ok::<(), io::Error>(()));
+            }
             Box::new(storage::write_atomic(&path, &record.encode(), 0o600))
         });
     }
@@ -286,7 +298,10 @@ impl Engine {
         // The .torrent first: a crash in between leaves both, and the
         // .torrent wins at the next start.
         let magnet_file = self.config.state_file(meta.info_hash, "magnet");
+        m.alive.store(false, Ordering::Release);
+        let lock = self.state_lock.clone();
         self.run_job(Ctx::Other("saving the torrent file"), move || {
+            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
             let res = storage::write_atomic(&path, &bytes, 0o600)
                 .and_then(|()| storage::remove_files(&[magnet_file]));
             Box::new(res)
