@@ -283,19 +283,10 @@ fn kind_index(kind: &str) -> usize {
     msg::KINDS.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
-/// An address we may put in our tables: a real unicast address and port;
-/// loopback only when heard from loopback.
+/// An address we may put in our tables: the PEX rule (a real unicast
+/// address and port; loopback only when heard from loopback).
 fn acceptable(addr: &SocketAddr, from: &SocketAddr) -> bool {
-    let ip = addr.ip();
-    if addr.port() == 0 || ip.is_unspecified() || ip.is_multicast() {
-        return false;
-    }
-    if let IpAddr::V4(v4) = ip {
-        if v4.is_broadcast() {
-            return false;
-        }
-    }
-    !ip.is_loopback() || from.ip().is_loopback()
+    crate::swarm::pex::connectable(*addr, from.ip())
 }
 
 impl Overlay {
@@ -838,42 +829,36 @@ impl Overlay {
 
     /// Sends results as hits, as many per packet as fit.
     fn send_hits(&mut self, to: SocketAddr, qid: QueryId, hops: u8, results: Vec<HitResult>) {
-        let mut batch: Vec<HitResult> = Vec::new();
-        for r in results {
-            batch.push(r);
-            let len = Packet {
+        for body in self.pack(results, |results| Body::Hit { qid, hops, results }) {
+            self.send(to, body);
+        }
+    }
+
+    /// Splits `items` into as few packets made by `body` as fit in
+    /// [`msg::MAX_PACKET`], at most [`msg::MAX_ITEMS`] items each (a single
+    /// item always fits: names and holder lists are capped).
+    fn pack<T: Clone>(&self, items: Vec<T>, body: impl Fn(Vec<T>) -> Body) -> Vec<Body> {
+        let mut packets = Vec::new();
+        let mut batch: Vec<T> = Vec::new();
+        for item in items {
+            batch.push(item);
+            let too_long = Packet {
                 id: self.id,
-                body: Body::Hit {
-                    qid,
-                    hops,
-                    results: batch.clone(),
-                },
+                body: body(batch.clone()),
             }
             .encode()
-            .len();
-            if len > msg::MAX_PACKET && batch.len() > 1 {
+            .len()
+                > msg::MAX_PACKET;
+            if (too_long && batch.len() > 1) || batch.len() > msg::MAX_ITEMS {
                 let last = batch.pop();
-                self.send(
-                    to,
-                    Body::Hit {
-                        qid,
-                        hops,
-                        results: std::mem::take(&mut batch),
-                    },
-                );
+                packets.push(body(std::mem::take(&mut batch)));
                 batch.extend(last);
             }
         }
         if !batch.is_empty() {
-            self.send(
-                to,
-                Body::Hit {
-                    qid,
-                    hops,
-                    results: batch,
-                },
-            );
+            packets.push(body(batch));
         }
+        packets
     }
 
     fn on_hit(
@@ -1230,39 +1215,14 @@ impl Overlay {
             .collect();
         for (addr, token) in due {
             self.announced_to.insert(addr);
-            let mut batch: Vec<Item> = Vec::new();
             let items: Vec<Item> = self.local.iter().take(MAX_ANNOUNCED).cloned().collect();
-            for item in items {
-                batch.push(item);
-                let body = Body::Announce {
-                    token,
-                    tcp_port: self.config.tcp_port,
-                    items: batch.clone(),
-                };
-                let too_long = Packet { id: self.id, body }.encode().len() > msg::MAX_PACKET;
-                if (too_long && batch.len() > 1) || batch.len() > msg::MAX_ITEMS {
-                    let last = batch.pop();
-                    let items = std::mem::take(&mut batch);
-                    self.send(
-                        addr,
-                        Body::Announce {
-                            token,
-                            tcp_port: self.config.tcp_port,
-                            items,
-                        },
-                    );
-                    batch.extend(last);
-                }
-            }
-            if !batch.is_empty() {
-                self.send(
-                    addr,
-                    Body::Announce {
-                        token,
-                        tcp_port: self.config.tcp_port,
-                        items: batch,
-                    },
-                );
+            let tcp_port = self.config.tcp_port;
+            for body in self.pack(items, |items| Body::Announce {
+                token,
+                tcp_port,
+                items,
+            }) {
+                self.send(addr, body);
             }
         }
     }

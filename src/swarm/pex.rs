@@ -366,8 +366,9 @@ impl PeerExchange {
 }
 
 /// Worth connecting to: a real port, a unicast address, and loopback only
-/// when the sender is on loopback itself.
-fn connectable(addr: SocketAddr, sender: IpAddr) -> bool {
+/// when the sender is on loopback itself. (The overlay applies the same rule
+/// to the addresses it is told of.)
+pub fn connectable(addr: SocketAddr, sender: IpAddr) -> bool {
     let ip = addr.ip();
     addr.port() != 0
         && !ip.is_unspecified()
