@@ -595,8 +595,9 @@ fn udp_tracker_answering_garbage() {
 // Magnet links.
 
 /// A peer serving metadata that does not hash to the info-hash: the fetch
-/// refuses it, drops the peer with a clear reason, saves nothing; a real
-/// seeder added afterwards completes the magnet link.
+/// refuses it, bans the peer's address with a clear reason (it alone sent
+/// the whole dictionary, so it lied), saves nothing; a real seeder added
+/// afterwards completes the magnet link.
 #[test]
 fn magnet_metadata_with_the_wrong_hash_is_refused() {
     let tmp = TempDir::new("hostile-badmeta");
@@ -619,10 +620,7 @@ fn magnet_metadata_with_the_wrong_hash_is_refused() {
 
     let line = wait_log_line(
         &leecher,
-        &[
-            "127.0.0.182",
-            "closed: metadata: sent metadata that does not match the info-hash",
-        ],
+        &["banned 127.0.0.182: metadata: sent metadata that does not match the info-hash"],
     );
     eprintln!("log: {line}");
     wait_until("the liar served and was dropped", || {

@@ -887,6 +887,21 @@ impl Engine {
         self.outs = outs;
     }
 
+    /// Bans `ip` for the session and drops its connections.
+    fn ban(&mut self, ip: IpAddr, reason: String) {
+        if self.bans.contains_key(&ip) {
+            return;
+        }
+        log::warn!("banned {ip}: {reason}");
+        self.bans.insert(ip, reason.clone());
+        self.totals.bans += 1;
+        for c in self.conns.values_mut() {
+            if c.addr.ip() == ip {
+                c.close(format!("banned: {reason}"));
+            }
+        }
+    }
+
     fn apply_out(&mut self, tid: u32, out: Out, now: Instant) {
         match out {
             Out::Send(key, msg) => {
@@ -938,19 +953,7 @@ impl Engine {
                     c.close(reason);
                 }
             }
-            Out::Ban(ip, reason) => {
-                if self.bans.contains_key(&ip) {
-                    return;
-                }
-                log::warn!("banned {ip}: {reason}");
-                self.bans.insert(ip, reason.clone());
-                self.totals.bans += 1;
-                for c in self.conns.values_mut() {
-                    if c.addr.ip() == ip {
-                        c.close(format!("banned: {reason}"));
-                    }
-                }
-            }
+            Out::Ban(ip, reason) => self.ban(ip, reason),
             Out::Verified(piece) => {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;

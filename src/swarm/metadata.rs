@@ -34,7 +34,13 @@
 //!   info-hash. If not, everything is discarded, every peer that contributed
 //!   a piece is dropped (we cannot tell which piece was bad, BEP 9 has no
 //!   per-piece hashes) and the fetch starts again with the peers left. This
-//!   also unseats a wrong size that every contributor agreed on.
+//!   also unseats a wrong size that every contributor agreed on. After such
+//!   a mixed failure the fetch goes *solo*: every piece of an attempt comes
+//!   from one peer (the earliest usable one; when it leaves or rests, its
+//!   pieces are discarded and the next one starts over), so the next
+//!   failure names its sender alone, as [`FetchOut::Blame`]. Without this a
+//!   liar and an honest seeder that reconnect would mix their pieces, and be
+//!   dropped together, forever.
 //!
 //! [`MetadataServer`] answers other peers' requests for our info dictionary,
 //! at most [`SERVE_PER_SECOND`] per peer and second; beyond that, and for
@@ -93,6 +99,9 @@ pub enum FetchOut {
     /// Close the connection to `peer`; `reason` is for the log. The fetch
     /// has already forgotten the peer.
     Drop { peer: PeerKey, reason: String },
+    /// Like `Drop`, but the peer alone sent a whole dictionary that does not
+    /// match the info-hash: it lied, so do not dial its address again.
+    Blame { peer: PeerKey, reason: String },
     /// The info dictionary, whose SHA-1 is the info-hash. The last action.
     Done(Vec<u8>),
 }
@@ -126,6 +135,8 @@ pub struct MetadataFetch {
     n_have: usize,
     n_requests: usize,
     n_hash_failures: u32,
+    /// After a failure with several contributors: one peer per attempt.
+    solo: bool,
     done: bool,
     out: Vec<FetchOut>,
 }
@@ -174,6 +185,7 @@ impl MetadataFetch {
             n_have: 0,
             n_requests: 0,
             n_hash_failures: 0,
+            solo: false,
             done: false,
             out: Vec::new(),
         }
@@ -423,17 +435,23 @@ impl MetadataFetch {
         let mut contributors: Vec<PeerKey> = self.pieces.iter().filter_map(|p| p.from).collect();
         contributors.sort_unstable();
         contributors.dedup();
-        let reason = if contributors.len() == 1 {
-            "sent metadata that does not match the info-hash".to_string()
-        } else {
-            format!(
-                "one of {} peers whose metadata pieces together do not match the info-hash",
-                contributors.len()
-            )
-        };
         // Start over: forget the size, so the vote of the peers left
         // decides (in `assign`, which follows).
         self.restart(None);
+        if let [liar] = contributors[..] {
+            self.release(liar);
+            self.peers.remove(&liar);
+            self.out.push(FetchOut::Blame {
+                peer: liar,
+                reason: "sent metadata that does not match the info-hash".to_string(),
+            });
+            return;
+        }
+        self.solo = true;
+        let reason = format!(
+            "one of {} peers whose metadata pieces together do not match the info-hash",
+            contributors.len()
+        );
         for peer in contributors {
             self.drop_peer(peer, reason.clone());
         }
@@ -524,6 +542,41 @@ impl MetadataFetch {
             }
         }
         ready.sort_unstable();
+        if self.solo {
+            // The peer that already holds this attempt's requests or pieces,
+            // else the earliest ready one (and the pieces of a peer that
+            // left or rests are discarded: nothing mixes).
+            let owner = self.pieces.iter().find_map(|p| p.from).or_else(|| {
+                self.peers
+                    .iter()
+                    .find(|(_, p)| !p.requests.is_empty())
+                    .map(|(&k, _)| k)
+            });
+            match owner {
+                Some(owner) if ready.iter().any(|&(_, k)| k == owner) => {
+                    ready.retain(|&(_, k)| k == owner)
+                }
+                Some(owner) if self.peers.get(&owner).is_some_and(|p| self.usable(p)) => {
+                    // Busy or resting: wait for it, unless it rests while
+                    // another peer is ready.
+                    let resting = self
+                        .peers
+                        .get(&owner)
+                        .is_some_and(|p| p.rest_until.is_some());
+                    if !resting || ready.is_empty() {
+                        return;
+                    }
+                    self.restart(self.size);
+                    ready.truncate(1);
+                }
+                Some(_) => {
+                    // The owner left: start over with the next peer.
+                    self.restart(self.size);
+                    ready.truncate(1);
+                }
+                None => ready.truncate(1),
+            }
+        }
         let mut cursor = 0;
         for round in 0..MAX_REQUESTS_PER_PEER {
             for &(_, key) in &ready {
@@ -670,6 +723,7 @@ mod tests {
         outs.iter()
             .filter_map(|o| match o {
                 FetchOut::Drop { peer, reason } => Some((*peer, reason.clone())),
+                FetchOut::Blame { peer, reason } => Some((*peer, format!("blamed: {reason}"))),
                 _ => None,
             })
             .collect()
@@ -891,6 +945,56 @@ mod tests {
         assert_eq!(result, Some(info.clone()));
     }
 
+    /// The liar and the honest peer reconnect (new keys, liar first) after
+    /// their mixed failure: the next attempt asks one peer only, so the liar
+    /// is blamed alone, and the honest peer then completes the fetch.
+    #[test]
+    fn after_a_mixed_failure_one_peer_serves_each_attempt() {
+        let t0 = Instant::now();
+        let info = info_of_len(3 * METADATA_PIECE_LEN);
+        let bad: Vec<u8> = info.iter().map(|b| b ^ 0x20).collect();
+        let mut f = MetadataFetch::new(InfoHash(hash::sha1(&info)));
+        let size = Some(info.len() as u64);
+        let liars = [2, 4];
+        let copy = |peer: PeerKey| {
+            if liars.contains(&peer) {
+                bad.clone()
+            } else {
+                info.clone()
+            }
+        };
+        f.on_handshake(2, &hs(Some(1), size), t0);
+        f.on_handshake(1, &hs(Some(1), size), t0);
+        let outs: Vec<_> = f.drain().collect();
+        let outs = answer_all(&mut f, &outs, &copy, t0);
+        assert_eq!(drops(&outs).len(), 2, "{:?}", drops(&outs));
+        // Both come back.
+        f.on_handshake(4, &hs(Some(1), size), t0);
+        f.on_handshake(5, &hs(Some(1), size), t0);
+        let mut outs: Vec<_> = f.drain().collect();
+        let mut asked = Vec::new();
+        let mut result = None;
+        for _ in 0..10 {
+            asked.extend(requests(&outs).iter().map(|r| r.0));
+            let next = answer_all(&mut f, &outs, &copy, t0);
+            result = result.or(done(&next));
+            for (peer, reason) in drops(&next) {
+                assert_eq!(peer, 4, "{reason}");
+                assert_eq!(
+                    reason,
+                    "blamed: sent metadata that does not match the info-hash"
+                );
+            }
+            outs = next;
+            if result.is_some() {
+                break;
+            }
+        }
+        assert_eq!(result, Some(info.clone()));
+        // Three pieces from the liar (alone), then three from the honest peer.
+        assert_eq!(asked, vec![4, 4, 4, 5, 5, 5]);
+    }
+
     #[test]
     fn a_single_liar_is_named() {
         let t0 = Instant::now();
@@ -903,7 +1007,10 @@ mod tests {
         let outs: Vec<_> = f.drain().collect();
         assert_eq!(
             drops(&outs),
-            vec![(7, "sent metadata that does not match the info-hash".into())]
+            vec![(
+                7,
+                "blamed: sent metadata that does not match the info-hash".into()
+            )]
         );
         assert_eq!(f.status().size, None);
     }
@@ -1220,7 +1327,9 @@ mod tests {
                         f.on_message(peer, &msg, now);
                     }
                     FetchOut::Done(b) => result = Some(b),
-                    FetchOut::Drop { reason, .. } => panic!("{reason}"),
+                    FetchOut::Drop { reason, .. } | FetchOut::Blame { reason, .. } => {
+                        panic!("{reason}")
+                    }
                 }
             }
             if result.is_some() {
@@ -1333,7 +1442,7 @@ mod tests {
                         assert_eq!(b, info);
                         finished = true;
                     }
-                    FetchOut::Drop { .. } => n_dropped += 1,
+                    FetchOut::Drop { .. } | FetchOut::Blame { .. } => n_dropped += 1,
                     FetchOut::Send { .. } => {}
                 }
             }

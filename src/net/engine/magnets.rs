@@ -255,6 +255,12 @@ impl Engine {
                         c.close(format!("metadata: {reason}"));
                     }
                 }
+                FetchOut::Blame { peer, reason } => {
+                    let Some(ip) = self.conns.get(peer).map(|c| c.addr.ip()) else {
+                        continue;
+                    };
+                    self.ban(ip, format!("metadata: {reason}"));
+                }
                 FetchOut::Done(info) => return self.complete_magnet(tid, info, now),
             }
         }
