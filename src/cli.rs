@@ -50,6 +50,16 @@ pub enum Command {
     Search(crate::control::cmd::SearchArgs),
     Peers(crate::control::cmd::PeersArgs),
     Stop(crate::control::cmd::StopArgs),
+    Secret(SecretArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Write a new random network secret to FILE (mode 0600; an existing file is never replaced). Give the same file to every node of the private network: `peerlet daemon --network-secret FILE` or `network_secret = "FILE"` in the configuration.
+#[argh(subcommand, name = "secret")]
+pub struct SecretArgs {
+    /// where to write the secret
+    #[argh(positional)]
+    pub file: PathBuf,
 }
 
 #[derive(FromArgs, Debug)]
@@ -164,6 +174,14 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Search(a)) => crate::control::cmd::run_search(a),
         Some(Command::Peers(a)) => crate::control::cmd::run_peers(a),
         Some(Command::Stop(a)) => crate::control::cmd::run_stop(a),
+        Some(Command::Secret(a)) => {
+            crate::daemon::write_network_secret(&a.file)?;
+            eprintln!(
+                "wrote a new network secret to {}; copy it to every node of the network (keep it private)",
+                a.file.display()
+            );
+            Ok(0)
+        }
     }
 }
 

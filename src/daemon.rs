@@ -45,9 +45,15 @@ pub struct DaemonArgs {
     /// where state goes: resume records, torrents (default: beside the downloads, in .../state)
     #[argh(option)]
     pub state_dir: Option<PathBuf>,
-    /// address of the control API (default 127.0.0.1:7441)
+    /// address of the control API (default 127.0.0.1:7441); off loopback every request needs the API token
     #[argh(option)]
     pub api: Option<SocketAddr>,
+    /// require the API token (api.token in the state directory) on loopback too
+    #[argh(switch)]
+    pub api_token_required: bool,
+    /// a host name the API may be reached by besides IP addresses and localhost, like pi.lan (repeatable)
+    #[argh(option)]
+    pub api_allowed_hosts: Vec<String>,
     /// no web page at / of the API address (the API itself stays)
     #[argh(switch)]
     pub no_web: bool,
@@ -96,6 +102,12 @@ pub struct DaemonArgs {
     /// log filter like RUST_LOG: error, warn, info, debug, or per module ("info,peerlet::net=debug"; default warn)
     #[argh(option)]
     pub log: Option<String>,
+    /// private network: the secret file (from `peerlet secret FILE`) every node of the network shares; links are then encrypted and only its nodes get in
+    #[argh(option)]
+    pub network_secret: Option<PathBuf>,
+    /// in a private network, a node public key (64 hex digits, from `peerlet status`) that may connect; repeat for more; none: every node with the secret
+    #[argh(option)]
+    pub allow_node: Vec<String>,
 }
 
 /// The data directory when none is given.
@@ -210,6 +222,39 @@ pub fn load_node_key(state_dir: &Path) -> Result<crate::overlay::NodeKey, CliErr
     }
 }
 
+/// Reads a private network's secret file. A file that others can read is
+/// used, with a warning: anyone who reads it can join the network.
+pub fn load_network_secret(path: &Path) -> Result<crate::private::NetworkSecret, CliError> {
+    let bytes = storage::read_limited(path, crate::private::MAX_SECRET_FILE)
+        .map_err(|e| CliError(format!("network secret: cannot read {e}")))?;
+    let secret = crate::private::NetworkSecret::parse(&bytes)
+        .map_err(|e| CliError(format!("network secret {}: {e}", path.display())))?;
+    if let Ok(mode) = storage::permissions_of(path) {
+        if mode & 0o077 != 0 {
+            log::warn!(
+                "network secret {} is readable by others (mode {mode:o}); anyone who reads it can join: chmod 600 it",
+                path.display()
+            );
+        }
+    }
+    Ok(secret)
+}
+
+/// `peerlet secret FILE`: writes a new random network secret (mode 0600);
+/// never replaces an existing file.
+pub fn write_network_secret(path: &Path) -> Result<(), CliError> {
+    let secret = crate::private::NetworkSecret::from_bytes(net::random_bytes());
+    let created = storage::create_new_atomic(path, secret.to_file_text().as_bytes(), 0o600)
+        .map_err(|e| CliError(format!("cannot write the secret: {e}")))?;
+    if !created {
+        return Err(CliError(format!(
+            "{} exists: not replaced (a network's nodes must share one secret; remove it first to make a new network)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A running daemon: the engine and the control server.
 pub struct Daemon {
     engine: EngineThread,
@@ -224,12 +269,16 @@ impl Daemon {
     }
 
     /// [`Daemon::start`] with the control server's settings (`web` off, ...).
+    /// Without `server.dirs`, a torrent's `dir` must lie in the download directory.
     pub fn start_with(
         config: EngineConfig,
         api: Option<SocketAddr>,
-        server: control::server::Config,
+        mut server: control::server::Config,
     ) -> io::Result<Daemon> {
         storage::create_private_dir(&config.download_dir)?;
+        if server.dirs.is_empty() {
+            server.dirs.push(config.download_dir.clone());
+        }
         let startup = load_state(&config.state_dir)?;
         let has_work = !startup.torrents.is_empty() || !startup.magnets.is_empty();
         if !startup.clean && has_work {
@@ -304,8 +353,15 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
     // READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 for systemd (no-ops
     // without $NOTIFY_SOCKET), and the bound on an orderly stop.
     let supervisor = systemd::Supervisor::from_env();
+    // The token is made at the first start whatever the address, so that
+    // moving the API off loopback later needs no new step; it is asked for
+    // off loopback, or everywhere with `api_token_required`.
+    let token = control::token::load_or_create(&state_dir).map_err(CliError)?;
     let server = control::server::Config {
         web: settings.flag("web"),
+        token: control::token::required(api, settings.flag("api_token_required")).then_some(token),
+        allowed_hosts: settings.list("api_allowed_hosts"),
+        dirs: vec![download_dir.clone()],
         ..Default::default()
     };
     let daemon = match Daemon::start_with(config, Some(api), server) {

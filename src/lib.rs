@@ -36,6 +36,7 @@ pub mod json;
 pub mod metainfo;
 pub mod net;
 pub mod overlay;
+pub mod private;
 pub mod progress;
 pub mod resume;
 pub mod storage;

@@ -349,7 +349,7 @@ impl Supervisor {
 
 /// What a [`Command::Node`] sent to the engine came to.
 enum Probe {
-    Answer(NodeStatus),
+    Answer(Box<NodeStatus>),
     /// No answer within the period.
     Slow,
     /// The engine dropped the question (it is stopping) or is gone.
@@ -371,7 +371,7 @@ fn probe(handle: &EngineHandle, timeout: Duration) -> Probe {
     }
     (handle.wake)();
     match rx.recv_deadline(deadline) {
-        Ok(Ok(node)) => Probe::Answer(node),
+        Ok(Ok(node)) => Probe::Answer(Box::new(node)),
         // The engine answered, so it is alive; it never refuses `Node`
         // except while stopping.
         Ok(Err(_)) => Probe::Stopped,

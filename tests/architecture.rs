@@ -63,6 +63,7 @@ fn pure_layers_do_no_io_and_read_no_clock() {
             "tracker/udp",
             "tracker/announcer",
             "overlay",
+            "private",
         ],
         &[
             "std::fs",
@@ -76,7 +77,7 @@ fn pure_layers_do_no_io_and_read_no_clock() {
             "SystemTime",
             "std::thread",
         ],
-        "bencode, metainfo, hash, wire, swarm, resume and overlay must do no I/O and never read the clock",
+        "bencode, metainfo, hash, wire, swarm, resume, overlay and private must do no I/O and never read the clock",
     );
 }
 
@@ -85,7 +86,7 @@ fn only_storage_touches_files() {
     check(
         &[
             "bencode", "metainfo", "hash", "wire", "swarm", "resume", "workers", "net", "control",
-            "daemon", "cli", "json", "progress", "overlay", "config", "systemd",
+            "daemon", "cli", "json", "progress", "overlay", "config", "systemd", "private",
         ],
         &["std::fs", "File::", "OpenOptions", "read_dir", "FileExt"],
         "only src/storage may open, read, write or list files",

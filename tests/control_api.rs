@@ -142,6 +142,7 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
                     peer_id: "-PL0010-abcdefghijkl".into(),
                     node_id: "0123456789abcdef0123456789abcdef01234567".into(),
                     public_key: "ab".repeat(32),
+                    network: "public".into(),
                     torrents: torrents.len() as u32,
                     peers: 3,
                     download_rate: 1536,
@@ -301,7 +302,10 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
                 }));
             }
             // The overlay's commands are tested in tests/overlay_cli.rs.
-            Command::Search { .. } | Command::SearchResults { .. } | Command::Nodes { .. } => {}
+            Command::Search { .. }
+            | Command::SearchResults { .. }
+            | Command::Nodes { .. }
+            | Command::Bans { .. } => {}
         }
     }
 }
@@ -311,6 +315,9 @@ fn test_config() -> Config {
         head_timeout: Duration::from_secs(1),
         io_timeout: Duration::from_secs(1),
         engine_timeout: Duration::from_secs(1),
+        // Any `dir` (the engine is a fake); tests/control_security.rs
+        // checks that a daemon keeps it in its download directory.
+        dirs: vec!["/".into()],
         ..Config::default()
     }
 }

@@ -382,11 +382,15 @@ fn report(what: &str, bytes: u64, since: Instant) {
     );
 }
 
-/// A peerlet daemon seeding `source` (added with `-d` its parent directory,
-/// so the data is checked where it lies), once every piece is verified.
+/// A peerlet daemon seeding `source` (copied to `seed/` in its download
+/// directory, since `-d` must name a directory there, and added with `-d`
+/// that directory, so the data is checked where it lies), once every piece
+/// is verified.
 fn peerlet_seeder(root: &Path, ip: &str, torrent: &Path, hash: &str, source: &Path) -> DaemonProc {
     let d = DaemonProc::start(root, "peerlet-seeder", ip, &[]);
-    let parent = source.parent().unwrap().to_str().unwrap();
+    let seed = d.download_dir.join("seed");
+    common::daemon::copy_tree(source, &seed.join(source.file_name().unwrap()));
+    let parent = seed.to_str().unwrap();
     let (code, out, err) = d.cli(&["add", torrent.to_str().unwrap(), "-d", parent]);
     assert_eq!(code, 0, "peerlet add -d: {out}{err}");
     let st = d.wait_complete(hash, Duration::from_secs(60));

@@ -121,7 +121,8 @@ fn a_chain_of_eight_finds_downloads_and_then_asks_the_holder_directly() {
     );
 
     // `get INFO_HASH`: no tracker, no peers: holders and metadata through the overlay.
-    let dir = tmp.join("got");
+    // (`-d` must name a directory in the daemon's download directory.)
+    let dir = first.download_dir.join("got");
     std::fs::create_dir_all(&dir).unwrap();
     let (code, out, err) =
         first.cli(&["get", &hash, "-d", dir.to_str().unwrap(), "--timeout", "90"]);

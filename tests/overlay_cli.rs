@@ -78,6 +78,7 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
                     peer_id: "-PL0010-abcdefghijkl".into(),
                     node_id: NODE_ID.into(),
                     public_key: "ab".repeat(32),
+                    network: "public".into(),
                     torrents: 0,
                     peers: 0,
                     download_rate: 0,

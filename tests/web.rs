@@ -1,6 +1,6 @@
 //! The web page end to end in headless Chromium (loopback 127.0.0.250-251):
-//! a seeder and a leecher daemon; the leecher's page at `/` is loaded in
-//! Chromium, which tests/web/cdp_driver.py drives over the DevTools
+//! a seeder and a leecher daemon whose API wants its token; the leecher's
+//! page is opened through its login link (`/?token=`) in Chromium, which tests/web/cdp_driver.py drives over the DevTools
 //! protocol (Python standard library only). The torrent is added by typing
 //! a magnet link (with `x.pe` = the seeder) into the page and clicking
 //! "Add"; the test waits until the page shows 100%, uploads a .torrent file
@@ -265,12 +265,16 @@ fn web_page_adds_a_torrent_and_shows_it_complete() {
         &hash,
     );
     let bootstrap = seeder.listen.to_string();
+    // The leecher's API wants its token, as one off loopback would: the
+    // page is opened through the login link, and its own requests carry
+    // the cookie that sets.
     let leecher = DaemonProc::start(
         tmp.path(),
         "leecher",
         "127.0.0.251",
-        &["--bootstrap", &bootstrap],
+        &["--bootstrap", &bootstrap, "--api-token-required"],
     );
+    let token = std::fs::read_to_string(leecher.state_dir.join("api.token")).unwrap();
 
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-test");
     let profile = tmp.join("chromium-profile");
@@ -282,7 +286,10 @@ fn web_page_adds_a_torrent_and_shows_it_complete() {
     );
     let args = peerlet::json::Json::obj()
         .with("devtools_port", port as u64)
-        .with("url", format!("http://{}/", leecher.api))
+        .with(
+            "url",
+            format!("http://{}/?token={}", leecher.api, token.trim()),
+        )
         .with("magnet", magnet)
         .with("hash", hash.clone())
         .with("upload", other_torrent.to_str().unwrap())

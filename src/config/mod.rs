@@ -87,7 +87,11 @@ pub struct Key {
 impl Key {
     pub fn flag(&self) -> String {
         let dashed = self.name.replace('_', "-");
+        if self.name == "allowed_nodes" {
+            return "--allow-node".into();
+        }
         match self.kind {
+            Kind::Bool if SWITCHES_ON.contains(&self.name) => format!("--{dashed}"),
             Kind::Bool => format!("--no-{dashed}"),
             _ => format!("--{dashed}"),
         }
@@ -104,6 +108,13 @@ impl Key {
                 "a multicast group or a broadcast address (ending in .255) with a port, like \"239.192.76.80:7442\"".into()
             }
             ("api", _) => "an address like \"127.0.0.1:7441\"".into(),
+            ("network_secret", _) => {
+                "a secret file written by `peerlet secret FILE` (an absolute path, or relative to the file or the current directory), or \"\"".into()
+            }
+            ("allowed_nodes", _) => {
+                "an array of node public keys (64 hex digits each, as `peerlet status` shows them)".into()
+            }
+            ("api_allowed_hosts", _) => "an array of host names like \"pi.lan\"".into(),
             (_, Kind::Addr) => "an address like \"0.0.0.0:6881\"".into(),
             (_, Kind::Path) => "a directory (an absolute path, or one relative to the file or the current directory)".into(),
             (_, Kind::Size { min: 0, max: u64::MAX }) => "a size like 500K".into(),
@@ -122,6 +133,10 @@ impl Key {
 
 const NO_MAX: u64 = u64::MAX;
 
+/// Boolean keys that are off by default: their command-line switch turns
+/// them on (`--api-token-required`) instead of off.
+const SWITCHES_ON: &[&str] = &["api_token_required"];
+
 /// Every key, in the order of `config show`, the example file and README.md.
 pub const KEYS: &[Key] = &[
     Key {
@@ -134,6 +149,18 @@ pub const KEYS: &[Key] = &[
         name: "api",
         kind: Kind::Addr,
         help: "Address of the control API and `peerlet` commands. Keep it on loopback.",
+        reloads: false,
+    },
+    Key {
+        name: "api_token_required",
+        kind: Kind::Bool,
+        help: "Require the API token (api.token in the state directory) on loopback too; off loopback it is always required.",
+        reloads: false,
+    },
+    Key {
+        name: "api_allowed_hosts",
+        kind: Kind::List,
+        help: "Host names the API may be reached by besides IP addresses and localhost (DNS-rebinding check), like \"pi.lan\".",
         reloads: false,
     },
     Key {
@@ -236,6 +263,18 @@ pub const KEYS: &[Key] = &[
         name: "search_ttl",
         kind: Kind::Int { min: 1, max: 7 },
         help: "TTL (hops) of this node's searches.",
+        reloads: false,
+    },
+    Key {
+        name: "network_secret",
+        kind: Kind::Path,
+        help: "Private network: the secret file (`peerlet secret FILE`) its nodes share; \"\" for public mode (plain BitTorrent).",
+        reloads: false,
+    },
+    Key {
+        name: "allowed_nodes",
+        kind: Kind::List,
+        help: "In a private network, the node public keys (64 hex digits, `peerlet status`) that may connect; empty: every node with the secret.",
         reloads: false,
     },
     Key {
@@ -385,6 +424,7 @@ fn from_text(key: &Key, s: &str, base: &Path) -> Result<Value, String> {
     let bad = || format!("expected {}, got {s:?}", key.expected());
     let v = match key.kind {
         Kind::Addr => Value::Addr(s.trim().parse().map_err(|_| bad())?),
+        Kind::Path if s.is_empty() && key.name == "network_secret" => Value::Path(PathBuf::new()),
         Kind::Path => {
             if s.is_empty() {
                 return Err(bad());
@@ -425,6 +465,26 @@ fn check(key: &Key, v: Value, got: &str) -> Result<Value, String> {
         }
         (Value::Addr(a), _) if key.name == "lan_beacon" => {
             net::is_beacon_target(a.ip()) && a.port() != 0
+        }
+        (Value::List(items), _) if key.name == "api_allowed_hosts" => {
+            if let Some(h) = items
+                .iter()
+                .find(|h| !crate::control::http::valid_host_name(h))
+            {
+                return Err(format!(
+                    "expected a host name (letters, digits, '-' and '.'; no port, address or wildcard), got {h:?}"
+                ));
+            }
+            true
+        }
+        (Value::List(items), _) if key.name == "allowed_nodes" => {
+            if let Some(k) = items
+                .iter()
+                .find(|k| crate::private::parse_hex32(k).is_none())
+            {
+                return Err(format!("expected {}, got {k:?}", key.expected()));
+            }
+            true
         }
         (Value::List(items), _) => {
             if let Some(b) = items.iter().find(|b| !valid_bootstrap(b)) {
@@ -470,6 +530,8 @@ pub fn defaults(data_dir: &Path) -> Layer {
     let d = Origin::Default;
     l.set("listen", addr(crate::daemon::DEFAULT_LISTEN), d.clone());
     l.set("api", addr(crate::control::DEFAULT_API_ADDR), d.clone());
+    l.set("api_token_required", Value::Bool(false), d.clone());
+    l.set("api_allowed_hosts", Value::List(Vec::new()), d.clone());
     l.set("web", Value::Bool(true), d.clone());
     l.set(
         "download_dir",
@@ -506,6 +568,8 @@ pub fn defaults(data_dir: &Path) -> Layer {
         Value::Num(u64::from(o.default_ttl)),
         d.clone(),
     );
+    l.set("network_secret", Value::Path(PathBuf::new()), d.clone());
+    l.set("allowed_nodes", Value::List(Vec::new()), d.clone());
     l.set("log", Value::Text(DEFAULT_LOG.into()), d);
     l
 }
@@ -615,6 +679,28 @@ pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
     }
     if a.no_web {
         put("web", Some(Value::Bool(false)), String::new());
+    }
+    put(
+        "network_secret",
+        path(&a.network_secret),
+        path_got(&a.network_secret),
+    );
+    if !a.allow_node.is_empty() {
+        put(
+            "allowed_nodes",
+            Some(Value::List(a.allow_node.clone())),
+            format!("{:?}", a.allow_node),
+        );
+    }
+    if a.api_token_required {
+        put("api_token_required", Some(Value::Bool(true)), String::new());
+    }
+    if !a.api_allowed_hosts.is_empty() {
+        put(
+            "api_allowed_hosts",
+            Some(Value::List(a.api_allowed_hosts.clone())),
+            format!("{:?}", a.api_allowed_hosts),
+        );
     }
     given.sort_by_key(|(name, _, _)| index(name));
     let mut layer = Layer::default();
@@ -779,6 +865,25 @@ impl Config {
         c.overlay.enabled = self.flag("overlay");
         // The node id is shown by `peerlet status` even with the overlay off.
         c.overlay.key = crate::daemon::load_node_key(&state_dir)?;
+        let secret_file = self.path("network_secret");
+        if !secret_file.as_os_str().is_empty() {
+            let secret = crate::daemon::load_network_secret(&secret_file)?;
+            let keys = self.list("allowed_nodes");
+            let allowed = (!keys.is_empty()).then(|| {
+                keys.iter()
+                    .filter_map(|k| crate::private::parse_hex32(k))
+                    .collect()
+            });
+            c.private = Some(std::sync::Arc::new(crate::private::PrivateNetwork::new(
+                &secret,
+                *c.overlay.key.secret_bytes(),
+                allowed,
+            )));
+        } else if !self.list("allowed_nodes").is_empty() {
+            return Err(CliError(
+                "allowed_nodes needs a private network: set network_secret too".into(),
+            ));
+        }
         if c.overlay.enabled {
             c.overlay.bootstrap = self.list("bootstrap");
             if self.flag("lan_discovery") {

@@ -52,7 +52,7 @@ fn sizes_parse_and_format() {
 #[test]
 fn keys_have_flags_and_variables() {
     let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-    assert_eq!(names.len(), 20);
+    assert_eq!(names.len(), 24);
     let (_, k) = key("download_limit").unwrap();
     assert_eq!(
         (k.flag().as_str(), k.env().as_str()),
@@ -62,6 +62,9 @@ fn keys_have_flags_and_variables() {
     assert_eq!(k.flag(), "--no-overlay");
     let (_, k) = key("lan_discovery").unwrap();
     assert_eq!(k.flag(), "--no-lan-discovery");
+    // Off by default, so its switch turns it on.
+    let (_, k) = key("api_token_required").unwrap();
+    assert_eq!(k.flag(), "--api-token-required");
     // Every key of the daemon's command line has a configuration key.
     let help = crate::daemon::DaemonArgs::from_args(&["peerlet", "daemon"], &["--help"])
         .expect_err("help")
@@ -121,6 +124,8 @@ routing_table = 0x200
 search_ttl = 3
 log = "info,peerlet::net=debug"
 web = false
+api_token_required = true
+api_allowed_hosts = ["pi.lan", "nas.home.arpa"]
 "#;
     let layer = file(text).unwrap();
     assert_eq!(layer.0.len(), KEYS.len());
@@ -139,6 +144,8 @@ web = false
     assert_eq!(c.origin("bootstrap"), &Origin::File(13));
     assert_eq!(c.origin("log"), &Origin::File(25));
     assert!(!c.flag("web"));
+    assert!(c.flag("api_token_required"));
+    assert_eq!(c.list("api_allowed_hosts"), ["pi.lan", "nas.home.arpa"]);
 }
 
 #[test]
@@ -280,6 +287,54 @@ fn the_environment_overrides_the_file() {
     // ...unless PEERLET_LOG is set.
     let e = env(&[("RUST_LOG", "debug"), ("PEERLET_LOG", "trace")]).unwrap();
     assert_eq!(resolve(&[&e]).text("log"), "trace");
+}
+
+#[test]
+fn api_safety_keys_from_every_source() {
+    let c = resolve(&[]);
+    assert!(!c.flag("api_token_required"));
+    assert!(c.list("api_allowed_hosts").is_empty());
+    assert_eq!(
+        one_error("api_allowed_hosts = [\"pi.lan:7441\"]\n"),
+        format!(
+            "{FILE}:1: key \"api_allowed_hosts\": expected a host name (letters, digits, '-' and '.'; \
+             no port, address or wildcard), got \"pi.lan:7441\""
+        )
+    );
+    assert!(one_error("api_allowed_hosts = [\"*.lan\"]\n").contains("wildcard"));
+    assert!(one_error("api_allowed_hosts = [\"10.0.0.2\"]\n").contains("address"));
+    assert_eq!(
+        one_error("api_allowed_hosts = \"pi.lan\"\n"),
+        format!(
+            "{FILE}:1: key \"api_allowed_hosts\": expected an array of host names like \"pi.lan\", got \"pi.lan\""
+        )
+    );
+    let e = env(&[
+        ("PEERLET_API_TOKEN_REQUIRED", "yes"),
+        ("PEERLET_API_ALLOWED_HOSTS", "pi.lan, nas.lan"),
+    ])
+    .unwrap();
+    let c = resolve(&[&e]);
+    assert!(c.flag("api_token_required"));
+    assert_eq!(c.list("api_allowed_hosts"), ["pi.lan", "nas.lan"]);
+    assert!(env(&[("PEERLET_API_ALLOWED_HOSTS", "pi.lan,evil:80")]).is_err());
+    let a = DaemonArgs {
+        api_token_required: true,
+        api_allowed_hosts: vec!["pi.lan".into()],
+        ..DaemonArgs::default()
+    };
+    let c = resolve(&[&cli_layer(&a, Path::new("/")).unwrap()]);
+    assert!(c.flag("api_token_required"));
+    assert_eq!(
+        c.origin("api_token_required"),
+        &Origin::Cli("--api-token-required".into())
+    );
+    assert_eq!(c.list("api_allowed_hosts"), ["pi.lan"]);
+    let a = DaemonArgs {
+        api_allowed_hosts: vec!["pi lan".into()],
+        ..DaemonArgs::default()
+    };
+    assert!(cli_layer(&a, Path::new("/")).unwrap_err()[0].starts_with("--api-allowed-hosts: "));
 }
 
 #[test]

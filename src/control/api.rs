@@ -108,6 +108,8 @@ pub enum Command {
     SearchResults { id: u64, reply: Reply<SearchPage> },
     /// The overlay: routing table, neighbours, counters.
     Nodes { reply: Reply<OverlayStatus> },
+    /// Peer addresses banned now (`GET /api/bans`).
+    Bans { reply: Reply<Vec<BanInfo>> },
     /// Counters and gauges for `GET /metrics`.
     Metrics { reply: Reply<MetricsSnapshot> },
     /// Node-wide settings changed while running (`peerlet daemon` on
@@ -500,6 +502,28 @@ impl OverlayStatus {
     }
 }
 
+/// A banned peer address (`GET /api/bans`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BanInfo {
+    pub ip: String,
+    pub reason: String,
+    pub banned_secs_ago: u64,
+    pub expires_in_secs: u64,
+    /// 1 for a first ban; a repeat offender's bans double (1 h, 2 h, ... 24 h).
+    pub offences: u32,
+}
+
+impl BanInfo {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("ip", self.ip.clone())
+            .with("reason", self.reason.clone())
+            .with("banned_secs_ago", self.banned_secs_ago)
+            .with("expires_in_secs", self.expires_in_secs)
+            .with("offences", self.offences)
+    }
+}
+
 /// The node as a whole.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeStatus {
@@ -510,6 +534,9 @@ pub struct NodeStatus {
     pub node_id: String,
     /// The node's public key (X25519), hex.
     pub public_key: String,
+    /// "public" (plain BitTorrent) or "private" (Noise links, sealed
+    /// overlay), with the allow-list size when there is one.
+    pub network: String,
     pub torrents: u32,
     pub peers: u32,
     pub download_rate: u64,
@@ -531,6 +558,7 @@ impl NodeStatus {
             .with("peer_id", self.peer_id.clone())
             .with("node_id", self.node_id.clone())
             .with("public_key", self.public_key.clone())
+            .with("network", self.network.clone())
             .with("torrents", self.torrents)
             .with("peers", self.peers)
             .with("download_rate", self.download_rate)

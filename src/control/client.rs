@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 client for the control API: one request per
 //! connection over a `TcpStream`, with connect and read timeouts and a cap
-//! on the size of the answer, which is parsed as JSON.
+//! on the size of the answer, which is parsed as JSON. With a token, every
+//! request carries `Authorization: Bearer TOKEN`.
 
 use super::http;
 use crate::json::{self, Json};
@@ -46,6 +47,8 @@ impl std::error::Error for ClientError {}
 #[derive(Clone, Debug)]
 pub struct Client {
     addr: String,
+    /// The API token to send (see `control::token`), if any.
+    pub token: Option<String>,
     pub connect_timeout: Duration,
     /// Timeout of each read and write, and (times two) of a whole request.
     pub io_timeout: Duration,
@@ -57,6 +60,7 @@ impl Client {
     pub fn new(addr: &str) -> Client {
         Client {
             addr: addr.to_string(),
+            token: None,
             connect_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_secs(30),
             max_response: MAX_RESPONSE,
@@ -157,6 +161,9 @@ impl Client {
             "{method} {path} HTTP/1.1\r\nHost: {peer}\r\nUser-Agent: peerlet/{}\r\nAccept: application/json\r\nConnection: close\r\n",
             env!("CARGO_PKG_VERSION")
         );
+        if let Some(token) = &self.token {
+            req.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
         let body = body.filter(|(_, b)| !b.is_empty());
         if let Some((ctype, bytes)) = body {
             req.push_str(&format!(

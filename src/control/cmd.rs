@@ -7,6 +7,7 @@
 use super::client::{Client, ClientError};
 use super::http::percent_encode;
 use super::server::plausible_peer;
+use super::token::{self, TOKEN_ENV};
 use crate::cli::CliError;
 use crate::json::Json;
 use crate::metainfo::{InfoHash, Magnet, Torrent};
@@ -35,6 +36,9 @@ pub struct AddArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -57,6 +61,9 @@ pub struct GetArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -69,6 +76,9 @@ pub struct LsArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -84,6 +94,9 @@ pub struct StatusArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -99,6 +112,9 @@ pub struct RmArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -111,6 +127,9 @@ pub struct PauseArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -123,6 +142,9 @@ pub struct ResumeArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -142,6 +164,9 @@ pub struct SearchArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -154,6 +179,9 @@ pub struct PeersArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -163,6 +191,9 @@ pub struct StopArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 /// Turns a failed request into the command's result: exit 1 when the
@@ -177,14 +208,75 @@ fn failed(e: ClientError) -> Result<u8, CliError> {
     }
 }
 
-/// Runs `f`, mapping a [`ClientError`] through [`failed`].
-fn with_client(api: &str, f: impl FnOnce(&Client) -> Result<u8, Fail>) -> Result<u8, CliError> {
-    let client = Client::new(api);
+/// Runs `f` with a client of the API at `api` that sends the token
+/// [`find_token`] finds, mapping a [`ClientError`] through [`failed`]; a
+/// 401 says where the token was looked for.
+fn with_client(
+    api: &str,
+    token: Option<&str>,
+    f: impl FnOnce(&Client) -> Result<u8, Fail>,
+) -> Result<u8, CliError> {
+    let mut client = Client::new(api);
+    let (found, whence) = find_token(token)?;
+    client.token = found;
     match f(&client) {
         Ok(code) => Ok(code),
+        Err(Fail::Client(ClientError::Api {
+            status: 401,
+            message,
+        })) => Err(CliError(match client.token {
+            None => format!(
+                "the daemon on {api} wants its API token ({whence}): give --token TOKEN or set \
+                     {TOKEN_ENV}, or run as a user who can read api.token in its state directory"
+            ),
+            Some(_) => {
+                format!("the daemon on {api} refused the API token from {whence}: {message}")
+            }
+        })),
         Err(Fail::Client(e)) => failed(e),
         Err(Fail::Cli(e)) => Err(e),
     }
+}
+
+/// The API token to send, and where it came from (or why there is none):
+/// `--token`, else `$PEERLET_API_TOKEN`, else the file `api.token` in the
+/// state directory the daemon would use (from the configuration file and
+/// the environment, as `peerlet daemon` reads them). No token is not an
+/// error: a daemon on loopback needs none.
+pub fn find_token(given: Option<&str>) -> Result<(Option<String>, String), CliError> {
+    let checked = |t: &str, from: &str| {
+        let t = t.trim();
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(CliError(format!(
+                "{from}: the API token must be printable characters without spaces"
+            )));
+        }
+        Ok((Some(t.to_string()), from.to_string()))
+    };
+    if let Some(t) = given {
+        return checked(t, "--token");
+    }
+    if let Some(t) = std::env::var_os(TOKEN_ENV).filter(|t| !t.is_empty()) {
+        let t = t
+            .into_string()
+            .map_err(|_| CliError(format!("{TOKEN_ENV}: not UTF-8")))?;
+        return checked(&t, TOKEN_ENV);
+    }
+    let state_dir = match crate::config::load(&crate::daemon::DaemonArgs::default()) {
+        Ok(c) => c.path("state_dir"),
+        Err(_) => {
+            return Ok((
+                None,
+                "the configuration, which names the state directory, has problems".into(),
+            ))
+        }
+    };
+    let path = token::path(&state_dir);
+    Ok(match token::read(&path) {
+        Ok(Some(t)) => (Some(t.as_str().to_string()), path.display().to_string()),
+        Ok(None) => (None, format!("{} does not exist", path.display())),
+        Err(e) => (None, e),
+    })
 }
 
 enum Fail {
@@ -336,14 +428,14 @@ fn add(
 }
 
 pub fn run_add(a: AddArgs) -> Result<u8, CliError> {
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         add(c, &a.source, a.dir.as_ref(), &a.peer)?;
         Ok(0)
     })
 }
 
 pub fn run_get(a: GetArgs) -> Result<u8, CliError> {
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         let (hash, name) = add(c, &a.source, a.dir.as_ref(), &a.peer)?;
         let deadline = a.timeout.map(|t| Instant::now() + Duration::from_secs(t));
         wait_complete(c, &hash, &name, deadline)
@@ -525,7 +617,7 @@ impl GetView {
 // ---- ls / status ----
 
 pub fn run_ls(a: LsArgs) -> Result<u8, CliError> {
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         let j = c.get("/api/torrents")?;
         if a.json {
             println!("{j}");
@@ -650,7 +742,7 @@ fn resolve_hash(client: &Client, given: &str) -> Result<String, Fail> {
 }
 
 pub fn run_status(a: StatusArgs) -> Result<u8, CliError> {
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         let Some(given) = &a.hash else {
             let j = c.get("/api/node")?;
             if a.json {
@@ -676,7 +768,11 @@ pub fn node_text(j: &Json) -> String {
     out.push_str(&format!("version: {}\n", s(j, "version")));
     out.push_str(&format!("listen: {}\n", s(j, "listen")));
     out.push_str(&format!("peer id: {}\n", s(j, "peer_id")));
-    for (label, key) in [("node id", "node_id"), ("public key", "public_key")] {
+    for (label, key) in [
+        ("node id", "node_id"),
+        ("public key", "public_key"),
+        ("network", "network"),
+    ] {
         let v = s(j, key);
         if !v.is_empty() {
             out.push_str(&format!("{label}: {}\n", printable(v)));
@@ -906,7 +1002,7 @@ pub fn search_line(hit: &Json) -> String {
 
 pub fn run_search(a: SearchArgs) -> Result<u8, CliError> {
     let query = search_query(&a.words, a.timeout)?;
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         let started = c.post(&format!("/api/search?{query}"), None)?;
         let Some(id) = started.get("id").and_then(Json::as_u64) else {
             return Err(Fail::Client(ClientError::Transport(format!(
@@ -977,15 +1073,57 @@ pub fn run_search(a: SearchArgs) -> Result<u8, CliError> {
 }
 
 pub fn run_peers(a: PeersArgs) -> Result<u8, CliError> {
-    with_client(&a.api, |c| {
-        let j = c.get("/api/nodes")?;
+    with_client(&a.api, a.token.as_deref(), |c| {
+        // Banned addresses (`GET /api/bans`); a daemon without that
+        // endpoint shows none.
+        let bans = c.get("/api/bans").ok().and_then(|j| j.get("bans").cloned());
+        let j = match c.get("/api/nodes") {
+            Ok(j) => j,
+            // The overlay is off: the bans are still worth showing.
+            Err(ClientError::Api { message, .. }) if bans.is_some() => {
+                Json::obj().with("error", message)
+            }
+            Err(e) => return Err(e.into()),
+        };
         if a.json {
-            println!("{j}");
+            match bans {
+                Some(list) => println!("{}", j.with("bans", list)),
+                None => println!("{j}"),
+            }
         } else {
-            print!("{}", peers_text(&j));
+            match error_of(&j) {
+                Some(e) => println!("discovery overlay: {}", printable(e)),
+                None => print!("{}", peers_text(&j)),
+            }
+            if let Some(list) = bans {
+                print!("{}", bans_text(list.as_array().unwrap_or_default()));
+            }
         }
         Ok(0)
     })
+}
+
+/// The banned addresses of `peers`: one line each, or a line saying none.
+pub fn bans_text(bans: &[Json]) -> String {
+    if bans.is_empty() {
+        return "banned: none\n".to_string();
+    }
+    let mut out = format!("banned: {}\n", bans.len());
+    for b in bans {
+        let n = u(b, "offences");
+        let again = if n > 1 {
+            format!(", ban {n} in a row")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "  {}  {} left{again}: {}\n",
+            printable(s(b, "ip")),
+            human_duration(u(b, "expires_in_secs")),
+            printable(s(b, "reason"))
+        ));
+    }
+    out
 }
 
 /// `peerlet peers`: a summary line, the routing table, the counters.
@@ -1145,7 +1283,7 @@ fn nodes_table(nodes: &[Json]) -> String {
 // ---- rm / pause / resume / stop ----
 
 pub fn run_rm(a: RmArgs) -> Result<u8, CliError> {
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         let hash = resolve_hash(c, &a.hash)?;
         let q = if a.delete_data { "?delete_data=1" } else { "" };
         c.delete(&format!("/api/torrents/{hash}{q}"))?;
@@ -1159,7 +1297,7 @@ pub fn run_rm(a: RmArgs) -> Result<u8, CliError> {
 }
 
 pub fn run_pause(a: PauseArgs) -> Result<u8, CliError> {
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         let hash = resolve_hash(c, &a.hash)?;
         c.post(&format!("/api/torrents/{hash}/pause"), None)?;
         println!("paused {hash}");
@@ -1168,7 +1306,7 @@ pub fn run_pause(a: PauseArgs) -> Result<u8, CliError> {
 }
 
 pub fn run_resume(a: ResumeArgs) -> Result<u8, CliError> {
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         let hash = resolve_hash(c, &a.hash)?;
         c.post(&format!("/api/torrents/{hash}/resume"), None)?;
         println!("resumed {hash}");
@@ -1192,6 +1330,9 @@ pub struct LimitArgs {
     /// address of the daemon's control API
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 pub fn run_limit(a: LimitArgs) -> Result<u8, CliError> {
@@ -1200,7 +1341,7 @@ pub fn run_limit(a: LimitArgs) -> Result<u8, CliError> {
             "give --down and/or --up (bytes per second, 0 for no limit)".into(),
         ));
     }
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         let hash = resolve_hash(c, &a.hash)?;
         let mut q = Vec::new();
         if let Some(d) = a.down {
@@ -1228,7 +1369,7 @@ pub fn run_limit(a: LimitArgs) -> Result<u8, CliError> {
 }
 
 pub fn run_stop(a: StopArgs) -> Result<u8, CliError> {
-    with_client(&a.api, |c| {
+    with_client(&a.api, a.token.as_deref(), |c| {
         c.post("/api/shutdown", None)?;
         println!("daemon on {} is stopping", c.addr());
         Ok(0)
@@ -1429,6 +1570,28 @@ mod tests {
                     .with("dropped_rate_limit", 2u64)
                     .with("searches_flooded", 4u64),
             )
+    }
+
+    #[test]
+    fn bans_lines() {
+        assert_eq!(bans_text(&[]), "banned: none\n");
+        let ban = |ip: &str, left: u64, n: u32, why: &str| {
+            Json::obj()
+                .with("ip", ip)
+                .with("reason", why)
+                .with("banned_secs_ago", 5u64)
+                .with("expires_in_secs", left)
+                .with("offences", n)
+        };
+        let out = bans_text(&[
+            ban("10.0.0.7", 3595, 1, "sent 5 pieces that failed"),
+            ban("10.0.0.8", 7000, 2, "bad\x1b[2J"),
+        ]);
+        assert_eq!(
+            out,
+            "banned: 2\n  10.0.0.7  59m55s left: sent 5 pieces that failed\n  \
+             10.0.0.8  1h56m left, ban 2 in a row: bad?[2J\n"
+        );
     }
 
     #[test]

@@ -351,6 +351,48 @@ pub fn host_allowed(host: &str) -> bool {
         || name.eq_ignore_ascii_case("localhost.")
 }
 
+/// [`host_allowed`], or a `Host` whose name (port aside, any case, a
+/// final dot ignored) is one of `allowed`: names the owner listed
+/// (`api_allowed_hosts`) to reach the API by, such as `pi.lan`.
+pub fn host_allowed_with(host: &str, allowed: &[String]) -> bool {
+    if host_allowed(host) {
+        return true;
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port))
+            if port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok() =>
+        {
+            name
+        }
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && allowed.iter().any(|a| {
+            let a = a.strip_suffix('.').unwrap_or(a);
+            a.eq_ignore_ascii_case(name)
+        })
+}
+
+/// Whether `name` can be listed in `api_allowed_hosts`: a DNS name of
+/// letters, digits, `-` and `.` (no port, no address, no wildcard).
+pub fn valid_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && name.parse::<IpAddr>().is_err()
+}
+
 pub use crate::metainfo::percent_decode;
 
 /// Escapes everything but unreserved characters (RFC 3986), for query values.
@@ -387,7 +429,9 @@ pub fn reason(status: u16) -> &'static str {
         100 => "Continue",
         200 => "OK",
         201 => "Created",
+        303 => "See Other",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -396,6 +440,7 @@ pub fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         421 => "Misdirected Request",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -519,6 +564,52 @@ mod tests {
             "local host",
         ] {
             assert!(!host_allowed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn allowed_host_names() {
+        let allowed = vec!["pi.lan".to_string(), "NAS.example.".to_string()];
+        for ok in [
+            "pi.lan",
+            "PI.LAN:7441",
+            "pi.lan.",
+            "pi.lan.:80",
+            "nas.example",
+            "127.0.0.1",
+            "localhost",
+        ] {
+            assert!(host_allowed_with(ok, &allowed), "{ok}");
+        }
+        for bad in [
+            "evil.example:7441",
+            "pi.lan.evil.example",
+            "x.pi.lan",
+            "pi.lan:",
+            "pi.lan:99x",
+            "pi.lan:80:80",
+            ".",
+            "",
+        ] {
+            assert!(!host_allowed_with(bad, &allowed), "{bad}");
+        }
+        assert!(!host_allowed_with("pi.lan", &[]));
+        for ok in ["pi.lan", "pi", "my-nas.home.arpa", "pi.lan."] {
+            assert!(valid_host_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "pi.lan:80",
+            "*.lan",
+            "-pi.lan",
+            "pi..lan",
+            "10.0.0.1",
+            "a b",
+            "[::1]",
+            "pi_lan",
+        ] {
+            assert!(!valid_host_name(bad), "{bad}");
         }
     }
 

@@ -5,9 +5,15 @@
 //! request per connection. Every read and write has a timeout and the whole
 //! request a deadline, so a slow or silent client holds a handler for
 //! seconds, never forever. Requests whose `Host` is a DNS name other than
-//! `localhost` are refused (421) before anything else happens, and so are
-//! requests a browser marks as cross-origin (403): a web page can neither
-//! rebind a name to this port nor post a form to it. The endpoints are
+//! `localhost` (or a name in [`Config::allowed_hosts`]) are refused (421)
+//! before anything else happens, and so are requests a browser marks as
+//! cross-origin (403): a web page can neither rebind a name to this port
+//! nor post a form to it. Then, when [`Config::token`] is set (the API is
+//! not on loopback, or `api_token_required`), the request must carry the
+//! token ([`super::token`]): `Authorization: Bearer TOKEN`, or the cookie
+//! a browser gets from `GET /?token=TOKEN`; otherwise 401, and 429 for an
+//! address that keeps sending wrong tokens. A torrent's `dir` must lie in
+//! [`Config::dirs`] once symbolic links are resolved ([`check_dir`]). The endpoints are
 //! documented in docs/API.md. Every answer is JSON except `GET /metrics`
 //! (Prometheus text, written by [`super::metrics`]) and the web page's
 //! files at `/`, `/app.js` and `/app.css` ([`super::web`]).
@@ -15,14 +21,15 @@
 use super::api::{AddSource, ApiError, Command, EngineHandle, SearchQuery};
 use super::http::{self, Head, HttpError};
 use super::metrics;
+use super::token::Token;
 use super::web;
 use crate::json::Json;
 use crate::metainfo::InfoHash;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -36,6 +43,17 @@ pub const MAX_SEARCH_WORDS: usize = crate::overlay::msg::MAX_WORDS;
 pub const DEFAULT_SEARCH_SECS: u64 = 10;
 /// The longest a search may collect hits.
 pub const MAX_SEARCH_SECS: u64 = 300;
+/// Wrong tokens one client address may send in [`FAILURE_WINDOW`] before
+/// it is answered 429 until the window ends.
+pub const MAX_TOKEN_FAILURES: u32 = 10;
+/// See [`MAX_TOKEN_FAILURES`].
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses whose wrong tokens are counted at once (the oldest
+/// count is dropped for a new address).
+const MAX_TRACKED_FAILURES: usize = 256;
+/// The cookie the web page's login sets is this and the API's port
+/// (cookies do not tell ports apart).
+pub const COOKIE_PREFIX: &str = "peerlet_token_";
 
 /// Limits and timeouts of the server.
 #[derive(Clone, Debug)]
@@ -54,6 +72,14 @@ pub struct Config {
     pub max_body: u64,
     /// Serve the web page at `/`, `/app.js` and `/app.css` (404 when off).
     pub web: bool,
+    /// When set, every request must carry this token (see the module doc).
+    pub token: Option<Token>,
+    /// Host names accepted in `Host` and `Origin` besides IP addresses and
+    /// `localhost` (`api_allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
+    /// Directories a torrent's `dir` may name or lie below (the download
+    /// directory). Empty: requests with a `dir` are refused.
+    pub dirs: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -67,6 +93,9 @@ impl Default for Config {
             max_head: http::MAX_HEAD,
             max_body: MAX_BODY,
             web: true,
+            token: None,
+            allowed_hosts: Vec::new(),
+            dirs: Vec::new(),
         }
     }
 }
@@ -134,13 +163,19 @@ pub fn spawn_with(
         .map_err(|e| io::Error::new(e.kind(), format!("control API on {addr}: {e}")))?;
     let local_addr = listener.local_addr()?;
     if !local_addr.ip().is_loopback() {
-        log::warn!("control API listens on {local_addr}, which is not a loopback address: anyone who can reach it controls the daemon");
+        if config.token.is_some() {
+            log::warn!("control API listens on {local_addr}, which is not a loopback address: requests need the API token");
+        } else {
+            log::warn!("control API listens on {local_addr}, which is not a loopback address, without a token: anyone who can reach it controls the daemon");
+        }
     }
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
         engine,
         config,
         active: AtomicUsize::new(0),
+        cookie: format!("{COOKIE_PREFIX}{}", local_addr.port()),
+        failures: Mutex::new(Failures::default()),
     });
     let stop2 = stop.clone();
     let thread = thread::Builder::new()
@@ -158,6 +193,40 @@ struct Shared {
     engine: EngineHandle,
     config: Config,
     active: AtomicUsize,
+    /// The name of the web page's token cookie.
+    cookie: String,
+    failures: Mutex<Failures>,
+}
+
+/// Wrong tokens by client address: (address, start of its window, count).
+#[derive(Default)]
+struct Failures(Vec<(IpAddr, Instant, u32)>);
+
+impl Failures {
+    /// How long `ip` must still wait, when it sent too many wrong tokens.
+    fn blocked(&mut self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        self.0
+            .retain(|(_, start, _)| now.saturating_duration_since(*start) < FAILURE_WINDOW);
+        self.0
+            .iter()
+            .find(|(a, _, n)| *a == ip && *n >= MAX_TOKEN_FAILURES)
+            .map(|(_, start, _)| {
+                FAILURE_WINDOW.saturating_sub(now.saturating_duration_since(*start))
+            })
+    }
+
+    fn record(&mut self, ip: IpAddr, now: Instant) {
+        if let Some(entry) = self.0.iter_mut().find(|(a, _, _)| *a == ip) {
+            entry.2 = entry.2.saturating_add(1);
+            return;
+        }
+        if self.0.len() >= MAX_TRACKED_FAILURES {
+            if let Some(oldest) = (0..self.0.len()).min_by_key(|&i| self.0[i].1) {
+                self.0.swap_remove(oldest);
+            }
+        }
+        self.0.push((ip, now, 1));
+    }
 }
 
 /// Decrements the count of active handlers when a handler ends, however it ends.
@@ -242,6 +311,8 @@ struct Answer {
     status: u16,
     body: Json,
     allow: Option<&'static str>,
+    /// More response headers (`Set-Cookie`, `Location`).
+    headers: Vec<(&'static str, String)>,
     /// A body that is not JSON: (Content-Type, bytes); `body` is unused then.
     raw: Option<(&'static str, Vec<u8>)>,
 }
@@ -252,6 +323,7 @@ impl Answer {
             status: 200,
             body,
             allow: None,
+            headers: Vec::new(),
             raw: None,
         }
     }
@@ -271,6 +343,7 @@ impl From<HttpError> for Answer {
             status: e.status,
             body: Json::obj().with("error", e.message),
             allow: None,
+            headers: Vec::new(),
             raw: None,
         }
     }
@@ -288,6 +361,7 @@ impl From<ApiError> for Answer {
             status,
             body: Json::obj().with("error", e.to_string()),
             allow: None,
+            headers: Vec::new(),
             raw: None,
         }
     }
@@ -302,12 +376,22 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
         return;
     }
     let start = Instant::now();
-    let (answer, method, path) = match serve(&mut stream, shared, start) {
+    let peer = match stream.peer_addr() {
+        Ok(a) => a.ip(),
+        Err(_) => return,
+    };
+    let (answer, method, path) = match serve(&mut stream, shared, start, peer) {
         Ok(None) => return,
         Ok(Some((a, m, p))) => (a, m, p),
         Err(e) => (Answer::from(e), String::new(), String::new()),
     };
-    if answer.status >= 400 {
+    if matches!(answer.status, 401 | 429) {
+        log::debug!(
+            "control API: {method} {path} -> {} {} (from {peer})",
+            answer.status,
+            answer.body
+        );
+    } else if answer.status >= 400 {
         log::debug!(
             "control API: {method} {path} -> {} {}",
             answer.status,
@@ -325,6 +409,12 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
         }
     };
     let mut headers: Vec<(&str, &str)> = answer.allow.map(|a| ("Allow", a)).into_iter().collect();
+    headers.extend(answer.headers.iter().map(|(k, v)| (*k, v.as_str())));
+    match answer.status {
+        401 => headers.push(("WWW-Authenticate", "Bearer realm=\"peerlet\"")),
+        429 => headers.push(("Retry-After", "60")),
+        _ => {}
+    }
     headers.extend_from_slice(web::SECURITY_HEADERS);
     if http::write_response(&mut stream, answer.status, content_type, &headers, &body).is_err() {
         return;
@@ -347,18 +437,29 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
 
 type Served = Option<(Answer, String, String)>;
 
-/// Reads and answers one request. `Ok(None)`: the client went away silently.
-fn serve(stream: &mut TcpStream, shared: &Shared, start: Instant) -> Result<Served, HttpError> {
+/// Reads and answers one request from `peer`. `Ok(None)`: the client went
+/// away silently. The order matters: Host and Origin first (a rebinding
+/// page learns nothing, not even whether a token is needed), then the
+/// token, before the route is looked at or a body is read.
+fn serve(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    start: Instant,
+    peer: IpAddr,
+) -> Result<Served, HttpError> {
     let cfg = &shared.config;
     let Some((head, rest)) = http::read_head(stream, start + cfg.head_timeout, cfg.max_head)?
     else {
         return Ok(None);
     };
-    check_origin(&head)?;
-    let len = head.content_length()?;
-    let route = route(&head)?;
+    check_origin(&head, &cfg.allowed_hosts)?;
     let method = head.method.clone();
     let path = head.path.clone();
+    if let Some(answer) = authenticate(&head, shared, peer)? {
+        return Ok(Some((answer, method, path)));
+    }
+    let len = head.content_length()?;
+    let route = route(&head)?;
     let route = match route {
         Ok(r) => r,
         Err(answer) => return Ok(Some((answer, method, path))),
@@ -391,26 +492,121 @@ fn serve(stream: &mut TcpStream, shared: &Shared, start: Instant) -> Result<Serv
     Ok(Some((answer, method, path)))
 }
 
+/// What a request without the token is told.
+const NEED_TOKEN: &str = "this API needs its token: send 'Authorization: Bearer TOKEN' \
+     (the token is in api.token in the daemon's state directory; peerlet commands read it there, \
+     or take --token or PEERLET_API_TOKEN); in a browser, open /?token=TOKEN once";
+
+/// Checks the token when the server wants one. `Ok(Some)` is the answer
+/// to a browser's login, `GET /?token=TOKEN`: a redirect to `/` that sets
+/// an HttpOnly, SameSite=Strict cookie holding the token, which the page's
+/// own requests then carry (a page on another site cannot send it).
+/// `Ok(None)`: go on. A wrong token (not a missing one) counts against the
+/// client's address; too many in [`FAILURE_WINDOW`] get 429.
+fn authenticate(head: &Head, shared: &Shared, peer: IpAddr) -> Result<Option<Answer>, HttpError> {
+    let login = login_token(head)?;
+    let Some(token) = &shared.config.token else {
+        // No token here: a login link just leads to the page.
+        return Ok(login.map(|_| redirect_home(None)));
+    };
+    let now = Instant::now();
+    let failures = || shared.failures.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(wait) = failures().blocked(peer, now) {
+        return Err(HttpError::new(
+            429,
+            format!(
+                "too many wrong API tokens from {peer}; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        ));
+    }
+    let given = match &login {
+        Some(t) => Some(t.as_str()),
+        None => bearer_token(head).or_else(|| cookie_token(head, &shared.cookie)),
+    };
+    match given {
+        Some(t) if token.matches(t) => {}
+        Some(_) => {
+            failures().record(peer, now);
+            return Err(HttpError::new(401, "wrong API token"));
+        }
+        None => return Err(HttpError::new(401, NEED_TOKEN)),
+    }
+    Ok(login.map(|t| {
+        redirect_home(Some(format!(
+            "{}={t}; Path=/; HttpOnly; SameSite=Strict",
+            shared.cookie
+        )))
+    }))
+}
+
+/// The `token` of `GET /?token=TOKEN` (the web page's login), if this is one.
+fn login_token(head: &Head) -> Result<Option<String>, HttpError> {
+    if head.method != "GET" || head.path != "/" || head.query.is_empty() {
+        return Ok(None);
+    }
+    let query = http::parse_query(&head.query)?;
+    Ok(query
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v))
+}
+
+/// 303 to `/`, which takes the token out of the address bar.
+fn redirect_home(cookie: Option<String>) -> Answer {
+    let mut headers = vec![("Location", "/".to_string())];
+    headers.extend(cookie.map(|c| ("Set-Cookie", c)));
+    Answer {
+        status: 303,
+        body: done(),
+        allow: None,
+        headers,
+        raw: None,
+    }
+}
+
+/// The token of `Authorization: Bearer TOKEN`.
+fn bearer_token(head: &Head) -> Option<&str> {
+    let value = head.header("authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The value of the cookie `name` (from any `Cookie` header).
+fn cookie_token<'a>(head: &'a Head, name: &str) -> Option<&'a str> {
+    head.headers_named("cookie")
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
 /// Refuses requests a browser would make on behalf of another site: the
-/// `Host` must not be a DNS name (rebinding), and `Origin`, when present,
-/// must be this very host.
-fn check_origin(head: &Head) -> Result<(), HttpError> {
+/// `Host` must not be a DNS name (rebinding) other than `localhost` and
+/// the names in `allowed`, and `Origin`, when present, must be this very
+/// host; `Sec-Fetch-Site`, when present, must say the request comes from
+/// this origin or from the user (a typed address, a bookmark).
+fn check_origin(head: &Head, allowed: &[String]) -> Result<(), HttpError> {
     let mut hosts = head.headers_named("host");
     let host = match (hosts.next(), hosts.next()) {
         (Some(h), None) => h,
         (None, _) => return Err(HttpError::new(400, "missing Host header")),
         (Some(_), Some(_)) => return Err(HttpError::new(400, "more than one Host header")),
     };
-    if !http::host_allowed(host) {
+    if !http::host_allowed_with(host, allowed) {
         return Err(HttpError::new(
             421,
-            "Host must be an IP address or localhost (requests through other names are refused as DNS rebinding)",
+            "Host must be an IP address, localhost or a name in api_allowed_hosts \
+             (requests through other names are refused as DNS rebinding)",
         ));
     }
     if let Some(origin) = head.header("origin") {
         let same = origin
             .strip_prefix("http://")
-            .is_some_and(|o| o.eq_ignore_ascii_case(host) && http::host_allowed(o));
+            .is_some_and(|o| o.eq_ignore_ascii_case(host) && http::host_allowed_with(o, allowed));
         if !same {
             return Err(HttpError::new(403, "cross-origin requests are refused"));
         }
@@ -437,6 +633,7 @@ enum Route {
     Search,
     SearchResults(u64),
     Nodes,
+    Bans,
     Shutdown,
     Metrics,
     /// A file of the web page: (Content-Type, bytes).
@@ -479,6 +676,7 @@ fn route(head: &Head) -> Result<Result<Route, Answer>, HttpError> {
             format!("{m} is not allowed on {path} (allowed: {allow})"),
         ),
         allow: Some(allow),
+        headers: Vec::new(),
         raw: None,
     };
     let parts: Vec<&str> = path.split('/').collect();
@@ -494,6 +692,10 @@ fn route(head: &Head) -> Result<Result<Route, Answer>, HttpError> {
         },
         ["", "api", "nodes"] => match m {
             "GET" => Route::Nodes,
+            _ => return Ok(Err(wrong_method("GET"))),
+        },
+        ["", "api", "bans"] => match m {
+            "GET" => Route::Bans,
             _ => return Ok(Err(wrong_method("GET"))),
         },
         ["", "api", "search"] => match m {
@@ -713,14 +915,9 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
             let source = add_source(head, body)?;
             let dir = match q.one("dir")? {
                 None | Some("") => None,
-                Some(d) => {
-                    let d = PathBuf::from(d);
-                    if !d.is_absolute() {
-                        let msg = format!("dir '{}' must be an absolute path", d.display());
-                        return Err(ApiError::BadRequest(msg).into());
-                    }
-                    Some(d)
-                }
+                Some(d) => Some(
+                    check_dir(Path::new(d), &shared.config.dirs).map_err(ApiError::BadRequest)?,
+                ),
             };
             let peers = q.peers()?;
             let paused = q.flag("paused")?;
@@ -739,6 +936,7 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
                     .with("name", r.name)
                     .with("added", r.added),
                 allow: None,
+                headers: Vec::new(),
                 raw: None,
             }
         }
@@ -812,6 +1010,13 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
                 .to_json(),
         ),
         Route::Nodes => Answer::ok(engine.call(t, |reply| Command::Nodes { reply })?.to_json()),
+        Route::Bans => {
+            let bans = engine.call(t, |reply| Command::Bans { reply })?;
+            Answer::ok(Json::obj().with(
+                "bans",
+                Json::Arr(bans.iter().map(super::api::BanInfo::to_json).collect()),
+            ))
+        }
         Route::Shutdown => {
             engine.call(t, |reply| Command::Shutdown { reply })?;
             Answer::ok(done())
@@ -834,6 +1039,66 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
         }
     };
     Ok(answer)
+}
+
+/// Checks the `dir` of a new torrent: an absolute path without `..` that,
+/// once symbolic links are resolved, is one of `roots` or lies below one
+/// (itself resolved). Parts of `dir` that do not exist yet are appended to
+/// its deepest existing ancestor as they are; none of them may be a
+/// dangling link. Returns the resolved path, which the engine keeps (so a
+/// link changed later does not move the torrent). The API's only
+/// path-taking parameter: everything else a request names is an
+/// info-hash, and a torrent's own file names are checked by
+/// `metainfo::path` and `FileStorage`.
+pub fn check_dir(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf, String> {
+    let shown = dir.display();
+    if !dir.is_absolute() {
+        return Err(format!("dir '{shown}' must be an absolute path"));
+    }
+    if dir.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("dir '{shown}' must not contain '..'"));
+    }
+    if roots.is_empty() {
+        return Err("this server takes no dir: torrents go to the download directory".into());
+    }
+    // The deepest ancestor that exists, resolved; the rest as given. The
+    // loop ends: each round takes one component off a finite path.
+    let mut existing = dir;
+    let mut missing = Vec::new();
+    let resolved = loop {
+        match existing.canonicalize() {
+            Ok(p) => break p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if existing.symlink_metadata().is_ok() {
+                    return Err(format!(
+                        "dir '{shown}' goes through a dangling symbolic link"
+                    ));
+                }
+                match (existing.parent(), existing.file_name()) {
+                    (Some(parent), Some(name)) => {
+                        missing.push(name);
+                        existing = parent;
+                    }
+                    _ => return Err(format!("dir '{shown}': {e}")),
+                }
+            }
+            Err(e) => return Err(format!("dir '{shown}': {e}")),
+        }
+    };
+    let full = missing.iter().rev().fold(resolved, |p, name| p.join(name));
+    if roots
+        .iter()
+        .filter_map(|r| r.canonicalize().ok())
+        .any(|root| full.starts_with(root))
+    {
+        Ok(full)
+    } else {
+        let roots: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        Err(format!(
+            "dir '{shown}' is outside the download directory ({}); links are followed",
+            roots.join(", ")
+        ))
+    }
 }
 
 /// The body of `POST /api/torrents`: .torrent bytes or a magnet link,
@@ -911,6 +1176,8 @@ mod tests {
             Ok(Route::SearchResults(42))
         ));
         assert!(matches!(routed("GET", "/api/nodes"), Ok(Route::Nodes)));
+        assert!(matches!(routed("GET", "/api/bans"), Ok(Route::Bans)));
+        assert_eq!(routed("DELETE", "/api/bans").err(), Some(405));
         assert_eq!(routed("GET", "/api/search").err(), Some(405));
         assert_eq!(routed("POST", "/api/search/1").err(), Some(405));
         assert_eq!(routed("POST", "/api/nodes").err(), Some(405));
@@ -998,6 +1265,88 @@ mod tests {
         }
         // Unicode letters count.
         assert!(check_search_words("été").is_ok());
+    }
+
+    #[test]
+    fn dirs_must_stay_in_the_download_directory() {
+        let tmp = crate::storage::tests::tempdir("check-dir");
+        let root = tmp.join("downloads");
+        let outside = tmp.join("elsewhere");
+        std::fs::create_dir_all(root.join("films")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        std::os::unix::fs::symlink(root.join("films"), root.join("inner")).unwrap();
+        std::os::unix::fs::symlink(tmp.join("nowhere"), root.join("dangling")).unwrap();
+        let roots = vec![root.clone()];
+        let root_c = root.canonicalize().unwrap();
+        let ok = |d: &Path| check_dir(d, &roots).unwrap();
+        assert_eq!(ok(&root), root_c);
+        assert_eq!(ok(&root.join("films")), root_c.join("films"));
+        assert_eq!(ok(&root.join("new/deeper")), root_c.join("new/deeper"));
+        // A link that stays inside resolves to its target.
+        assert_eq!(ok(&root.join("inner/x")), root_c.join("films/x"));
+        let err = |d: &Path| check_dir(d, &roots).unwrap_err();
+        assert!(err(&outside).contains("outside the download directory"));
+        assert!(err(&root.join("escape")).contains("outside"));
+        assert!(err(&root.join("escape/new")).contains("outside"));
+        assert!(err(&root.join("dangling/x")).contains("dangling"));
+        assert!(err(&root.join("../elsewhere")).contains(".."));
+        assert!(err(&root.join("films/../../elsewhere")).contains(".."));
+        assert!(err(Path::new("relative/path")).contains("absolute"));
+        assert!(err(Path::new("/")).contains("outside"));
+        assert!(err(Path::new("/etc")).contains("outside"));
+        assert!(check_dir(&root, &[]).unwrap_err().contains("takes no dir"));
+        std::fs::remove_dir_all(tmp).unwrap();
+    }
+
+    #[test]
+    fn wrong_tokens_are_rate_limited_per_address() {
+        let mut f = Failures::default();
+        let t0 = Instant::now();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..MAX_TOKEN_FAILURES {
+            assert_eq!(f.blocked(a, t0), None);
+            f.record(a, t0);
+        }
+        assert_eq!(f.blocked(a, t0), Some(FAILURE_WINDOW));
+        assert_eq!(f.blocked(b, t0), None);
+        let later = t0 + Duration::from_secs(59);
+        assert_eq!(f.blocked(a, later), Some(Duration::from_secs(1)));
+        assert_eq!(f.blocked(a, t0 + FAILURE_WINDOW), None);
+        // Bounded: many addresses push the oldest out.
+        for i in 0..2 * MAX_TRACKED_FAILURES as u32 {
+            f.record(IpAddr::from(i.to_be_bytes()), t0);
+        }
+        assert!(f.0.len() <= MAX_TRACKED_FAILURES);
+    }
+
+    #[test]
+    fn tokens_come_from_the_header_or_the_cookie() {
+        let mut h = head("GET", "/api/node");
+        assert_eq!(bearer_token(&h), None);
+        h.headers
+            .push(("authorization".into(), "bearer  abc ".into()));
+        h.headers
+            .push(("cookie".into(), "a=1; peerlet_token_7441=def".into()));
+        h.headers
+            .push(("cookie".into(), "peerlet_token_1=ghi".into()));
+        assert_eq!(bearer_token(&h), Some("abc"));
+        assert_eq!(cookie_token(&h, "peerlet_token_7441"), Some("def"));
+        assert_eq!(cookie_token(&h, "peerlet_token_1"), Some("ghi"));
+        assert_eq!(cookie_token(&h, "peerlet_token_2"), None);
+        h.headers[1].1 = "Basic YTpi".into();
+        assert_eq!(bearer_token(&h), None);
+        assert_eq!(
+            login_token(&head("GET", "/?token=xyz")).unwrap().as_deref(),
+            Some("xyz")
+        );
+        assert_eq!(
+            login_token(&head("GET", "/api/node?token=xyz")).unwrap(),
+            None
+        );
+        assert_eq!(login_token(&head("POST", "/?token=xyz")).unwrap(), None);
+        assert_eq!(login_token(&head("GET", "/")).unwrap(), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! loop can stop reading a socket (backpressure, fairness) and come back to
 //! it later without waiting for a new event.
 
+use crate::private::SecureLink;
 use crate::swarm::PeerKey;
 use crate::wire::peer::{self, Message, MAX_FRAME};
 use mio::net::TcpStream;
@@ -47,6 +48,9 @@ pub struct Conn {
     pub client: Option<String>,
     /// ut_metadata pieces answered on this connection (bounded).
     pub metadata_served: usize,
+    /// In a private network: the Noise link every byte goes through (the
+    /// buffers below then hold plaintext).
+    pub secure: Option<Box<SecureLink>>,
     rbuf: Vec<u8>,
     rstart: usize,
     rend: usize,
@@ -88,6 +92,7 @@ impl Conn {
             ext: Default::default(),
             client: None,
             metadata_served: 0,
+            secure: None,
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,
@@ -151,7 +156,12 @@ impl Conn {
             self.rbuf.resize(want, 0);
         }
         let end = self.rbuf.len().min(self.rend + max.max(1));
-        match self.sock.read(&mut self.rbuf[self.rend..end]) {
+        let dst = &mut self.rbuf[self.rend..end];
+        let res = match self.secure.as_deref_mut() {
+            Some(link) => read_secure(link, &mut self.sock, dst),
+            None => self.sock.read(dst),
+        };
+        match res {
             Ok(0) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "connection closed by peer",
@@ -179,6 +189,9 @@ impl Conn {
 
     /// Shrinks an idle, grown read buffer back.
     pub fn trim(&mut self) {
+        if let Some(link) = self.secure.as_deref_mut() {
+            link.trim();
+        }
         if self.rstart == self.rend && self.rbuf.len() > READ_BUF {
             self.rbuf.truncate(READ_BUF);
             self.rbuf.shrink_to_fit();
@@ -201,13 +214,38 @@ impl Conn {
         h.emit(&mut self.wbuf);
     }
 
-    /// Bytes waiting to be written.
+    /// Bytes waiting to be written (plaintext and, on a private link,
+    /// ciphertext).
     pub fn pending_out(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + self.secure.as_ref().map_or(0, |l| l.output().len())
     }
 
     /// Writes until the buffer is empty or the socket would block.
     pub fn flush(&mut self, now: Instant) -> io::Result<()> {
+        if let Some(link) = self.secure.as_deref_mut() {
+            // Seal what waits (nothing until the handshake is done), write
+            // the ciphertext; `seal_from` takes more as the output drains.
+            loop {
+                if self.wpos < self.wbuf.len() {
+                    self.wpos += link.seal_from(&self.wbuf[self.wpos..])?;
+                }
+                if link.output().is_empty() || !self.writable {
+                    break;
+                }
+                match self.sock.write(link.output()) {
+                    Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket closed")),
+                    Ok(n) => {
+                        link.output_written(n);
+                        self.last_send = now;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.compact_out();
+            return Ok(());
+        }
         while self.wpos < self.wbuf.len() && self.writable {
             match self.sock.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket closed")),
@@ -220,6 +258,11 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+        self.compact_out();
+        Ok(())
+    }
+
+    fn compact_out(&mut self) {
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
@@ -227,6 +270,39 @@ impl Conn {
             self.wbuf.drain(..self.wpos);
             self.wpos = 0;
         }
-        Ok(())
     }
+}
+
+/// Reads from a private link: ciphertext from the socket until a whole
+/// frame yields plaintext for `dst`. The same contract as `Read::read`:
+/// `Ok(0)` is the end of the stream, `WouldBlock` nothing more for now, and
+/// `Interrupted` "call again" (handshake frames were answered, or the loop
+/// bound was reached).
+fn read_secure(link: &mut SecureLink, sock: &mut TcpStream, dst: &mut [u8]) -> io::Result<usize> {
+    for _ in 0..8 {
+        let n = link.read_plain(dst)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        let mut eof = false;
+        let got = link.read_input(|buf| {
+            let n = sock.read(buf)?;
+            eof = n == 0;
+            Ok(n)
+        })?;
+        if eof {
+            if link.is_established() {
+                return Ok(0);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed during the private-network handshake \
+                 (another network secret, or not on its allow-list?)",
+            ));
+        }
+        if got == 0 {
+            break;
+        }
+    }
+    Err(io::ErrorKind::Interrupted.into())
 }

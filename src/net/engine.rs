@@ -45,6 +45,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod commands;
+mod defence;
 mod magnets;
 mod metrics;
 mod overlay;
@@ -87,6 +88,9 @@ pub struct EngineConfig {
     pub state_dir: PathBuf,
     pub max_connections: usize,
     pub max_connections_per_torrent: usize,
+    /// Connections one IP address may hold at once (all torrents, both
+    /// directions, handshakes included); one per torrent in any case.
+    pub max_connections_per_ip: usize,
     pub max_half_open: usize,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -113,6 +117,9 @@ pub struct EngineConfig {
     pub storage_factory: StorageFactory,
     /// The discovery overlay (node key, bootstrap nodes, LAN beacons).
     pub overlay: OverlaySettings,
+    /// A private network: every connection is a Noise link, every overlay
+    /// packet sealed. `None`: public mode, plain BitTorrent.
+    pub private: Option<Arc<crate::private::PrivateNetwork>>,
 }
 
 impl EngineConfig {
@@ -131,6 +138,7 @@ impl EngineConfig {
             state_dir,
             max_connections: 100,
             max_connections_per_torrent: 40,
+            max_connections_per_ip: 4,
             max_half_open: 8,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
@@ -147,6 +155,7 @@ impl EngineConfig {
             recheck_rate: 0,
             storage_factory: file_storage_factory(storage::DEFAULT_MAX_OPEN_FILES),
             overlay: OverlaySettings::new(),
+            private: None,
         }
     }
 }
@@ -209,6 +218,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
             BEACON,
             Instant::now(),
         )
+        .sealed(config.private.as_deref())
     });
     let (cmd_tx, cmd_rx) = bounded::<Command>(64);
     let wake_for_api = waker.clone();
@@ -263,7 +273,11 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         net_backlog: VecDeque::new(),
         jobs: HashMap::new(),
         next_tag: 1,
-        bans: HashMap::new(),
+        bans: crate::net::bans::BanList::new(),
+        violations: Vec::new(),
+        accept_paused: false,
+        send_over: HashMap::new(),
+        handshake_reads: 0,
         down_bucket,
         up_bucket,
         deferred_reads: VecDeque::new(),
@@ -549,7 +563,17 @@ struct Engine {
     net_backlog: VecDeque<Job>,
     jobs: HashMap<u64, Ctx>,
     next_tag: u64,
-    bans: HashMap<IpAddr, String>,
+    /// Banned addresses (with expiry) and strikes towards a ban.
+    bans: crate::net::bans::BanList,
+    /// Protocol violations seen this turn: (address, what), counted as
+    /// strikes by `apply_violations`.
+    violations: Vec<(IpAddr, String)>,
+    /// At the connection cap: connections wait in the listen backlog.
+    accept_paused: bool,
+    /// Connections whose send buffer is over `SLOW_READER_BYTES`, since when.
+    send_over: HashMap<PeerKey, Instant>,
+    /// Connections whose handshake was read this loop turn (bounded).
+    handshake_reads: usize,
     down_bucket: TokenBucket,
     up_bucket: TokenBucket,
     deferred_reads: VecDeque<(u32, PeerKey, BlockRef)>,
@@ -639,6 +663,7 @@ impl Engine {
                 self.on_beacon_readable(now);
             }
             self.read_pending(now);
+            self.handshake_reads = 0;
             self.submit_backlog();
             self.process_deferred_reads(now);
             if now >= self.next_tick {
@@ -646,7 +671,9 @@ impl Engine {
                 self.tick(now);
             }
             self.flush_all(now);
+            self.apply_violations(now);
             self.close_marked(now);
+            self.resume_accepting(now);
             if self.shutdown_step(now) {
                 break;
             }
@@ -887,18 +914,26 @@ impl Engine {
         self.outs = outs;
     }
 
-    /// Bans `ip` for the session and drops its connections.
+    /// Bans `ip` (1 h, doubling for a repeat offender up to 24 h; see
+    /// `net::bans`) and drops its connections.
     fn ban(&mut self, ip: IpAddr, reason: String) {
-        if self.bans.contains_key(&ip) {
+        let Some(len) = self.bans.ban(ip, reason.clone(), Instant::now()) else {
             return;
-        }
-        log::warn!("banned {ip}: {reason}");
-        self.bans.insert(ip, reason.clone());
+        };
+        log::warn!("banned {ip}: {reason} (for {} min)", len.as_secs() / 60);
         self.totals.bans += 1;
         for c in self.conns.values_mut() {
             if c.addr.ip() == ip {
                 c.close(format!("banned: {reason}"));
             }
+        }
+    }
+
+    /// The Noise link for a new connection, in a private network.
+    fn new_link(&self, initiator: bool) -> io::Result<Option<Box<crate::private::SecureLink>>> {
+        match &self.config.private {
+            None => Ok(None),
+            Some(p) => Ok(Some(Box::new(p.link(initiator)?))),
         }
     }
 
@@ -950,6 +985,10 @@ impl Engine {
                     }
                 }
                 if let Some(c) = self.conns.get_mut(key) {
+                    if reason != "both sides are seeds" {
+                        // The swarm closes only for protocol violations.
+                        self.violations.push((c.addr.ip(), reason.clone()));
+                    }
                     c.close(reason);
                 }
             }
@@ -1047,6 +1086,7 @@ impl Engine {
         self.tick_magnets(now);
         self.tick_pex(now);
         self.tick_overlay(now);
+        self.tick_defences(now);
         // Connection timeouts and keep-alives.
         let (connect_t, handshake_t, idle_t, keepalive) = (
             self.config.connect_timeout,
@@ -1063,6 +1103,11 @@ impl Engine {
                     c.close("connect timed out")
                 }
                 ConnState::Handshake if now.duration_since(c.created) > handshake_t => {
+                    if !c.outgoing {
+                        // Connected and silent: a strike (half-open floods).
+                        self.violations
+                            .push((c.addr.ip(), "handshake timed out".to_string()));
+                    }
                     c.close("handshake timed out")
                 }
                 ConnState::Active if now.duration_since(c.last_recv) > idle_t => c.close("idle"),

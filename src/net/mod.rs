@@ -1,6 +1,7 @@
 //! The network thread: the only user of `mio`.
 //!
 //! - [`engine`]: the poll loop, torrents, jobs, resume checkpoints, control commands.
+//! - [`bans`]: banned addresses with expiry, strikes for protocol violations.
 //! - [`conn`]: one peer connection (socket, capped buffers, readiness, timers).
 //! - [`peerlist`]: the addresses a torrent may dial, with back-off.
 //! - [`slab`]: connection slots with generations.
@@ -8,6 +9,7 @@
 //! Architecture Invariant: nothing here hashes or touches files; that is
 //! work for the pool (`crate::workers`), submitted as jobs.
 
+pub mod bans;
 pub mod conn;
 pub mod engine;
 pub mod peerlist;

@@ -58,6 +58,50 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
+/// Creates `path` holding `data` with permissions `mode`, atomically (a
+/// reader sees no file or the whole file) and only if nothing is there:
+/// `Ok(false)` when `path` already exists, which is then left untouched.
+/// The file is written and synced under a temporary name, then hard-linked
+/// into place (the link fails rather than replace), and the directory synced.
+pub fn create_new_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<bool> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.new-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        let created = match std::fs::hard_link(&tmp, path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            // A file system without hard links (FAT): rename, after a last look.
+            Err(_) if !path.exists() => {
+                std::fs::rename(&tmp, path)?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        File::open(dir)?.sync_all()?;
+        Ok(created)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
 /// Appends `data` to `path` (created 0600 if missing), without fsync: for
 /// hint files such as the resume journal.
 pub fn append_file(path: &Path, data: &[u8]) -> io::Result<()> {
@@ -147,6 +191,20 @@ mod tests {
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(read_limited(&p, 3).unwrap(), b"two");
         assert!(read_limited(&p, 2).is_err());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn create_new_never_replaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempdir("create-new");
+        let p = dir.join("secret");
+        assert!(create_new_atomic(&p, b"one", 0o600).unwrap());
+        assert!(!create_new_atomic(&p, b"two", 0o600).unwrap());
+        assert_eq!(read_limited(&p, 3).unwrap(), b"one");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }

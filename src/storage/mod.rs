@@ -16,8 +16,8 @@ mod files;
 mod walk;
 
 pub use atomic::{
-    append_file, create_private_dir, list_dir, read_limited, remove_files, remove_torrent_data,
-    write_atomic,
+    append_file, create_new_atomic, create_private_dir, list_dir, read_limited, remove_files,
+    remove_torrent_data, write_atomic,
 };
 
 pub use fault::{FaultPlan, FaultyStorage};
@@ -154,6 +154,12 @@ pub fn hash_piece(
         left -= n as u64;
     }
     Ok(hasher.finish())
+}
+
+/// The permission bits of `path` (`mode & 0o777`).
+pub fn permissions_of(path: &std::path::Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
 }
 
 #[cfg(test)]

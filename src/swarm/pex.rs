@@ -235,7 +235,9 @@ impl PeerExchange {
             let mut msg = PexMessage::default();
             let mut more = false;
             for (&addr, &(_, flags)) in &self.connected {
-                if Some(addr) == p.listen || p.told.contains(&addr) {
+                // Our own address (a peer on this host, a self-connection
+                // not yet closed) is never advertised.
+                if Some(addr) == p.listen || p.told.contains(&addr) || is_own(&self.own, addr) {
                     continue;
                 }
                 if msg.added.len() == MAX_ADDED {
@@ -324,12 +326,7 @@ impl PeerExchange {
     }
 
     fn is_own(&self, addr: SocketAddr) -> bool {
-        self.own.iter().any(|&own| {
-            own == addr
-                || (own.ip().is_unspecified()
-                    && own.port() == addr.port()
-                    && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
-        })
+        is_own(&self.own, addr)
     }
 
     /// Moves `peer`'s listen address in `connected` to `listen`.
@@ -363,6 +360,16 @@ impl PeerExchange {
         }
         p.listen = Some(addr);
     }
+}
+
+/// `addr` is one of `own` (see [`PeerExchange::add_own_addr`]).
+fn is_own(own: &[SocketAddr], addr: SocketAddr) -> bool {
+    own.iter().any(|&own| {
+        own == addr
+            || (own.ip().is_unspecified()
+                && own.port() == addr.port()
+                && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
+    })
 }
 
 /// Worth connecting to: a real port, a unicast address, and loopback only
@@ -405,6 +412,27 @@ mod tests {
 
     fn addrs(peers: &[PexPeer]) -> HashSet<SocketAddr> {
         peers.iter().map(|p| p.addr).collect()
+    }
+
+    #[test]
+    fn own_address_is_never_advertised() {
+        // Found by fuzz/fuzz_targets/ut_pex.rs: a connected peer whose
+        // listen address is one of ours was listed in `added`.
+        let t0 = Instant::now();
+        let mut px = PeerExchange::new(false);
+        px.add_own_addr(addr(1));
+        px.add_own_addr(SocketAddr::from(([0, 0, 0, 0], 7000)));
+        px.on_connect(1, addr(1), true, t0);
+        px.on_connect(2, addr(2), true, t0);
+        px.on_connect(3, SocketAddr::from(([127, 0, 0, 1], 7000)), true, t0);
+        px.on_handshake(2, &hs_pex(5, None), t0);
+        px.tick(t0);
+        assert!(sent(&mut px).is_empty(), "only our own addresses to tell");
+        px.on_connect(4, addr(4), true, t0);
+        px.tick(t0);
+        let msgs = sent(&mut px);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(addrs(&msgs[0].2.added), HashSet::from([addr(4)]));
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub enum Out {
     /// Hash each block of the piece (smart ban), answer with `on_block_hashes`.
     HashBlocks(PieceIdx),
     Disconnect(PeerKey, String),
-    /// Ban this address (and drop its connections) for the session.
+    /// Ban this address and drop its connections (1 h at first; see `net::bans`).
     Ban(IpAddr, String),
     /// The piece passed its hash (record it for resume).
     Verified(PieceIdx),

@@ -169,11 +169,13 @@ impl DaemonProc {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
-    /// Runs `peerlet ARGS --api <this daemon>`.
+    /// Runs `peerlet ARGS --api <this daemon>` (with its state directory
+    /// in the environment, where the client finds the API token).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_peerlet"))
             .args(args)
             .args(["--api", &self.api])
+            .env("PEERLET_STATE_DIR", &self.state_dir)
             .output()
             .unwrap();
         (
@@ -296,7 +298,8 @@ pub fn start_seeder(
     d
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+/// Copies a file or a directory tree.
+pub fn copy_tree(from: &Path, to: &Path) {
     if from.is_dir() {
         std::fs::create_dir_all(to).unwrap();
         for e in std::fs::read_dir(from).unwrap() {

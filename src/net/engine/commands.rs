@@ -129,6 +129,10 @@ impl Engine {
             Command::Nodes { reply } => {
                 let _ = reply.send(self.overlay_status(now));
             }
+            Command::Bans { reply } => {
+                self.bans.expire(now);
+                let _ = reply.send(Ok(self.ban_list(now)));
+            }
             Command::Metrics { reply } => {
                 let _ = reply.send(Ok(self.metrics(now)));
             }
@@ -522,6 +526,11 @@ impl Engine {
             peer_id: String::from_utf8_lossy(&self.peer_id).into_owned(),
             node_id: self.config.overlay.key.node_id().to_hex(),
             public_key: crate::hash::to_hex(&self.config.overlay.key.public()),
+            network: match self.config.private.as_deref().map(|p| p.allow_list_len()) {
+                None => "public".into(),
+                Some(None) => "private".into(),
+                Some(Some(n)) => format!("private, {n} allowed nodes"),
+            },
             torrents: self.torrents.len() as u32,
             peers,
             download_rate: down,

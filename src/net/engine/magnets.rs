@@ -152,7 +152,7 @@ impl Engine {
         let info_hash = m.info_hash.0;
         let candidates = m
             .known
-            .candidates(now, false, |a| self.bans.contains_key(&a.ip()));
+            .candidates(now, false, |a| self.bans.is_banned(a.ip(), now));
         self.dial(tid, info_hash, candidates, budget, now);
     }
 

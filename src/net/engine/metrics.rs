@@ -88,6 +88,7 @@ impl Engine {
         m.pieces_verified = totals.pieces_verified;
         m.pieces_failed = totals.pieces_failed;
         m.bans_total = totals.bans;
+        self.bans.expire(now);
         m.bans = self.bans.len() as u64;
 
         m.torrents = STATES.iter().map(|s| (s.as_str(), 0)).collect();

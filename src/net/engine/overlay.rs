@@ -167,6 +167,11 @@ struct ApiSearch {
 
 pub(super) struct OverlayDriver {
     pub(super) node: Overlay,
+    /// In a private network: seals what we send, opens what we receive
+    /// (plain packets are then dropped).
+    seal: Option<crate::private::OverlaySeal>,
+    /// Datagrams dropped because they were not sealed for our network.
+    pub(super) refused: u64,
     public_key: [u8; 32],
     beacon: Option<Beacon>,
     searches: HashMap<SearchId, ApiSearch>,
@@ -239,6 +244,8 @@ impl OverlayDriver {
         });
         OverlayDriver {
             node,
+            seal: None,
+            refused: 0,
             public_key: settings.key.public(),
             beacon,
             searches: HashMap::new(),
@@ -251,6 +258,48 @@ impl OverlayDriver {
             next_save: now + SAVE_INTERVAL,
             next_local: now,
             save_in_flight: false,
+        }
+    }
+}
+
+impl OverlayDriver {
+    /// In a private network: every packet sealed, only sealed ones opened.
+    pub(super) fn sealed(mut self, private: Option<&crate::private::PrivateNetwork>) -> Self {
+        self.seal = private.map(|p| p.overlay_seal(random_bytes()));
+        self
+    }
+
+    /// The overlay packet in a datagram: as it is in public mode; opened
+    /// (and only if it authenticates and is new) in a private network.
+    fn open<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        from: SocketAddr,
+    ) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let Some(seal) = self.seal.as_mut() else {
+            if bytes.first() == Some(&crate::private::SEAL_TAG) {
+                self.refused += 1;
+                log::debug!("overlay: sealed packet from {from}, but we are in public mode");
+                return None;
+            }
+            return Some(bytes.into());
+        };
+        match seal.open(bytes) {
+            Ok(p) => Some(p.into()),
+            Err(crate::private::OpenError::Own) => None,
+            Err(e) => {
+                self.refused += 1;
+                log::debug!("overlay: packet from {from} refused: {e}");
+                None
+            }
+        }
+    }
+
+    /// What to send for an overlay packet.
+    fn wrap(&mut self, packet: Vec<u8>) -> Vec<u8> {
+        match self.seal.as_mut() {
+            Some(seal) => seal.seal(&packet),
+            None => packet,
         }
     }
 }
@@ -295,16 +344,19 @@ impl Engine {
         }
     }
 
-    /// An overlay datagram from the shared UDP socket.
+    /// An overlay datagram from the shared UDP socket (plain, or sealed).
     pub(super) fn overlay_input(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) {
         if let Some(o) = self.overlay.as_mut() {
-            o.node.on_packet(bytes, from, now);
+            let Some(packet) = o.open(bytes, from) else {
+                return;
+            };
+            o.node.on_packet(&packet, from, now);
             self.pump_overlay(now);
         }
     }
 
     pub(super) fn on_beacon_readable(&mut self, now: Instant) {
-        let mut buf = [0u8; overlay::msg::MAX_PACKET + 1];
+        let mut buf = [0u8; overlay::msg::MAX_PACKET + crate::private::SEAL_OVERHEAD + 1];
         let mut drained = false;
         for _ in 0..BEACON_READS {
             let Some(b) = self.overlay.as_mut().and_then(|o| o.beacon.as_mut()) else {
@@ -313,7 +365,9 @@ impl Engine {
             match b.socket.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     if let Some(o) = self.overlay.as_mut() {
-                        o.node.on_beacon(&buf[..n], from, now);
+                        if let Some(packet) = o.open(&buf[..n], from) {
+                            o.node.on_beacon(&packet, from, now);
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -340,6 +394,7 @@ impl Engine {
             return;
         };
         while let Some((to, bytes)) = o.node.poll_transmit() {
+            let bytes = o.wrap(bytes);
             if let Err(e) = self.udp.send_to(&bytes, to) {
                 log::debug!("overlay: sending to {to}: {e}");
             }
@@ -414,7 +469,10 @@ impl Engine {
         if let Some(b) = o.beacon.as_mut() {
             if now >= b.next {
                 b.next = now + b.interval;
-                let bytes = o.node.beacon();
+                let bytes = match o.seal.as_mut() {
+                    Some(seal) => seal.seal(&o.node.beacon()),
+                    None => o.node.beacon(),
+                };
                 match b.socket.send_to(&bytes, b.target) {
                     Ok(_) => b.failing = false,
                     Err(e) if !b.failing => {
@@ -623,6 +681,8 @@ impl Engine {
             ("forwarded", st.forwarded),
             ("searches_flooded", st.searches_flooded),
             ("searches_direct", st.searches_direct),
+            // Not sealed for our network (private), or sealed (public).
+            ("dropped_unsealed", o.refused),
         ]) {
             counters.push((k.to_string(), v));
         }

@@ -68,7 +68,7 @@ impl Engine {
                 .count();
         let candidates = t
             .known
-            .candidates(now, complete, |a| self.bans.contains_key(&a.ip()));
+            .candidates(now, complete, |a| self.bans.is_banned(a.ip(), now));
         let info_hash = t.meta.info_hash.0;
         // With other torrents around, one torrent holds at most half of the
         // half-open slots, so a torrent with a long list of dead addresses
@@ -125,10 +125,12 @@ impl Engine {
             if opened >= budget {
                 break;
             }
+            // One connection per address and torrent, and the per-address cap.
             if self
                 .conns
                 .values()
-                .any(|c| c.torrent == Some(tid) && c.addr == addr)
+                .any(|c| c.torrent == Some(tid) && c.addr.ip() == addr.ip())
+                || self.conns_from(addr.ip()) >= self.config.max_connections_per_ip
             {
                 continue;
             }
@@ -183,6 +185,7 @@ impl Engine {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let mut c = Conn::new(key, sock, addr, true, now);
+        c.secure = self.new_link(true)?;
         c.torrent = Some(tid);
         c.queue_handshake(&Handshake::ours(info_hash, self.peer_id));
         let inserted = self.conns.insert_with(|_| c);
@@ -190,14 +193,18 @@ impl Engine {
         Ok(key)
     }
 
+    /// Accepts what waits in the backlog; stops at the connection cap
+    /// (see `defence.rs`: the rest waits in the kernel until
+    /// `resume_accepting`).
     pub(super) fn accept(&mut self, now: Instant) {
         loop {
+            if self.pause_accepting() {
+                return;
+            }
             match self.listener.accept() {
                 Ok((mut sock, addr)) => {
-                    if self.shutdown.is_some()
-                        || self.conns.len() >= self.config.max_connections
-                        || self.bans.contains_key(&addr.ip())
-                    {
+                    if let Some(why) = self.refuse_incoming(addr.ip(), now) {
+                        log::debug!("{addr}: not accepted: {why}");
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
@@ -212,6 +219,13 @@ impl Engine {
                         continue;
                     }
                     let mut c = Conn::new(key, sock, addr, false, now);
+                    match self.new_link(false) {
+                        Ok(link) => c.secure = link,
+                        Err(e) => {
+                            log::warn!("{addr}: {e}");
+                            continue;
+                        }
+                    }
                     c.readable = true;
                     self.conns.insert_with(|_| c);
                 }
@@ -353,6 +367,9 @@ impl Engine {
         let mut budget = READ_BUDGET;
         loop {
             let limit = self.read_allowance(key, now).min(budget as u64) as usize;
+            if self.nothing_to_read_yet(key) {
+                return;
+            }
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
@@ -430,6 +447,8 @@ impl Engine {
                 }
                 Ok(None) => None,
                 Err(e) => {
+                    self.violations
+                        .push((c.addr.ip(), format!("protocol error: {e}")));
                     c.close(format!("protocol error: {e}"));
                     None
                 }
@@ -475,7 +494,9 @@ impl Engine {
                 Ok(_) => {}
                 Err(e) => {
                     if let Some(c) = self.conns.get_mut(key) {
-                        c.close(format!("bad ut_metadata message: {e}"));
+                        let why = format!("bad ut_metadata message: {e}");
+                        self.violations.push((c.addr.ip(), why.clone()));
+                        c.close(why);
                     }
                 }
             },
@@ -488,7 +509,9 @@ impl Engine {
     /// Answers a BEP 9 request for a piece of our info dictionary. A
     /// connection gets at most twice the dictionary (plus a few pieces)
     /// before further requests are rejected, so requests cannot be
-    /// amplified into unbounded upload.
+    /// amplified into unbounded upload; and none is answered while the
+    /// peer's send buffer is over `SEND_WATERMARK` (requests cannot pile
+    /// up answers faster than the peer reads them).
     fn serve_metadata(&mut self, key: PeerKey, tid: u32, piece: u32) {
         let Some(info) = self.torrents.get(&tid).map(|t| t.meta.clone()) else {
             return;
@@ -502,7 +525,10 @@ impl Engine {
         let bytes = &info.info_bytes;
         let n_pieces = bytes.len().div_ceil(extension::METADATA_PIECE_LEN);
         let start = piece as usize * extension::METADATA_PIECE_LEN;
-        let answer = if (piece as usize) < n_pieces && c.metadata_served < 2 * n_pieces + 8 {
+        let answer = if (piece as usize) < n_pieces
+            && c.metadata_served < 2 * n_pieces + 8
+            && c.pending_out() <= SEND_WATERMARK
+        {
             c.metadata_served += 1;
             let end = (start + extension::METADATA_PIECE_LEN).min(bytes.len());
             MetadataMsg::Data {
@@ -587,11 +613,21 @@ impl Engine {
                 && x.state == ConnState::Active
                 && x.peer_id == h.peer_id
         });
+        // One connection per address and torrent (as libtorrent).
+        let same_ip = self.conns.values().any(|x| {
+            x.key != key
+                && x.torrent == Some(tid)
+                && x.state == ConnState::Active
+                && x.addr.ip() == addr.ip()
+        });
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
         if duplicate {
             return c.close("already connected to this peer");
+        }
+        if same_ip {
+            return c.close("already connected to this address for this torrent");
         }
         c.peer_id = h.peer_id;
         c.fast = h.supports_fast();

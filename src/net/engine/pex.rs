@@ -49,7 +49,9 @@ impl Engine {
             Ok(msg) => msg,
             Err(e) => {
                 if let Some(c) = self.conns.get_mut(key) {
-                    c.close(format!("bad ut_pex message: {e}"));
+                    let why = format!("bad ut_pex message: {e}");
+                    self.violations.push((c.addr.ip(), why.clone()));
+                    c.close(why);
                 }
                 return;
             }

@@ -317,8 +317,9 @@ impl Engine {
                     .map_or(from, |v4| SocketAddr::new(v4.into(), v6.port())),
                 v4 => v4,
             };
-            if buf.first() == Some(&b'd') {
-                // An overlay packet (bencoded); tracker packets start with a 0 byte.
+            if matches!(buf.first(), Some(&b'd' | &crate::private::SEAL_TAG)) {
+                // An overlay packet (bencoded, or sealed in a private
+                // network); tracker packets start with a 0 byte.
                 self.overlay_input(&buf[..n], from, now);
                 continue;
             }

@@ -1,0 +1,202 @@
+//! Hostile-peer defences on the net thread: bans with expiry
+//! ([`crate::net::bans::BanList`]), strikes for protocol violations, the
+//! per-address connection caps, the accept back-off at the connection cap,
+//! and slow readers.
+//!
+//! - Accepting stops at `max_connections` (the rest wait in the kernel's
+//!   listen backlog, not accepted and closed) and resumes below 90 % of it;
+//!   the listener is edge-triggered, so resuming calls `accept` at once.
+//! - An address holds at most `max_connections_per_ip` connections (all
+//!   torrents, both directions, handshakes included) and one per torrent.
+//! - A connection closed for a protocol violation (a malformed or oversized
+//!   message, a request outside the torrent, a bad bitfield, a bad
+//!   ut_metadata or ut_pex message) or an incoming one that did not finish
+//!   its handshake in time is a strike; [`bans::STRIKES`] within
+//!   [`bans::STRIKE_WINDOW`] ban the address.
+//! - Slow readers: a send buffer over [`SLOW_READER_BYTES`] for
+//!   [`SLOW_READER_TIMEOUT`], or one that accepted no byte for
+//!   [`SEND_STALL_TIMEOUT`] while data waits, closes the connection.
+//! - Connections get their read buffer only once a whole handshake has
+//!   arrived, at most [`HANDSHAKE_READS_PER_TURN`] per loop turn.
+
+use super::*;
+use crate::net::bans;
+
+/// Bytes waiting in a connection's send buffer above which it is a slow
+/// reader if that lasts [`SLOW_READER_TIMEOUT`]. Uploads stop at
+/// `SEND_WATERMARK` (512 KiB) plus at most 16 blocks being read, so only a
+/// peer that is not reading what else we owe it gets here.
+pub(super) const SLOW_READER_BYTES: usize = 1 << 20;
+pub(super) const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(20);
+/// Data waiting and not one byte taken by the peer for this long: closed.
+pub(super) const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections whose first bytes are read in one loop turn.
+pub(super) const HANDSHAKE_READS_PER_TURN: usize = 16;
+
+impl Engine {
+    /// Why a connection from `ip` is not accepted now, if it is not.
+    pub(super) fn refuse_incoming(&self, ip: IpAddr, now: Instant) -> Option<&'static str> {
+        if self.shutdown.is_some() {
+            return Some("shutting down");
+        }
+        if self.bans.is_banned(ip, now) {
+            return Some("banned");
+        }
+        if self.conns_from(ip) >= self.config.max_connections_per_ip {
+            return Some("too many connections from this address");
+        }
+        None
+    }
+
+    /// Connections from or to `ip`, in any state.
+    pub(super) fn conns_from(&self, ip: IpAddr) -> usize {
+        self.conns.values().filter(|c| c.addr.ip() == ip).count()
+    }
+
+    /// At the connection cap: stop accepting (true). Connections wait in
+    /// the kernel's backlog until [`Engine::resume_accepting`].
+    pub(super) fn pause_accepting(&mut self) -> bool {
+        if self.shutdown.is_some() || self.conns.len() < self.config.max_connections {
+            return false;
+        }
+        if !self.accept_paused {
+            log::info!(
+                "{} connections: not accepting more until fewer than {}",
+                self.conns.len(),
+                self.accept_resume_below()
+            );
+            self.accept_paused = true;
+        }
+        true
+    }
+
+    fn accept_resume_below(&self) -> usize {
+        (self.config.max_connections * 9 / 10).max(1)
+    }
+
+    /// Accepting again once below 90 % of the cap. The listener is
+    /// edge-triggered: what waits in the backlog raises no new event, so
+    /// this accepts at once.
+    pub(super) fn resume_accepting(&mut self, now: Instant) {
+        if !self.accept_paused
+            || (self.shutdown.is_none() && self.conns.len() >= self.accept_resume_below())
+        {
+            return;
+        }
+        log::info!("{} connections: accepting again", self.conns.len());
+        self.accept_paused = false;
+        self.accept(now);
+    }
+
+    /// Counts the protocol violations noted since the last turn; bans the
+    /// addresses that reached [`bans::STRIKES`].
+    pub(super) fn apply_violations(&mut self, now: Instant) {
+        if self.violations.is_empty() {
+            return;
+        }
+        for (ip, what) in std::mem::take(&mut self.violations) {
+            if self.bans.is_banned(ip, now) {
+                continue;
+            }
+            if self.bans.strike(ip, now) {
+                self.ban(
+                    ip,
+                    format!(
+                        "{} protocol violations within {} min, the last: {what}",
+                        bans::STRIKES,
+                        bans::STRIKE_WINDOW.as_secs() / 60
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Once a second: ended bans go; slow readers are closed.
+    pub(super) fn tick_defences(&mut self, now: Instant) {
+        self.bans.expire(now);
+        let mut over = std::mem::take(&mut self.send_over);
+        for c in self.conns.values_mut() {
+            let pending = c.pending_out();
+            if c.state == ConnState::Connecting || c.closing.is_some() {
+                continue;
+            }
+            if pending > 0 && now.saturating_duration_since(c.last_send) > SEND_STALL_TIMEOUT {
+                c.close(format!(
+                    "not reading: {pending} bytes unsent for {} s",
+                    SEND_STALL_TIMEOUT.as_secs()
+                ));
+                continue;
+            }
+            if pending <= SLOW_READER_BYTES {
+                over.remove(&c.key);
+                continue;
+            }
+            let since = *over.entry(c.key).or_insert(now);
+            if now.saturating_duration_since(since) > SLOW_READER_TIMEOUT {
+                c.close(format!(
+                    "slow reader: over {} KiB unsent for {} s",
+                    SLOW_READER_BYTES >> 10,
+                    SLOW_READER_TIMEOUT.as_secs()
+                ));
+            }
+        }
+        over.retain(|k, _| self.conns.get(*k).is_some_and(|c| c.closing.is_none()));
+        self.send_over = over;
+    }
+
+    /// True when `key`, waiting for the peer's handshake, is not read now:
+    /// nothing has arrived yet, or the start of a handshake, not all of its
+    /// 68 bytes (readiness is cleared, more data raises a new event), or
+    /// [`HANDSHAKE_READS_PER_TURN`] connections already had theirs read in
+    /// this loop turn (it stays readable for the next turn). A connection's
+    /// read buffer (64 KiB) is allocated by its first read, so silent,
+    /// trickling and half-open connections cost a few hundred bytes each,
+    /// and a burst of new connections at most that many buffers at once
+    /// before the closed ones are freed. Plain connections only (a private
+    /// link's handshake keeps state of its own).
+    pub(super) fn nothing_to_read_yet(&mut self, key: PeerKey) -> bool {
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if c.state != ConnState::Handshake || c.secure.is_some() || !c.unparsed().is_empty() {
+            return false;
+        }
+        if self.handshake_reads >= HANDSHAKE_READS_PER_TURN {
+            return true;
+        }
+        let mut head = [0u8; HANDSHAKE_LEN];
+        match c.sock.peek(&mut head) {
+            // The start of a handshake: wait for the rest. (What cannot
+            // start one is read and refused at once.)
+            Ok(n) if n > 0 && n < HANDSHAKE_LEN && Handshake::parse(&head[..n]).is_ok() => {
+                c.readable = false;
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                c.readable = false;
+                true
+            }
+            // A handshake's worth, the end of the stream or an error:
+            // `read_some` takes it.
+            _ => {
+                self.handshake_reads += 1;
+                false
+            }
+        }
+    }
+
+    /// The bans in force, for `GET /api/bans`.
+    pub(super) fn ban_list(&self, now: Instant) -> Vec<api::BanInfo> {
+        self.bans
+            .list(now)
+            .into_iter()
+            .map(|(ip, b)| api::BanInfo {
+                ip: ip.to_string(),
+                reason: b.reason.clone(),
+                banned_secs_ago: now.saturating_duration_since(b.since).as_secs(),
+                expires_in_secs: b.until.saturating_duration_since(now).as_secs(),
+                offences: b.offences,
+            })
+            .collect()
+    }
+}
