@@ -126,6 +126,8 @@ log = "info,peerlet::net=debug"
 web = false
 api_token_required = true
 api_allowed_hosts = ["pi.lan", "nas.home.arpa"]
+network_secret = "net.secret"  # relative: from the file's directory
+allowed_nodes = ["8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"]
 "#;
     let layer = file(text).unwrap();
     assert_eq!(layer.0.len(), KEYS.len());
@@ -146,6 +148,11 @@ api_allowed_hosts = ["pi.lan", "nas.home.arpa"]
     assert!(!c.flag("web"));
     assert!(c.flag("api_token_required"));
     assert_eq!(c.list("api_allowed_hosts"), ["pi.lan", "nas.home.arpa"]);
+    assert_eq!(
+        c.path("network_secret"),
+        Path::new("/etc/peerlet/net.secret")
+    );
+    assert_eq!(c.list("allowed_nodes").len(), 1);
 }
 
 #[test]

@@ -317,7 +317,7 @@ impl Engine {
                     .map_or(from, |v4| SocketAddr::new(v4.into(), v6.port())),
                 v4 => v4,
             };
-            if matches!(buf.first(), Some(&b'd' | &crate::private::SEAL_TAG)) {
+            if matches!(buf[..n].first(), Some(&b'd' | &crate::private::SEAL_TAG)) {
                 // An overlay packet (bencoded, or sealed in a private
                 // network); tracker packets start with a 0 byte.
                 self.overlay_input(&buf[..n], from, now);
