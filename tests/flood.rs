@@ -327,10 +327,14 @@ fn a_transfer_survives_a_connection_and_datagram_flood() {
     );
     // All 2,000 unless the machine is very slow (each thread stops after 25 s).
     assert!(attempts.load(Ordering::Relaxed) >= 1000);
-    assert!(
-        hwm_kib <= idle_kib + memory_limit_kib,
-        "peak RSS {hwm_kib} KiB over idle {idle_kib} KiB + {memory_limit_kib} KiB"
-    );
+    if leecher.emulated() {
+        eprintln!("memory bound not checked: the daemon runs under qemu-user, whose translation cache counts in its RSS");
+    } else {
+        assert!(
+            hwm_kib <= idle_kib + memory_limit_kib,
+            "peak RSS {hwm_kib} KiB over idle {idle_kib} KiB + {memory_limit_kib} KiB"
+        );
+    }
     assert!(
         log.contains("connections: not accepting more until fewer than 90"),
         "accepting never paused at the cap:\n{}",

@@ -165,6 +165,15 @@ impl DaemonProc {
         }
     }
 
+    /// True when the daemon runs under qemu-user (a cross-compiled test
+    /// run through binfmt_misc): its RSS then includes qemu's translation
+    /// cache, so memory bounds do not apply.
+    pub fn emulated(&self) -> bool {
+        std::fs::read_link(format!("/proc/{}/exe", self.pid()))
+            .map(|p| p.to_string_lossy().contains("qemu"))
+            .unwrap_or(false)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
