@@ -9,6 +9,10 @@ mod common;
 
 use common::daemon::{create_torrent, DaemonProc};
 use common::{write_random_file, TempDir};
+
+fn proc_kib(pid: u32, key: &str) -> u64 {
+    common::proc_kib(pid, key).unwrap_or(0)
+}
 use peerlet::json::{self, Json};
 use peerlet::wire::peer::{Handshake, HANDSHAKE_LEN};
 use socket2::{Domain, Socket, Type};
@@ -29,15 +33,6 @@ fn connect_from(src: Ipv4Addr, to: SocketAddr, timeout: Duration) -> std::io::Re
 fn flood_ip(i: usize) -> Ipv4Addr {
     // 127.0.1.10–127.0.1.49: never the daemons' own addresses.
     Ipv4Addr::new(127, 0, 1, 10 + (i % 40) as u8)
-}
-
-fn proc_kib(pid: u32, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A cheap xorshift for junk bytes.

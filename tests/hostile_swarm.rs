@@ -12,7 +12,7 @@ mod common;
 use common::daemon::{assert_same_tree, create_torrent, create_torrent_with, DaemonProc};
 use common::fake_metadata::{FakeMetadataPeer, MetaCounters};
 use common::fake_tracker::{compact_peers_body, FakeHttpTracker, FakeUdpTracker, HttpScript};
-use common::{write_random_file, TempDir};
+use common::{proc_kib, write_random_file, TempDir};
 use peerlet::json::Json;
 use peerlet::metainfo::Torrent;
 use peerlet::net::peerlist::MAX_KNOWN;
@@ -167,13 +167,6 @@ fn state(st: &Json) -> String {
         .and_then(Json::as_str)
         .unwrap_or("")
         .to_string()
-}
-
-/// A `/proc/PID/status` value in KiB (`VmHWM`, `VmRSS`, ...).
-fn proc_kib(pid: u32, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `x.pe=ADDR` for each address.

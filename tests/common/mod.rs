@@ -146,3 +146,10 @@ pub mod daemon;
 pub mod fake_metadata;
 pub mod fake_peer;
 pub mod fake_tracker;
+
+/// A `/proc/PID/status` value in KiB (`VmHWM:`, `VmRSS:`, ...).
+pub fn proc_kib(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
