@@ -7,6 +7,7 @@
 mod common;
 
 use common::daemon::{create_torrent, DaemonProc};
+use common::nodes::{counter, live_nodes, nodes};
 use common::{write_random_file, TempDir};
 use peerlet::json::{self, Json};
 use peerlet::metainfo::InfoHash;
@@ -14,28 +15,6 @@ use peerlet::overlay::msg::{Body, Packet, Target};
 use peerlet::overlay::NodeId;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
-
-fn nodes(d: &DaemonProc) -> Json {
-    let (code, out, err) = d.cli(&["peers", "--json"]);
-    assert_eq!(code, 0, "{} peers: {out}{err}", d.name);
-    json::parse(&out).unwrap_or_else(|e| panic!("peers JSON: {e}: {out}"))
-}
-
-fn counter(j: &Json, name: &str) -> u64 {
-    j.get("counters")
-        .and_then(|c| c.get(name))
-        .and_then(Json::as_u64)
-        .unwrap_or_else(|| panic!("no counter {name} in {j}"))
-}
-
-fn live_nodes(j: &Json) -> usize {
-    j.get("nodes")
-        .and_then(Json::as_array)
-        .unwrap()
-        .iter()
-        .filter(|n| n.get("last_seen_secs").is_some_and(|v| !v.is_null()))
-        .count()
-}
 
 fn search(d: &DaemonProc, what: &[&str], timeout: u64) -> Json {
     let t = timeout.to_string();

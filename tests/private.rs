@@ -8,6 +8,7 @@ mod common;
 
 use common::daemon::{create_torrent, create_torrent_with, DaemonProc};
 use common::fake_tracker::{compact_peers_body, FakeHttpTracker, HttpScript};
+use common::nodes::{counter, live_nodes, nodes};
 use common::{require_tool, run, write_random_file, TempDir};
 use peerlet::json::{self, Json};
 use std::io::{Read, Write};
@@ -21,28 +22,6 @@ const DEBUG_LOG: &str = "info,peerlet=debug";
 const WAIT: Duration = Duration::from_secs(60);
 /// The longest a relay thread lives, stopped or not.
 const RELAY_LIFE: Duration = Duration::from_secs(240);
-
-fn nodes(d: &DaemonProc) -> Json {
-    let (code, out, err) = d.cli(&["peers", "--json"]);
-    assert_eq!(code, 0, "{} peers: {out}{err}", d.name);
-    json::parse(&out).unwrap_or_else(|e| panic!("peers JSON: {e}: {out}"))
-}
-
-fn live_nodes(j: &Json) -> usize {
-    j.get("nodes")
-        .and_then(Json::as_array)
-        .unwrap()
-        .iter()
-        .filter(|n| n.get("last_seen_secs").is_some_and(|v| !v.is_null()))
-        .count()
-}
-
-fn counter(j: &Json, name: &str) -> u64 {
-    j.get("counters")
-        .and_then(|c| c.get(name))
-        .and_then(Json::as_u64)
-        .unwrap_or_else(|| panic!("no counter {name} in {j}"))
-}
 
 /// Search results (info-hash, holders).
 fn search(d: &DaemonProc, what: &[&str], timeout: u64) -> Vec<(String, Vec<String>)> {

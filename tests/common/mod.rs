@@ -146,6 +146,7 @@ pub mod daemon;
 pub mod fake_metadata;
 pub mod fake_peer;
 pub mod fake_tracker;
+pub mod nodes;
 
 /// A `/proc/PID/status` value in KiB (`VmHWM:`, `VmRSS:`, ...).
 pub fn proc_kib(pid: u32, key: &str) -> Option<u64> {
