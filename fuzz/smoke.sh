@@ -32,11 +32,11 @@ if ! cargo "+$toolchain" fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-# Every parser of untrusted bytes. (Slot: the lead adds noise_stream here.)
+# Every parser of untrusted bytes, and the private-network link.
 targets=(
     bencode_decode metainfo_parse magnet_parse overlay_packet
     peer_wire extension_handshake ut_metadata ut_pex
-    tracker_udp tracker_http config_file
+    tracker_udp tracker_http config_file noise_stream
 )
 
 # Longest input per target: above each parser's own cap where it has a small one.
@@ -48,6 +48,7 @@ max_len() {
         peer_wire) echo 20100 ;;  # a whole piece message (16 KiB block) and the frames around it
         ut_metadata) echo 20000 ;;  # a data message (16 KiB piece) in one record
         extension_handshake | ut_pex | tracker_udp | tracker_http | config_file) echo 8192 ;;
+        noise_stream) echo 70000 ;;  # a stream of frames up to 65,535 bytes each
         *) echo 4096 ;;
     esac
 }

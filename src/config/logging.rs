@@ -61,9 +61,19 @@ pub fn parse_filter(spec: &str) -> Result<Filter, String> {
         .try_parse(spec)
         .map(|b| b.build())
         .map_err(|e| {
-            e.to_string()
-                .trim_start_matches("error parsing logger filter: ")
-                .to_string()
+            // The message quotes the spec: control characters escaped, so
+            // a problem stays one line (`FILE:LINE: ...`).
+            let msg = e.to_string();
+            let msg = msg.trim_start_matches("error parsing logger filter: ");
+            let mut out = String::with_capacity(msg.len());
+            for c in msg.chars() {
+                if c.is_control() {
+                    out.extend(c.escape_default());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
         })
 }
 
@@ -125,5 +135,19 @@ impl<L: Log> Log for Reloadable<L> {
 
     fn flush(&self) {
         self.inner.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_one_line() {
+        // Found by fuzz/fuzz_targets/config_file.rs: env_filter quotes the
+        // spec, newline and all, in its message.
+        let e = parse_filter("/tmp/\n\u{84}x/y").unwrap_err();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert!(e.contains("\\n"), "{e:?}");
     }
 }
