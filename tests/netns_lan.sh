@@ -313,9 +313,11 @@ done
 t_search=$(date +%s)
 say "search from n1 found it (attempt $tries)"
 
-mkdir -p "$tmp/got"
-cli_limit=120 cli 0 get "$hash" -d "$tmp/got" --timeout 90 || fail "get $hash on n1 failed"
-cmp "$tmp/n3/downloads/$file" "$tmp/got/$file" || fail "the downloaded file differs"
+# `-d` must be inside the daemon's download directory.
+got="$tmp/n1/downloads/got"
+mkdir -p "$got"
+cli_limit=120 cli 0 get "$hash" -d "$got" --timeout 90 || fail "get $hash on n1 failed"
+cmp "$tmp/n3/downloads/$file" "$got/$file" || fail "the downloaded file differs"
 t_get=$(date +%s)
 say "n1 downloaded $file by info-hash in $((t_get - t_search)) s; identical"
 
