@@ -26,11 +26,9 @@
 //! ([`MAX_INPUT`]), one frame of plaintext, and
 //! about [`OUTPUT_HIGH`] of ciphertext to send.
 
-use super::PrivateNetwork;
-use std::collections::HashSet;
+use super::{AllowList, PrivateNetwork};
 use std::fmt;
 use std::io;
-use std::sync::Arc;
 
 /// The Noise protocol name.
 pub const NOISE_PARAMS: &str = "Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s";
@@ -119,7 +117,7 @@ pub struct SecureLink {
     state: State,
     initiator: bool,
     remote: Option<[u8; 32]>,
-    allowed_keys: Option<Arc<HashSet<[u8; 32]>>>,
+    allowed: AllowList,
     /// Ciphertext received, from `in_start`.
     input: Vec<u8>,
     in_start: usize,
@@ -156,7 +154,7 @@ impl SecureLink {
             },
             initiator,
             remote: None,
-            allowed_keys: net.allowed.clone(),
+            allowed: net.allowed.clone(),
             input: Vec::new(),
             in_start: 0,
             plain: Vec::new(),
@@ -175,21 +173,9 @@ impl SecureLink {
         matches!(self.state, State::Transport(_))
     }
 
-    /// The error that ended the link, if any.
-    pub fn error(&self) -> Option<&LinkError> {
-        match &self.state {
-            State::Failed(e) => Some(e),
-            _ => None,
-        }
-    }
-
     /// The other node's static public key, once the handshake revealed it.
     pub fn remote_key(&self) -> Option<[u8; 32]> {
         self.remote
-    }
-
-    pub fn is_initiator(&self) -> bool {
-        self.initiator
     }
 
     /// Lets `read` fill the free input space (at most [`READ_CHUNK`]) with
@@ -409,7 +395,7 @@ impl SecureLink {
             self.remote = Some(key);
         }
         if let Some(key) = self.remote {
-            if !self.allowed(&key) {
+            if !self.allowed.allows(&key) {
                 return Err(self.fail(LinkError::NotAllowed(key)));
             }
         }
@@ -447,10 +433,6 @@ impl SecureLink {
             }
         }
         Ok(())
-    }
-
-    fn allowed(&self, key: &[u8; 32]) -> bool {
-        self.allowed_keys.as_ref().is_none_or(|a| a.contains(key))
     }
 }
 

@@ -110,20 +110,40 @@ pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The static public keys that may connect (shared by every link).
+#[derive(Clone, Debug, Default)]
+pub struct AllowList(Option<Arc<HashSet<[u8; 32]>>>);
+
+impl AllowList {
+    /// `None`: anyone with the secret.
+    pub fn new(keys: Option<HashSet<[u8; 32]>>) -> AllowList {
+        AllowList(keys.map(Arc::new))
+    }
+
+    /// Whether a node with this static public key may connect.
+    pub fn allows(&self, key: &[u8; 32]) -> bool {
+        self.0.as_ref().is_none_or(|a| a.contains(key))
+    }
+
+    /// Number of keys on the list (`None`: no list).
+    pub fn keys(&self) -> Option<usize> {
+        self.0.as_ref().map(|a| a.len())
+    }
+}
+
 /// Everything a node needs to speak in its private network.
 pub struct PrivateNetwork {
     /// The node's static X25519 secret (from `node.key`).
     static_secret: [u8; 32],
     psk: [u8; 32],
     overlay_key: [u8; 32],
-    /// Static public keys allowed to connect; `None` = anyone with the secret.
-    allowed: Option<Arc<HashSet<[u8; 32]>>>,
+    allowed: AllowList,
 }
 
 impl fmt::Debug for PrivateNetwork {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PrivateNetwork")
-            .field("allowed", &self.allowed.as_ref().map(|a| a.len()))
+            .field("allowed", &self.allowed.keys())
             .finish_non_exhaustive()
     }
 }
@@ -138,18 +158,18 @@ impl PrivateNetwork {
             static_secret,
             psk: secret.derive(b"peerlet noise psk v1"),
             overlay_key: secret.derive(b"peerlet overlay v1"),
-            allowed: allowed.map(Arc::new),
+            allowed: AllowList::new(allowed),
         }
     }
 
     /// Whether a node with this static public key may connect.
     pub fn allows(&self, key: &[u8; 32]) -> bool {
-        self.allowed.as_ref().is_none_or(|a| a.contains(key))
+        self.allowed.allows(key)
     }
 
     /// Number of keys on the allow-list (`None`: no list).
     pub fn allow_list_len(&self) -> Option<usize> {
-        self.allowed.as_ref().map(|a| a.len())
+        self.allowed.keys()
     }
 
     /// A new link; the initiator's first handshake message is already in
