@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Reads a whole file, refusing one larger than `max` bytes.
 pub fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
@@ -22,8 +22,10 @@ pub fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes `data` to `path` atomically with permissions `mode`.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+/// Writes `data` with permissions `mode` to a new temporary file beside
+/// `path` and syncs it; returns `path`'s directory and the temporary file
+/// (removed again if writing failed).
+fn write_temp<'a>(path: &'a Path, data: &[u8], mode: u32) -> io::Result<(&'a Path, PathBuf)> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -40,7 +42,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let result = (|| {
+    let written = (|| {
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -48,13 +50,26 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        f.sync_all()
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => Ok((dir, tmp)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
+}
+
+/// Writes `data` to `path` atomically with permissions `mode`.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let result = write_temp(path, data, mode).and_then(|(dir, tmp)| {
+        let placed = std::fs::rename(&tmp, path).and_then(|()| File::open(dir)?.sync_all());
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        placed
+    });
     result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
@@ -64,41 +79,24 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 /// The file is written and synced under a temporary name, then hard-linked
 /// into place (the link fails rather than replace), and the directory synced.
 pub fn create_new_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<bool> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.new-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        let created = match std::fs::hard_link(&tmp, path) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            // A file system without hard links (FAT): rename, after a last look.
-            Err(_) if !path.exists() => {
-                std::fs::rename(&tmp, path)?;
-                true
-            }
-            Err(e) => return Err(e),
-        };
-        File::open(dir)?.sync_all()?;
-        Ok(created)
-    })();
-    let _ = std::fs::remove_file(&tmp);
+    let result = write_temp(path, data, mode).and_then(|(dir, tmp)| {
+        let placed = (|| {
+            let created = match std::fs::hard_link(&tmp, path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                // A file system without hard links (FAT): rename, after a last look.
+                Err(_) if !path.exists() => {
+                    std::fs::rename(&tmp, path)?;
+                    true
+                }
+                Err(e) => return Err(e),
+            };
+            File::open(dir)?.sync_all()?;
+            Ok(created)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        placed
+    });
     result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
