@@ -466,13 +466,11 @@ impl Engine {
             return;
         };
         o.node.tick(now);
-        if let Some(b) = o.beacon.as_mut() {
-            if now >= b.next {
+        if o.beacon.as_ref().is_some_and(|b| now >= b.next) {
+            let beacon = o.node.beacon();
+            let bytes = o.wrap(beacon);
+            if let Some(b) = o.beacon.as_mut() {
                 b.next = now + b.interval;
-                let bytes = match o.seal.as_mut() {
-                    Some(seal) => seal.seal(&o.node.beacon()),
-                    None => o.node.beacon(),
-                };
                 match b.socket.send_to(&bytes, b.target) {
                     Ok(_) => b.failing = false,
                     Err(e) if !b.failing => {
