@@ -4,6 +4,7 @@
 //! Exit status: 0 on success, 1 when `verify` finds missing or wrong pieces,
 //! 2 on usage or input errors (with a one-line message naming the problem).
 
+use crate::control::cmd::printable;
 use crate::hash::Digest;
 use crate::json::Json;
 use crate::metainfo::{self, path, InfoFile, Magnet, PieceIdx, Torrent, TorrentBuilder};
@@ -21,6 +22,12 @@ pub const MAX_TORRENT_FILE: u64 = 10_000_000;
 
 #[derive(FromArgs, Debug)]
 /// peerlet: a lean peer-to-peer file-sharing daemon for small machines.
+#[argh(
+    example = "$ {command_name} daemon                                      # run the node\n$ {command_name} create ~/music/album -o album.torrent       # make a torrent\n$ {command_name} add album.torrent --dir ~/music             # seed it\n$ {command_name} get album.torrent --peer 192.168.1.20:6881  # fetch it on another node\n$ {command_name} ls                                          # what the daemon is doing",
+    note = "Commands that talk to the daemon take --api ADDR:PORT (default\n127.0.0.1:7441) and --token TOKEN (default: $PEERLET_API_TOKEN, else\napi.token in the daemon's state directory); `ls`, `status`, `peers`,\n`search`, `inspect`, `verify`, `add` and `get` print JSON with --json.\n`{command_name} COMMAND --help` describes each command.",
+    error_code(1, "the action failed (verify mismatch, get timeout, nothing found)"),
+    error_code(2, "usage, input or connection error, named in one line")
+)]
 pub struct Args {
     /// print the version and exit
     #[argh(switch)]
@@ -33,29 +40,36 @@ pub struct Args {
 #[allow(clippy::large_enum_variant)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
+// The order here is the order of `peerlet --help`: the daemon, the commands
+// that talk to it, then those that work without one.
 pub enum Command {
-    Create(CreateArgs),
-    Inspect(InspectArgs),
-    Verify(VerifyArgs),
     Daemon(crate::daemon::DaemonArgs),
-    Config(crate::config::ConfigArgs),
     Add(crate::control::cmd::AddArgs),
     Get(crate::control::cmd::GetArgs),
     Ls(crate::control::cmd::LsArgs),
     Status(crate::control::cmd::StatusArgs),
-    Rm(crate::control::cmd::RmArgs),
     Pause(crate::control::cmd::PauseArgs),
     Resume(crate::control::cmd::ResumeArgs),
     Limit(crate::control::cmd::LimitArgs),
+    Rm(crate::control::cmd::RmArgs),
     Search(crate::control::cmd::SearchArgs),
     Peers(crate::control::cmd::PeersArgs),
     Stop(crate::control::cmd::StopArgs),
+    Create(CreateArgs),
+    Inspect(InspectArgs),
+    Verify(VerifyArgs),
+    Config(crate::config::ConfigArgs),
     Secret(SecretArgs),
 }
 
 #[derive(FromArgs, Debug)]
-/// Write a new random network secret to FILE (mode 0600; an existing file is never replaced). Give the same file to every node of the private network: `peerlet daemon --network-secret FILE` or `network_secret = "FILE"` in the configuration.
-#[argh(subcommand, name = "secret")]
+/// Write a new network secret to FILE, for a private network.
+#[argh(
+    subcommand,
+    name = "secret",
+    example = "$ {command_name} /etc/peerlet/network.secret",
+    note = "The file gets mode 0600; an existing file is never replaced. Give the same\nfile to every node of the private network: `peerlet daemon --network-secret\nFILE` or `network_secret = \"FILE\"` in the configuration."
+)]
 pub struct SecretArgs {
     /// where to write the secret
     #[argh(positional)]
@@ -64,7 +78,12 @@ pub struct SecretArgs {
 
 #[derive(FromArgs, Debug)]
 /// Make a .torrent from a file or a directory.
-#[argh(subcommand, name = "create")]
+#[argh(
+    subcommand,
+    name = "create",
+    example = "$ {command_name} ~/music/album -o album.torrent\n$ {command_name} big.iso -t udp://tracker.example:6969/announce --piece-size 1M",
+    note = "Hashes on all cores. For the same files and piece size the info-hash equals\nmktorrent's. Progress goes to standard error: a bar on a terminal, a line\nevery 10% otherwise."
+)]
 pub struct CreateArgs {
     /// the file or directory to share
     #[argh(positional)]
@@ -103,19 +122,28 @@ pub struct CreateArgs {
 
 #[derive(FromArgs, Debug)]
 /// Show what a .torrent file or magnet link holds.
-#[argh(subcommand, name = "inspect")]
+#[argh(
+    subcommand,
+    name = "inspect",
+    example = "$ {command_name} album.torrent\n$ {command_name} 'magnet:?xt=urn:btih:...' --json"
+)]
 pub struct InspectArgs {
     /// a .torrent file or a magnet link
     #[argh(positional)]
     pub source: String,
-    /// print JSON
+    /// print JSON (for scripts)
     #[argh(switch)]
     pub json: bool,
 }
 
 #[derive(FromArgs, Debug)]
-/// Recheck the data of a torrent on disk; exit 1 if any piece is missing or wrong.
-#[argh(subcommand, name = "verify")]
+/// Recheck a torrent's data on disk (exit 1 if incomplete).
+#[argh(
+    subcommand,
+    name = "verify",
+    example = "$ {command_name} album.torrent --dir ~/music",
+    note = "Prints a table of files (ok, bad, incomplete, missing). Progress goes to\nstandard error: a bar with rate and ETA on a terminal, a line every 10%\notherwise."
+)]
 pub struct VerifyArgs {
     /// the .torrent file
     #[argh(positional)]
@@ -126,10 +154,10 @@ pub struct VerifyArgs {
     /// hashing threads (default: number of cores)
     #[argh(option)]
     pub threads: Option<usize>,
-    /// print JSON
+    /// print JSON (for scripts)
     #[argh(switch)]
     pub json: bool,
-    /// no progress output
+    /// no progress on standard error
     #[argh(switch, short = 'q')]
     pub quiet: bool,
 }
@@ -364,13 +392,13 @@ fn inspect(a: InspectArgs) -> Result<u8, CliError> {
             println!("{j}");
         } else {
             println!("magnet link (metadata is fetched from peers when downloading)");
-            println!("name: {}", m.name.as_deref().unwrap_or("(none)"));
+            println!("name: {}", printable(m.name.as_deref().unwrap_or("(none)")));
             println!("info_hash: {}", m.info_hash);
             for t in &m.trackers {
-                println!("tracker: {t}");
+                println!("tracker: {}", printable(t));
             }
             for p in &m.peers {
-                println!("peer: {p}");
+                println!("peer: {}", printable(p));
             }
         }
         return Ok(0);
@@ -380,7 +408,7 @@ fn inspect(a: InspectArgs) -> Result<u8, CliError> {
         println!("{}", torrent_json(&t));
         return Ok(0);
     }
-    println!("name: {}", t.name);
+    println!("name: {}", printable(&t.name));
     println!("info_hash: {}", t.info_hash);
     println!(
         "piece length: {} ({})",
@@ -395,26 +423,26 @@ fn inspect(a: InspectArgs) -> Result<u8, CliError> {
     );
     println!("private: {}", if t.private { "yes" } else { "no" });
     if let Some(c) = &t.comment {
-        println!("comment: {c}");
+        println!("comment: {}", printable(c));
     }
     if let Some(c) = &t.created_by {
-        println!("created by: {c}");
+        println!("created by: {}", printable(c));
     }
     if let Some(d) = t.creation_date {
         println!("creation date: {d} (unix seconds)");
     }
     for (i, tier) in t.announce_list.iter().enumerate() {
-        println!("tracker tier {}: {}", i + 1, tier.join(" "));
+        println!("tracker tier {}: {}", i + 1, printable(&tier.join(" ")));
     }
     for w in &t.url_list {
-        println!("web seed: {w}");
+        println!("web seed: {}", printable(w));
     }
     println!("files: {}", t.files.len());
     for i in 0..t.files.len() {
         println!(
             "  {:>14}  {}",
             t.files[i].length,
-            t.relative_path(i).join("/")
+            printable(&t.relative_path(i).join("/"))
         );
     }
     println!("magnet: {}", t.magnet());
@@ -606,6 +634,16 @@ fn verify(a: VerifyArgs) -> Result<u8, CliError> {
             if complete { "complete" } else { "INCOMPLETE" },
             t.lengths.n_pieces()
         );
+        if file_rows.iter().all(|r| r.2.is_none()) {
+            eprintln!(
+                "peerlet: no file of {} found under {}; --dir names the directory that holds {}",
+                t.name,
+                a.dir.display(),
+                t.relative_path(0)
+                    .first()
+                    .map_or(t.name.as_str(), String::as_str)
+            );
+        }
     }
     Ok(if complete { 0 } else { 1 })
 }
@@ -638,11 +676,66 @@ pub fn parse_env() -> Result<Args, u8> {
                 Err(0)
             }
             Err(()) => {
-                eprintln!("{}", early.output.trim_end());
+                eprintln!("peerlet: {}", usage_error(&rest, &early.output));
                 Err(2)
             }
         },
     }
+}
+
+/// The subcommands named at the start of `args` (`["config", "show"]`),
+/// as far as they are commands.
+fn command_path<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    use argh::SubCommands;
+    let mut path = Vec::new();
+    let Some(&first) = args.first() else {
+        return path;
+    };
+    if Command::COMMANDS.iter().any(|c| c.name == first) {
+        path.push(first);
+        if let Some(&second) = args.get(1) {
+            if first == "config" && ["check", "show"].contains(&second) {
+                path.push(second);
+            }
+        }
+    }
+    path
+}
+
+/// argh's usage error for `args` in one line, lower case, with where to
+/// find help: "unrecognized argument: --bogus; see 'peerlet ls --help'".
+pub fn usage_error(args: &[&str], output: &str) -> String {
+    let path = command_path(args);
+    let help = if path.is_empty() {
+        "peerlet --help".to_string()
+    } else {
+        format!("peerlet {} --help", path.join(" "))
+    };
+    // An unknown subcommand where one is expected.
+    let next = args.get(path.len()).copied().unwrap_or("");
+    let takes_command = path.is_empty() || path == ["config"];
+    if takes_command && !next.is_empty() && !next.starts_with('-') {
+        return format!("unknown command '{next}'; see '{help}'");
+    }
+    // "Required positional arguments not provided:\n    path" and the like:
+    // the indented lines are the items of the first.
+    let mut lines = output.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut text = lines.next().unwrap_or("bad arguments").to_string();
+    let items: Vec<&str> = lines.collect();
+    if !items.is_empty() {
+        text = format!(
+            "{} {}",
+            text.trim_end_matches(':').to_string() + ":",
+            items.join(", ")
+        );
+    }
+    let text = text.trim_end_matches('.');
+    let mut chars = text.chars();
+    let text = match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect::<String>(),
+        None => String::new(),
+    };
+    format!("{text}; see '{help}'")
 }
 
 /// True when standard output is a terminal.

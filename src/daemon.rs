@@ -30,8 +30,12 @@ pub const NODE_KEY_FILE: &str = "node.key";
 pub const NODES_FILE: &str = "nodes";
 
 #[derive(FromArgs, Debug, Default)]
-/// Run the peerlet node (client and server at once) until SIGTERM, SIGINT or `peerlet stop`; SIGHUP reloads the configuration. Every option can also be set in the configuration file or as PEERLET_<OPTION> in the environment (see `peerlet config show`).
-#[argh(subcommand, name = "daemon")]
+/// Run the node (client and server at once) until stopped.
+#[argh(
+    subcommand,
+    name = "daemon",
+    note = "Runs until SIGTERM, SIGINT or `peerlet stop`. Every option can also be set\nin the configuration file or as PEERLET_<OPTION> in the environment;\n`peerlet config show` prints the result. SIGHUP reloads the configuration."
+)]
 pub struct DaemonArgs {
     /// configuration file (TOML; default $PEERLET_CONFIG, else /etc/peerlet/peerlet.toml if it exists)
     #[argh(option)]
@@ -72,7 +76,16 @@ pub struct DaemonArgs {
     /// make verified data durable and record it every this many MiB (default 32)
     #[argh(option)]
     pub checkpoint_mib: Option<u64>,
-    /// bound on bytes of blocks in flight (requested, being written, read for upload); K, M, G suffixes (default 8M)
+    /// peer connections at once, all torrents (default 100); each is a file descriptor
+    #[argh(option)]
+    pub max_connections: Option<u64>,
+    /// peer connections one torrent may hold (default 40)
+    #[argh(option)]
+    pub max_connections_per_torrent: Option<u64>,
+    /// connections one IP address may hold, all torrents (default 4)
+    #[argh(option)]
+    pub max_connections_per_ip: Option<u64>,
+    /// memory budget: blocks in flight, uploads, buffers (README, "Memory budget"); K, M, G suffixes (default 8M)
     #[argh(option, from_str_fn(crate::config::parse_size))]
     pub memory_limit: Option<u64>,
     /// an overlay node to contact at start, ADDR:PORT or HOST:PORT (repeatable)
@@ -283,6 +296,14 @@ impl Daemon {
         let has_work = !startup.torrents.is_empty() || !startup.magnets.is_empty();
         if !startup.clean && has_work {
             log::warn!("the last stop was not orderly: pieces verified since the last checkpoint will be re-hashed");
+        }
+        let torrents = startup.torrents.len() + startup.magnets.len();
+        if let Some(w) = crate::config::fd_limit_warning(
+            config.max_connections,
+            torrents,
+            crate::config::soft_fd_limit(),
+        ) {
+            log::warn!("{w}");
         }
         let engine = net::spawn(config, startup)?;
         let control = match api {

@@ -1,5 +1,6 @@
-//! Progress for long commands: a one-line bar on a terminal, plain lines
-//! (every 10%) when standard error is not a terminal.
+//! Progress for long commands: a one-line bar with rate and ETA on a
+//! terminal, plain lines (every 10%, or 10 seconds) when standard error is
+//! not a terminal.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -33,7 +34,6 @@ impl Progress {
             return;
         }
         let now = Instant::now();
-        let pct = done.saturating_mul(100) / self.total;
         if self.terminal {
             if self
                 .last_draw
@@ -43,29 +43,53 @@ impl Progress {
                 return;
             }
             self.last_draw = Some(now);
-            let elapsed = (now - self.start).as_secs_f64().max(1e-6);
-            let rate = done as f64 / elapsed;
-            let eta = if rate > 0.0 {
-                (self.total.saturating_sub(done)) as f64 / rate
-            } else {
-                0.0
-            };
+            eprint!("\r{}   ", self.line(done, now - self.start, true));
+            let _ = std::io::stderr().flush();
+        } else {
+            // A line every 10%, and every 10 seconds on slow disks.
+            let decile = done.saturating_mul(10) / self.total;
+            let quiet_for = now - self.last_draw.unwrap_or(self.start);
+            if decile > self.last_decile
+                || (quiet_for >= Duration::from_secs(10) && done < self.total)
+            {
+                self.last_decile = decile;
+                self.last_draw = Some(now);
+                eprintln!("{}", self.line(done, now - self.start, false));
+            }
+        }
+    }
+
+    /// The bar (`verifying [######----] 60% 45.2 MiB/s ETA 3s`) or the plain
+    /// line (`verifying: 60% (17.2 MiB of 28.6 MiB, 45.2 MiB/s, ETA 3s)`)
+    /// after `done` bytes in `elapsed`.
+    fn line(&self, done: u64, elapsed: Duration, bar: bool) -> String {
+        let done = done.min(self.total);
+        let pct = done.saturating_mul(100) / self.total;
+        let rate = (done as f64 / elapsed.as_secs_f64().max(1e-3)) as u64;
+        let eta = match self.total - done {
+            0 => None,
+            _ if rate == 0 => None,
+            left => Some(human_duration(left.div_ceil(rate))),
+        };
+        if bar {
             let width = 30;
             let filled = (pct as usize * width / 100).min(width);
             let bar = format!("{}{}", "#".repeat(filled), "-".repeat(width - filled));
-            eprint!(
-                "\r{} [{bar}] {pct:3}% {}/s ETA {:.0}s   ",
+            let eta = eta.map(|e| format!(" ETA {e}")).unwrap_or_default();
+            format!(
+                "{} [{bar}] {pct:3}% {}/s{eta}",
                 self.label,
-                human_bytes(rate as u64),
-                eta
-            );
-            let _ = std::io::stderr().flush();
+                human_bytes(rate)
+            )
         } else {
-            let decile = pct / 10;
-            if decile > self.last_decile {
-                self.last_decile = decile;
-                eprintln!("{}: {}%", self.label, decile * 10);
-            }
+            let eta = eta.map(|e| format!(", ETA {e}")).unwrap_or_default();
+            format!(
+                "{}: {pct}% ({} of {}, {}/s{eta})",
+                self.label,
+                human_bytes(done),
+                human_bytes(self.total),
+                human_bytes(rate)
+            )
         }
     }
 
@@ -75,6 +99,16 @@ impl Progress {
             eprint!("\r{}\r", " ".repeat(78));
             let _ = std::io::stderr().flush();
         }
+    }
+}
+
+/// 75 → "1m15s".
+pub fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
     }
 }
 
@@ -96,6 +130,31 @@ pub fn human_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        let p = Progress::new("verifying", 100 << 20, false);
+        let half = Duration::from_secs(2);
+        assert_eq!(
+            p.line(50 << 20, half, false),
+            "verifying: 50% (50.0 MiB of 100.0 MiB, 25.0 MiB/s, ETA 2s)"
+        );
+        assert_eq!(
+            p.line(50 << 20, half, true),
+            "verifying [###############---------------]  50% 25.0 MiB/s ETA 2s"
+        );
+        // Done: no ETA; nothing done yet: no ETA either.
+        assert_eq!(
+            p.line(100 << 20, half, false),
+            "verifying: 100% (100.0 MiB of 100.0 MiB, 50.0 MiB/s)"
+        );
+        assert!(!p.line(0, half, true).contains("ETA"));
+        assert!(p
+            .line(1 << 20, Duration::from_secs(1), true)
+            .ends_with("ETA 1m39s"));
+    }
+
     #[test]
     fn human() {
         assert_eq!(super::human_bytes(10), "10 B");

@@ -124,15 +124,26 @@ fn sigkill_at_20_random_moments() {
 fn wait_running(d: &DaemonProc, hash: &str) -> Json {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(st) = d.try_status(hash) {
-            let state = st.get("state").and_then(Json::as_str).unwrap_or("");
-            if state != "checking" {
-                return st;
+        let asked = Instant::now();
+        let (code, out, err) = d.cli(&["status", hash, "--json"]);
+        if code == 0 {
+            if let Ok(st) = peerlet::json::parse(&out) {
+                let state = st.get("state").and_then(Json::as_str).unwrap_or("");
+                if state != "checking" {
+                    return st;
+                }
             }
         }
+        let last = format!(
+            "last `peerlet status` (after {:?}): exit {code}, stdout {:?}, stderr {:?}",
+            asked.elapsed(),
+            out.trim(),
+            err.trim()
+        );
         assert!(
             Instant::now() < deadline,
-            "restart never finished checking:\n{}",
+            "restart never finished checking:\n{last}\n{}\nlog:\n{}",
+            d.threads(),
             d.log_tail(20)
         );
         std::thread::sleep(Duration::from_millis(20));

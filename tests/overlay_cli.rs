@@ -500,7 +500,7 @@ fn cli_peers_status_and_get_by_hash() {
     );
     let (code, out, _) = peerlet(&["add", "YEX6DQDLXISUVHOJ6UM3GNNKPQJWPKEK", "--api", api]);
     assert_eq!(code, 0);
-    assert_eq!(out, format!("added {UBUNTU} ({UBUNTU})\n"));
+    assert_eq!(out, format!("added {UBUNTU} (name not known yet)\n"));
     // Not a hash, not a file: the file error as before.
     let (code, _, err) = peerlet(&["add", "c12f", "--api", api]);
     assert_eq!(code, 2);

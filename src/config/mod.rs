@@ -196,7 +196,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "memory_limit",
         kind: Kind::Size { min: 64 * K, max: 4 * G },
-        help: "Bound on bytes of blocks in flight (requested, being written, read for upload).",
+        help: "Memory budget: split into caps for blocks in flight, uploads and send buffers, read buffers (README, \"Memory budget\").",
         reloads: false,
     },
     Key {
@@ -215,6 +215,24 @@ pub const KEYS: &[Key] = &[
         name: "checkpoint_mib",
         kind: Kind::Int { min: 1, max: 4096 },
         help: "Make verified data durable and record it every this many MiB.",
+        reloads: false,
+    },
+    Key {
+        name: "max_connections",
+        kind: Kind::Int { min: 1, max: 65_536 },
+        help: "Peer connections at once (all torrents, both directions); accepting pauses at the cap. Each needs a file descriptor (ulimit -n).",
+        reloads: false,
+    },
+    Key {
+        name: "max_connections_per_torrent",
+        kind: Kind::Int { min: 1, max: 65_536 },
+        help: "Peer connections one torrent may hold.",
+        reloads: false,
+    },
+    Key {
+        name: "max_connections_per_ip",
+        kind: Kind::Int { min: 1, max: 1024 },
+        help: "Connections one IP address may hold (all torrents; one per torrent in any case).",
         reloads: false,
     },
     Key {
@@ -541,16 +559,30 @@ pub fn defaults(data_dir: &Path) -> Layer {
     l.set("state_dir", Value::Path(data_dir.join("state")), d.clone());
     l.set("download_limit", Value::Num(0), d.clone());
     l.set("upload_limit", Value::Num(0), d.clone());
-    let budget = EngineConfig::new(
+    let e = EngineConfig::new(
         "0.0.0.0:0".parse().expect("valid"),
         PathBuf::new(),
         PathBuf::new(),
-    )
-    .memory_budget;
-    l.set("memory_limit", Value::Num(budget), d.clone());
+    );
+    l.set("memory_limit", Value::Num(e.memory_budget), d.clone());
     l.set("workers", Value::Num(0), d.clone());
     l.set("disk_retry", Value::Num(30), d.clone());
     l.set("checkpoint_mib", Value::Num(32), d.clone());
+    l.set(
+        "max_connections",
+        Value::Num(e.max_connections as u64),
+        d.clone(),
+    );
+    l.set(
+        "max_connections_per_torrent",
+        Value::Num(e.max_connections_per_torrent as u64),
+        d.clone(),
+    );
+    l.set(
+        "max_connections_per_ip",
+        Value::Num(e.max_connections_per_ip as u64),
+        d.clone(),
+    );
     l.set("bootstrap", Value::List(Vec::new()), d.clone());
     l.set("lan_discovery", Value::Bool(true), d.clone());
     l.set(
@@ -646,6 +678,9 @@ pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
         ("workers", a.workers),
         ("disk_retry", a.disk_retry),
         ("checkpoint_mib", a.checkpoint_mib),
+        ("max_connections", a.max_connections),
+        ("max_connections_per_torrent", a.max_connections_per_torrent),
+        ("max_connections_per_ip", a.max_connections_per_ip),
         ("beacon_interval", a.beacon_interval),
         ("overlay_degree", a.overlay_degree),
         ("routing_table", a.routing_table),
@@ -862,6 +897,9 @@ impl Config {
         }
         c.disk_retry = Duration::from_secs(self.num("disk_retry"));
         c.checkpoint_bytes = self.num("checkpoint_mib") << 20;
+        c.max_connections = self.num("max_connections") as usize;
+        c.max_connections_per_torrent = self.num("max_connections_per_torrent") as usize;
+        c.max_connections_per_ip = self.num("max_connections_per_ip") as usize;
         c.overlay.enabled = self.flag("overlay");
         // The node id is shown by `peerlet status` even with the overlay off.
         c.overlay.key = crate::daemon::load_node_key(&state_dir)?;
@@ -898,6 +936,43 @@ impl Config {
         }
         Ok((c, self.addr("api")))
     }
+}
+
+/// Descriptors the daemon needs besides one per peer connection and one
+/// per torrent: listener, UDP, epoll, waker, control API, state files.
+const FD_RESERVE: u64 = 64;
+
+/// The process's soft limit on open files (`ulimit -n`, systemd's
+/// `LimitNOFILE=`), from `/proc/self/limits`; `None` when unknown or
+/// unlimited.
+pub fn soft_fd_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A warning when `max_connections` peer connections and `torrents`
+/// torrents (each keeps at least one data file open once checked) would
+/// not fit under the soft descriptor limit; past it, accepting fails with
+/// "Too many open files" and so do checks and state saves.
+pub fn fd_limit_warning(
+    max_connections: usize,
+    torrents: usize,
+    limit: Option<u64>,
+) -> Option<String> {
+    let limit = limit?;
+    let need = max_connections as u64 + torrents as u64 + FD_RESERVE;
+    (need > limit).then(|| {
+        format!(
+            "{torrents} torrents and max_connections = {max_connections} need about {need} file descriptors, \
+             but the limit is {limit}: raise it (LimitNOFILE= in the systemd unit, ulimit -n) or lower \
+             max_connections, or checks, state saves and connections will fail with \"Too many open files\""
+        )
+    })
 }
 
 /// Which file to read: `--config`, else `$PEERLET_CONFIG`, else

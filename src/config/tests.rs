@@ -52,7 +52,7 @@ fn sizes_parse_and_format() {
 #[test]
 fn keys_have_flags_and_variables() {
     let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-    assert_eq!(names.len(), 24);
+    assert_eq!(names.len(), 27);
     let (_, k) = key("download_limit").unwrap();
     assert_eq!(
         (k.flag().as_str(), k.env().as_str()),
@@ -110,6 +110,9 @@ memory_limit = "16M"
 workers = 2
 disk_retry = 60
 checkpoint_mib = 64
+max_connections = 1000
+max_connections_per_torrent = 600
+max_connections_per_ip = 2
 bootstrap = [
     "192.168.1.3:6881",
     "peer.example.net:6881",
@@ -139,12 +142,15 @@ allowed_nodes = ["8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e
     assert_eq!(c.num("upload_limit"), 250_000);
     assert_eq!(c.num("memory_limit"), 16 << 20);
     assert_eq!(c.num("routing_table"), 512);
+    assert_eq!(c.num("max_connections"), 1000);
+    assert_eq!(c.num("max_connections_per_torrent"), 600);
+    assert_eq!(c.num("max_connections_per_ip"), 2);
     assert_eq!(c.list("bootstrap").len(), 3);
     assert!(!c.flag("lan_discovery"));
     assert_eq!(c.text("log"), "info,peerlet::net=debug");
     assert_eq!(c.origin("listen"), &Origin::File(3));
-    assert_eq!(c.origin("bootstrap"), &Origin::File(13));
-    assert_eq!(c.origin("log"), &Origin::File(25));
+    assert_eq!(c.origin("bootstrap"), &Origin::File(16));
+    assert_eq!(c.origin("log"), &Origin::File(28));
     assert!(!c.flag("web"));
     assert!(c.flag("api_token_required"));
     assert_eq!(c.list("api_allowed_hosts"), ["pi.lan", "nas.home.arpa"]);
@@ -507,4 +513,102 @@ fn the_file_is_chosen_by_flag_then_variable() {
         choose_file(None, Some("/tmp/b.toml".into())),
         Some((PathBuf::from("/tmp/b.toml"), CONFIG_ENV))
     );
+}
+
+#[test]
+fn connection_caps_are_checked_and_reach_the_engine() {
+    // The defaults are the engine's own.
+    let c = resolve(&[]);
+    let e = EngineConfig::new("0.0.0.0:0".parse().unwrap(), PathBuf::new(), PathBuf::new());
+    assert_eq!(c.num("max_connections"), e.max_connections as u64);
+    assert_eq!(
+        c.num("max_connections_per_torrent"),
+        e.max_connections_per_torrent as u64
+    );
+    assert_eq!(
+        c.num("max_connections_per_ip"),
+        e.max_connections_per_ip as u64
+    );
+    // Ranges, from every source.
+    assert_eq!(
+        one_error("max_connections = 0\n"),
+        format!("{FILE}:1: key \"max_connections\": expected an integer from 1 to 65536, got 0")
+    );
+    assert_eq!(
+        one_error("max_connections_per_torrent = 70000\n"),
+        format!(
+            "{FILE}:1: key \"max_connections_per_torrent\": expected an integer from 1 to 65536, got 70000"
+        )
+    );
+    assert_eq!(
+        one_error("max_connections_per_ip = 1025\n"),
+        format!(
+            "{FILE}:1: key \"max_connections_per_ip\": expected an integer from 1 to 1024, got 1025"
+        )
+    );
+    assert_eq!(
+        env(&[("PEERLET_MAX_CONNECTIONS", "many")]).unwrap_err(),
+        vec![
+            "environment variable PEERLET_MAX_CONNECTIONS: expected an integer from 1 to 65536, got \"many\""
+                .to_string()
+        ]
+    );
+    let args = crate::daemon::DaemonArgs::from_args(
+        &["peerlet", "daemon"],
+        &["--max-connections-per-ip", "0"],
+    )
+    .unwrap();
+    assert_eq!(
+        cli_layer(&args, Path::new("/")).unwrap_err(),
+        vec!["--max-connections-per-ip: expected an integer from 1 to 1024, got 0".to_string()]
+    );
+    // Good values, command line over environment over file.
+    let f = file("max_connections = 500\nmax_connections_per_ip = 8\n").unwrap();
+    let e = env(&[("PEERLET_MAX_CONNECTIONS", "1200")]).unwrap();
+    let args = crate::daemon::DaemonArgs::from_args(
+        &["peerlet", "daemon"],
+        &["--max-connections-per-torrent", "1000"],
+    )
+    .unwrap();
+    let cli = cli_layer(&args, Path::new("/")).unwrap();
+    let c = resolve(&[&f, &e, &cli]);
+    assert_eq!(c.num("max_connections"), 1200);
+    assert_eq!(c.num("max_connections_per_ip"), 8);
+    assert_eq!(c.num("max_connections_per_torrent"), 1000);
+    assert_eq!(
+        c.origin("max_connections_per_torrent"),
+        &Origin::Cli("--max-connections-per-torrent".into())
+    );
+    let dir = std::env::temp_dir().join(format!("peerlet-config-caps-{}", std::process::id()));
+    let mut all = Layer::default();
+    all.set("state_dir", Value::Path(dir.clone()), Origin::Default);
+    let c = resolve(&[&f, &e, &cli, &all]);
+    let (engine, _) = c.engine_config().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        (
+            engine.max_connections,
+            engine.max_connections_per_torrent,
+            engine.max_connections_per_ip
+        ),
+        (1200, 1000, 8)
+    );
+}
+
+#[test]
+fn descriptor_needs_are_checked_against_the_limit() {
+    assert_eq!(fd_limit_warning(100, 10, Some(1024)), None);
+    assert_eq!(fd_limit_warning(100, 10, None), None);
+    let w = fd_limit_warning(1000, 10, Some(1024)).expect("a warning");
+    assert!(w.contains("need about 1074 file descriptors"), "{w}");
+    assert!(w.contains("the limit is 1024"), "{w}");
+    let w = fd_limit_warning(100, 2000, Some(1024)).expect("a warning");
+    assert!(
+        w.starts_with("2000 torrents and max_connections = 100"),
+        "{w}"
+    );
+    // This process's own limit reads as a number on Linux.
+    if std::path::Path::new("/proc/self/limits").exists() {
+        assert!(soft_fd_limit().is_some_and(|n| n > 0));
+    }
 }

@@ -97,17 +97,29 @@ impl Client {
         })?;
         let parsed = json::parse(text);
         if !(200..300).contains(&resp.status) {
+            // peerlet answers every error with `{"error": ...}`: without
+            // one, something else listens at the address.
             let message = parsed
                 .ok()
                 .and_then(|j| j.get("error").and_then(Json::as_str).map(str::to_string))
-                .unwrap_or_else(|| format!("HTTP {} {}", resp.status, http::reason(resp.status)));
+                .unwrap_or_else(|| {
+                    format!(
+                        "{} answered HTTP {} {} without a peerlet error: is it peerlet's control API? (check --api)",
+                        self.addr,
+                        resp.status,
+                        http::reason(resp.status)
+                    )
+                });
             return Err(ClientError::Api {
                 status: resp.status,
                 message,
             });
         }
         parsed.map_err(|e| {
-            ClientError::Transport(format!("the answer from {} is not JSON: {e}", self.addr))
+            ClientError::Transport(format!(
+                "the answer from {} is not JSON ({e}): is it peerlet's control API? (check --api)",
+                self.addr
+            ))
         })
     }
 

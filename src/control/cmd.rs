@@ -20,8 +20,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(FromArgs, Debug)]
-/// Add a torrent (.torrent file, magnet link or info-hash) to the running daemon.
-#[argh(subcommand, name = "add")]
+/// Give the daemon a torrent (file, magnet link or info-hash).
+#[argh(
+    subcommand,
+    name = "add",
+    example = "$ {command_name} album.torrent --dir ~/music\n$ {command_name} 'magnet:?xt=urn:btih:...' --peer 192.168.1.20:6881 --wait",
+    note = "Data already at DIR/<name> is rechecked, then seeded. Adding a torrent the\ndaemon already has adds the given peers. With --wait, progress goes to\nstandard error: a bar on a terminal, plain lines otherwise. `peerlet get`\nadds and waits until the download is complete."
+)]
 pub struct AddArgs {
     /// a .torrent file, a magnet link, or an info-hash (40 hex digits or 32
     /// base32; its holders and metadata are found through the overlay)
@@ -33,7 +38,13 @@ pub struct AddArgs {
     /// a peer to connect to, host:port (repeatable)
     #[argh(option)]
     pub peer: Vec<String>,
-    /// address of the daemon's control API
+    /// wait until the daemon has the metadata and has checked the data on disk, showing progress
+    #[argh(switch)]
+    pub wait: bool,
+    /// print JSON (for scripts): {"info_hash", "name", "added"}; with --wait, the torrent's status and "added"
+    #[argh(switch)]
+    pub json: bool,
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -42,8 +53,13 @@ pub struct AddArgs {
 }
 
 #[derive(FromArgs, Debug)]
-/// Add a torrent (.torrent file, magnet link or info-hash) to the running daemon and wait until it is complete and verified.
-#[argh(subcommand, name = "get")]
+/// Download a torrent and wait until it is complete.
+#[argh(
+    subcommand,
+    name = "get",
+    example = "$ {command_name} album.torrent --peer 192.168.1.20:6881\n$ {command_name} 0123456789abcdef0123456789abcdef01234567 --timeout 600",
+    note = "Adds the torrent to the daemon as `add` does, then waits until every piece\nis verified. Progress goes to standard error: a bar with rate, peers and ETA\non a terminal, a line every 10% or 10 s otherwise. A bare info-hash finds\nholders and metadata through the discovery overlay."
+)]
 pub struct GetArgs {
     /// a .torrent file, a magnet link, or an info-hash (40 hex digits or 32
     /// base32; its holders and metadata are found through the overlay)
@@ -55,25 +71,13 @@ pub struct GetArgs {
     /// a peer to connect to, host:port (repeatable)
     #[argh(option)]
     pub peer: Vec<String>,
-    /// give up (exit 1) after this many seconds; the daemon keeps the torrent
+    /// give up (exit 1) after this many seconds; the daemon keeps the torrent (default: wait until done)
     #[argh(option)]
     pub timeout: Option<u64>,
-    /// address of the daemon's control API
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
-    pub api: String,
-    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
-    #[argh(option)]
-    pub token: Option<String>,
-}
-
-#[derive(FromArgs, Debug)]
-/// List the daemon's torrents.
-#[argh(subcommand, name = "ls")]
-pub struct LsArgs {
-    /// print JSON
+    /// print JSON (for scripts): the torrent's status when done, no progress
     #[argh(switch)]
     pub json: bool,
-    /// address of the daemon's control API
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -82,16 +86,40 @@ pub struct LsArgs {
 }
 
 #[derive(FromArgs, Debug)]
-/// Show the daemon's status, or one torrent's with its peers and files.
-#[argh(subcommand, name = "status")]
+/// List the daemon's torrents as a table.
+#[argh(
+    subcommand,
+    name = "ls",
+    example = "$ {command_name}\n$ {command_name} --json",
+    note = "Columns: the first 8 digits of the info-hash (enough for other commands),\nstate, percent verified, size, download and upload rates, connected peers,\nthe trackers' last answer, name. A torrent in trouble gets an error line\nunder it."
+)]
+pub struct LsArgs {
+    /// print JSON (for scripts)
+    #[argh(switch)]
+    pub json: bool,
+    /// address of the daemon's control API (default 127.0.0.1:7441)
+    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+#[derive(FromArgs, Debug)]
+/// Show the daemon's status, or one torrent's in detail.
+#[argh(
+    subcommand,
+    name = "status",
+    example = "$ {command_name}\n$ {command_name} ab81 --json"
+)]
 pub struct StatusArgs {
     /// info-hash of a torrent (40 hex digits, or a unique prefix of at least 4)
     #[argh(positional)]
     pub hash: Option<String>,
-    /// print JSON
+    /// print JSON (for scripts)
     #[argh(switch)]
     pub json: bool,
-    /// address of the daemon's control API
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -100,8 +128,12 @@ pub struct StatusArgs {
 }
 
 #[derive(FromArgs, Debug)]
-/// Remove a torrent from the daemon (its data stays unless --delete-data).
-#[argh(subcommand, name = "rm")]
+/// Remove a torrent (its data stays unless --delete-data).
+#[argh(
+    subcommand,
+    name = "rm",
+    example = "$ {command_name} ab81\n$ {command_name} ab81 --delete-data"
+)]
 pub struct RmArgs {
     /// info-hash of the torrent (40 hex digits, or a unique prefix of at least 4)
     #[argh(positional)]
@@ -109,7 +141,7 @@ pub struct RmArgs {
     /// delete the downloaded data too
     #[argh(switch)]
     pub delete_data: bool,
-    /// address of the daemon's control API
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -124,7 +156,7 @@ pub struct PauseArgs {
     /// info-hash of the torrent (40 hex digits, or a unique prefix of at least 4)
     #[argh(positional)]
     pub hash: String,
-    /// address of the daemon's control API
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -139,7 +171,7 @@ pub struct ResumeArgs {
     /// info-hash of the torrent (40 hex digits, or a unique prefix of at least 4)
     #[argh(positional)]
     pub hash: String,
-    /// address of the daemon's control API
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -148,8 +180,13 @@ pub struct ResumeArgs {
 }
 
 #[derive(FromArgs, Debug)]
-/// Search the discovery overlay for torrents by name, or for the holders of an info-hash.
-#[argh(subcommand, name = "search")]
+/// Search the discovery overlay by name or info-hash.
+#[argh(
+    subcommand,
+    name = "search",
+    example = "$ {command_name} ubuntu 24.04\n$ {command_name} 0123456789abcdef0123456789abcdef01234567 --timeout 30 --json",
+    note = "Results are printed as they arrive: name, size, info-hash, number of\nholders. Exit 1 when nothing was found within --timeout."
+)]
 pub struct SearchArgs {
     /// words of a name (each must start a word of the name, in any case),
     /// or one info-hash (40 hex digits or 32 base32)
@@ -158,10 +195,10 @@ pub struct SearchArgs {
     /// seconds the search collects results, 1 to 300 (default 10)
     #[argh(option, default = "super::server::DEFAULT_SEARCH_SECS")]
     pub timeout: u64,
-    /// print the final results as JSON (nothing while waiting)
+    /// print JSON (for scripts): the final results, nothing while waiting
     #[argh(switch)]
     pub json: bool,
-    /// address of the daemon's control API
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -170,13 +207,17 @@ pub struct SearchArgs {
 }
 
 #[derive(FromArgs, Debug)]
-/// Show the discovery overlay: this node, its routing table and counters.
-#[argh(subcommand, name = "peers")]
+/// Show the discovery overlay and the banned peers.
+#[argh(
+    subcommand,
+    name = "peers",
+    example = "$ {command_name}\n$ {command_name} --json"
+)]
 pub struct PeersArgs {
-    /// print JSON
+    /// print JSON (for scripts)
     #[argh(switch)]
     pub json: bool,
-    /// address of the daemon's control API
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -188,7 +229,7 @@ pub struct PeersArgs {
 /// Stop the daemon (it saves its state first).
 #[argh(subcommand, name = "stop")]
 pub struct StopArgs {
-    /// address of the daemon's control API
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -332,15 +373,7 @@ fn rate(n: u64) -> String {
     format!("{}/s", human_bytes(n))
 }
 
-/// 75 → "1m15s".
-pub fn human_duration(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
-        s if s < 86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        s => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
-    }
-}
+pub use crate::progress::human_duration;
 
 // ---- add / get ----
 
@@ -369,8 +402,14 @@ fn read_source(source: &str) -> Result<(&'static str, Vec<u8>), CliError> {
         return Ok(("text/plain", source.as_bytes().to_vec()));
     }
     let path = std::path::Path::new(source);
-    let bytes = storage::read_limited(path, crate::cli::MAX_TORRENT_FILE)
-        .map_err(|e| CliError(format!("cannot read torrent: {e}")))?;
+    let bytes = storage::read_limited(path, crate::cli::MAX_TORRENT_FILE).map_err(|e| {
+        let hint = if path.exists() {
+            ""
+        } else {
+            "; give a .torrent file, a magnet link or an info-hash"
+        };
+        CliError(format!("cannot read torrent: {e}{hint}"))
+    })?;
     Torrent::from_bytes(&bytes).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     Ok(("application/x-bittorrent", bytes))
 }
@@ -401,56 +440,131 @@ fn add_query(dir: Option<&PathBuf>, peers: &[String]) -> Result<String, CliError
     })
 }
 
-/// Adds; returns (info-hash, name) after printing what happened.
+/// Adds; returns the daemon's answer (`info_hash`, `name`, `added`) after
+/// printing what happened, unless `quiet`.
 fn add(
     client: &Client,
     source: &str,
     dir: Option<&PathBuf>,
     peers: &[String],
-) -> Result<(String, String), Fail> {
+    quiet: bool,
+) -> Result<Added, Fail> {
     let (ctype, body) = read_source(source)?;
     let query = add_query(dir, peers)?;
     let j = client.post(&format!("/api/torrents{query}"), Some((ctype, &body)))?;
-    let (hash, name) = (s(&j, "info_hash").to_string(), s(&j, "name").to_string());
-    if InfoHash::parse(&hash).is_none() {
+    let added = Added {
+        hash: s(&j, "info_hash").to_string(),
+        name: s(&j, "name").to_string(),
+        json: j,
+    };
+    if InfoHash::parse(&added.hash).is_none() {
         return Err(Fail::Client(ClientError::Transport(format!(
-            "the daemon answered without an info-hash: {j}"
+            "the daemon answered without an info-hash: {}",
+            added.json
         ))));
     }
-    if b(&j, "added") {
-        println!("added {name} ({hash})");
-    } else if peers.is_empty() {
-        println!("already present: {name} ({hash})");
-    } else {
-        println!("already present: {name} ({hash}), peers added");
+    if !quiet {
+        println!("{}", add_line(&added.json, !peers.is_empty()));
     }
-    Ok((hash, name))
+    Ok(added)
+}
+
+/// What the daemon answered to an add.
+struct Added {
+    hash: String,
+    name: String,
+    json: Json,
+}
+
+/// `added NAME (HASH)`, `already present: NAME (HASH)[, peers added]`; a
+/// magnet link without a name shows the hash once.
+fn add_line(j: &Json, with_peers: bool) -> String {
+    let (hash, name) = (s(j, "info_hash"), printable(s(j, "name")));
+    let what = if name.is_empty() || name == hash {
+        format!("{hash} (name not known yet)")
+    } else {
+        format!("{name} ({hash})")
+    };
+    if b(j, "added") {
+        format!("added {what}")
+    } else if with_peers {
+        format!("already present: {what}, peers added")
+    } else {
+        format!("already present: {what}")
+    }
 }
 
 pub fn run_add(a: AddArgs) -> Result<u8, CliError> {
     with_client(&a.api, a.token.as_deref(), |c| {
-        add(c, &a.source, a.dir.as_ref(), &a.peer)?;
-        Ok(0)
+        let added = add(c, &a.source, a.dir.as_ref(), &a.peer, a.json)?;
+        if !a.wait {
+            if a.json {
+                println!("{}", added.json);
+            }
+            return Ok(0);
+        }
+        let (mut code, last) = wait_for(c, &added, Until::Checked, None, !a.json)?;
+        if last.as_ref().is_some_and(|j| s(j, "state") == "error") {
+            code = 1;
+        }
+        if a.json {
+            if let Some(last) = last {
+                println!("{}", last.with("added", b(&added.json, "added")));
+            }
+        }
+        Ok(code)
     })
 }
 
 pub fn run_get(a: GetArgs) -> Result<u8, CliError> {
     with_client(&a.api, a.token.as_deref(), |c| {
-        let (hash, name) = add(c, &a.source, a.dir.as_ref(), &a.peer)?;
+        let added = add(c, &a.source, a.dir.as_ref(), &a.peer, a.json)?;
         let deadline = a.timeout.map(|t| Instant::now() + Duration::from_secs(t));
-        wait_complete(c, &hash, &name, deadline)
+        let (code, last) = wait_for(c, &added, Until::Complete, deadline, !a.json)?;
+        if a.json {
+            if let Some(last) = last {
+                println!("{last}");
+            }
+        }
+        Ok(code)
     })
 }
 
-/// Polls the torrent until it is complete and verified (0) or `deadline` passes (1).
-fn wait_complete(
+/// What [`wait_for`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// Every piece verified, the torrent seeding (or paused): `get`.
+    Complete,
+    /// The metadata known and the data on disk checked: `add --wait`.
+    Checked,
+}
+
+/// True when a torrent's status `j` is what `until` waits for.
+fn reached(j: &Json, until: Until) -> bool {
+    let state = s(j, "state");
+    match until {
+        Until::Complete => {
+            let pieces = u(j, "pieces");
+            pieces > 0 && u(j, "pieces_have") == pieces && (state == "seeding" || state == "paused")
+        }
+        Until::Checked => !state.is_empty() && state != "metadata" && state != "checking",
+    }
+}
+
+/// Polls the torrent until it reaches `until` (0) or `deadline` passes (1),
+/// with progress on standard error when `show`; returns the exit status and
+/// the torrent's last status.
+fn wait_for(
     client: &Client,
-    hash: &str,
-    name: &str,
+    added: &Added,
+    until: Until,
     deadline: Option<Instant>,
-) -> Result<u8, Fail> {
-    let mut view = GetView::new(name);
+    show: bool,
+) -> Result<(u8, Option<Json>), Fail> {
+    let hash = &added.hash;
+    let mut view = GetView::new(&added.name, show);
     let mut seen_errors: HashSet<String> = HashSet::new();
+    let mut last: Option<Json> = None;
     let path = format!("/api/torrents/{hash}");
     loop {
         match client.get(&path) {
@@ -458,22 +572,21 @@ fn wait_complete(
                 if let Some(e) = error_of(&j) {
                     if seen_errors.insert(e.to_string()) {
                         view.message(&format!(
-                            "peerlet: {}: {e} (the daemon keeps retrying)",
-                            view.name
+                            "peerlet: {}: {} (the daemon keeps retrying)",
+                            view.name,
+                            printable(e)
                         ));
                     }
                 }
-                let pieces = u(&j, "pieces");
-                let state = s(&j, "state");
-                if pieces > 0
-                    && u(&j, "pieces_have") == pieces
-                    && (state == "seeding" || state == "paused")
-                {
+                if reached(&j, until) {
                     view.finish();
-                    println!("complete: {} ({hash}) in {}", s(&j, "name"), s(&j, "dir"));
-                    return Ok(0);
+                    if show {
+                        println!("{}", done_line(&j, until));
+                    }
+                    return Ok((0, Some(j)));
                 }
                 view.show(&j);
+                last = Some(j);
             }
             Err(ClientError::Api { status: 404, .. }) => {
                 view.finish();
@@ -481,10 +594,19 @@ fn wait_complete(
                     "peerlet: {} ({hash}) was removed from the daemon",
                     view.name
                 );
-                return Ok(1);
+                return Ok((1, last));
             }
             // Gone for good: stop waiting.
-            Err(e @ (ClientError::NoDaemon(_) | ClientError::BadAddress(_))) => {
+            Err(ClientError::NoDaemon(addr)) => {
+                view.finish();
+                return Err(cli_err(format!(
+                    "the daemon on {addr} stopped answering while waiting for {}; \
+                     once it runs again, `peerlet status {}` shows where the torrent is",
+                    view.name,
+                    &hash[..8.min(hash.len())]
+                )));
+            }
+            Err(e @ ClientError::BadAddress(_)) => {
                 view.finish();
                 return Err(e.into());
             }
@@ -501,10 +623,11 @@ fn wait_complete(
             if now >= d {
                 view.finish();
                 eprintln!(
-                    "peerlet: timed out waiting for {} ({hash}); the daemon keeps downloading it",
-                    view.name
+                    "peerlet: timed out waiting for {}; the daemon keeps downloading it \
+                     (`peerlet ls` shows how far it got)",
+                    view.label(hash)
                 );
-                return Ok(1);
+                return Ok((1, last));
             }
             pause = pause.min(d - now);
         }
@@ -512,11 +635,34 @@ fn wait_complete(
     }
 }
 
-/// Progress of `get` on standard error: a bar redrawn in place on a
-/// terminal, otherwise a line every 10% or every 10 seconds and on every
-/// change of state.
+/// The line `get` and `add --wait` end with.
+fn done_line(j: &Json, until: Until) -> String {
+    let (name, hash) = (printable(s(j, "name")), s(j, "info_hash"));
+    match until {
+        Until::Complete => format!("complete: {name} ({hash}) in {}", printable(s(j, "dir"))),
+        Until::Checked => {
+            let state = s(j, "state");
+            let (have, total) = (u(j, "have_bytes"), u(j, "total_size"));
+            let mut line = format!(
+                "{state}: {name} ({hash}), {:.1}% of {} on disk in {}",
+                percent(have, total),
+                human_bytes(total),
+                printable(s(j, "dir"))
+            );
+            if let Some(e) = error_of(j) {
+                line.push_str(&format!(", error: {}", printable(e)));
+            }
+            line
+        }
+    }
+}
+
+/// Progress of `get` and `add --wait` on standard error: a bar redrawn in
+/// place on a terminal, otherwise a line every 10% or every 10 seconds and
+/// on every change of state; nothing when not `enabled`.
 struct GetView {
     name: String,
+    enabled: bool,
     terminal: bool,
     drawn: bool,
     last_line: Option<Instant>,
@@ -525,14 +671,25 @@ struct GetView {
 }
 
 impl GetView {
-    fn new(name: &str) -> GetView {
+    fn new(name: &str, enabled: bool) -> GetView {
         GetView {
-            name: name.to_string(),
+            name: printable(name),
+            enabled,
             terminal: std::io::stderr().is_terminal(),
             drawn: false,
             last_line: None,
             last_decile: None,
             last_state: String::new(),
+        }
+    }
+
+    /// The torrent as messages name it: `NAME (HASH)`, or the hash alone
+    /// while the name is not known.
+    fn label(&self, hash: &str) -> String {
+        if self.name.is_empty() || self.name == hash {
+            hash.to_string()
+        } else {
+            format!("{} ({hash})", self.name)
         }
     }
 
@@ -556,41 +713,19 @@ impl GetView {
     fn show(&mut self, j: &Json) {
         let n = s(j, "name");
         if !n.is_empty() {
-            self.name = n.to_string();
+            self.name = printable(n);
         }
-        let state = s(j, "state").to_string();
-        let (have, total) = (u(j, "have_bytes"), u(j, "total_size"));
-        let pct = percent(have, total);
-        let down = u(j, "download_rate");
-        let peers = u(j, "peers");
-        let eta = if down > 0 && total > have {
-            format!(" ETA {}", human_duration((total - have) / down))
-        } else {
-            String::new()
-        };
-        let what = match state.as_str() {
-            "metadata" => "fetching metadata".to_string(),
-            "checking" => "checking".to_string(),
-            "downloading" => String::new(),
-            other => other.to_string(),
-        };
+        if !self.enabled {
+            return;
+        }
+        let line = progress_line(&self.name, j, self.terminal);
         if self.terminal {
-            let width = 20;
-            let filled = ((pct / 100.0 * width as f64) as usize).min(width);
-            let bar = format!("{}{}", "#".repeat(filled), "-".repeat(width - filled));
-            let mut name: String = self.name.chars().take(24).collect();
-            if name.len() < self.name.len() {
-                name.push('…');
-            }
-            let line = format!(
-                "{name} [{bar}] {pct:5.1}% {} {peers} peers{eta} {what}",
-                rate(down)
-            );
             eprint!("\r{line:<79}");
             let _ = std::io::stderr().flush();
             self.drawn = true;
         } else {
-            let decile = (pct / 10.0) as u64;
+            let state = s(j, "state").to_string();
+            let decile = (percent(u(j, "have_bytes"), u(j, "total_size")) / 10.0) as u64;
             let now = Instant::now();
             let due = self.last_decile != Some(decile)
                 || state != self.last_state
@@ -598,19 +733,60 @@ impl GetView {
                     .last_line
                     .is_none_or(|t| now - t >= Duration::from_secs(10));
             if due {
-                let what = if what.is_empty() { state.clone() } else { what };
-                eprintln!(
-                    "{}: {pct:.1}% of {}, {}, {peers} peers{} ({what})",
-                    self.name,
-                    human_bytes(total),
-                    rate(down),
-                    eta.replace(" ETA", ", ETA")
-                );
+                eprintln!("{line}");
                 self.last_decile = Some(decile);
                 self.last_line = Some(now);
                 self.last_state = state;
             }
         }
+    }
+}
+
+/// One progress line of `get`: a bar for a terminal
+/// (`album [####----] 20.0% 1.3 MiB/s 1 peer ETA 18s`), else a plain line
+/// (`album: 20.0% of 28.6 MiB, 1.3 MiB/s, 1 peer, ETA 18s (downloading)`).
+fn progress_line(name: &str, j: &Json, terminal: bool) -> String {
+    let state = s(j, "state");
+    let (have, total) = (u(j, "have_bytes"), u(j, "total_size"));
+    let pct = percent(have, total);
+    let down = u(j, "download_rate");
+    let peers = match u(j, "peers") {
+        1 => "1 peer".to_string(),
+        n => format!("{n} peers"),
+    };
+    let eta = (down > 0 && total > have).then(|| human_duration((total - have).div_ceil(down)));
+    let what = match state {
+        "metadata" => "fetching metadata",
+        "checking" => "checking data on disk",
+        other => other,
+    };
+    if terminal {
+        let width = 20;
+        let filled = ((pct / 100.0 * width as f64) as usize).min(width);
+        let bar = format!("{}{}", "#".repeat(filled), "-".repeat(width - filled));
+        let mut short: String = name.chars().take(24).collect();
+        if short.len() < name.len() {
+            short.push('…');
+        }
+        let eta = eta.map(|e| format!(" ETA {e}")).unwrap_or_default();
+        let what = if state == "downloading" { "" } else { what };
+        format!(
+            "{short} [{bar}] {pct:5.1}% {} {peers}{eta} {what}",
+            rate(down)
+        )
+        .trim_end()
+        .to_string()
+    } else {
+        let size = if total > 0 || state != "metadata" {
+            format!(" of {}", human_bytes(total))
+        } else {
+            String::new()
+        };
+        let eta = eta.map(|e| format!(", ETA {e}")).unwrap_or_default();
+        format!(
+            "{name}: {pct:.1}%{size}, {}, {peers}{eta} ({what})",
+            rate(down)
+        )
     }
 }
 
@@ -652,9 +828,9 @@ pub fn ls_table(list: &[Json]) -> String {
                     rate(u(t, "upload_rate")),
                     u(t, "peers").to_string(),
                     tracker_word(t),
-                    s(t, "name").to_string(),
+                    printable(s(t, "name")),
                 ],
-                error_of(t).map(str::to_string),
+                error_of(t).map(printable),
             )
         })
         .collect();
@@ -693,7 +869,7 @@ pub fn ls_table(list: &[Json]) -> String {
 
 /// Text from torrents, trackers and peers with control characters (terminal
 /// escapes) replaced.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
@@ -705,7 +881,7 @@ fn tracker_word(t: &Json) -> String {
     match t.get("tracker").and_then(Json::as_str) {
         None => "-".into(),
         Some(r) if r.starts_with("not contacted") => "waiting".into(),
-        Some(r) => r.split([':', ' ']).next().unwrap_or("").to_string(),
+        Some(r) => printable(r.split([':', ' ']).next().unwrap_or("")),
     }
 }
 
@@ -806,13 +982,13 @@ pub fn node_text(j: &Json) -> String {
 pub fn detail_text(j: &Json) -> String {
     let mut out = String::new();
     let mut kv = |k: &str, v: String| out.push_str(&format!("{k}: {v}\n"));
-    kv("name", s(j, "name").to_string());
+    kv("name", printable(s(j, "name")));
     kv("info_hash", s(j, "info_hash").to_string());
     kv("state", s(j, "state").to_string());
     if let Some(e) = error_of(j) {
-        kv("error", e.to_string());
+        kv("error", printable(e));
     }
-    kv("dir", s(j, "dir").to_string());
+    kv("dir", printable(s(j, "dir")));
     let (have, total) = (u(j, "have_bytes"), u(j, "total_size"));
     kv("size", format!("{total} ({})", human_bytes(total)));
     kv(
@@ -855,7 +1031,7 @@ pub fn detail_text(j: &Json) -> String {
             u(j, "hash_failures")
         ),
     );
-    kv("magnet", s(j, "magnet").to_string());
+    kv("magnet", printable(s(j, "magnet")));
     let trackers = j
         .get("trackers")
         .and_then(Json::as_array)
@@ -913,8 +1089,8 @@ pub fn detail_text(j: &Json) -> String {
             rate(u(p, "download_rate")),
             rate(u(p, "upload_rate")),
             u(p, "progress_permille") as f64 / 10.0,
-            s(p, "flags"),
-            s(p, "client")
+            printable(s(p, "flags")),
+            printable(s(p, "client"))
         ));
     }
     let files = j.get("files").and_then(Json::as_array).unwrap_or_default();
@@ -924,7 +1100,7 @@ pub fn detail_text(j: &Json) -> String {
             "  {:>10} {:>6.1}%  {}\n",
             human_bytes(u(f, "size")),
             percent(u(f, "have_bytes"), u(f, "size")),
-            s(f, "path")
+            printable(s(f, "path"))
         ));
     }
     out
@@ -1315,19 +1491,24 @@ pub fn run_resume(a: ResumeArgs) -> Result<u8, CliError> {
 }
 
 #[derive(FromArgs, Debug)]
-/// Set a torrent's download and upload rate limits (0: no limit; K and M suffixes allowed).
-#[argh(subcommand, name = "limit")]
+/// Set a torrent's download and upload rate limits.
+#[argh(
+    subcommand,
+    name = "limit",
+    example = "$ {command_name} ab81 --down 500K\n$ {command_name} ab81 --down 0 --up 1M",
+    note = "Limits are bytes per second with K and M suffixes; 0 is no limit. A limit\nnot given stays as it is."
+)]
 pub struct LimitArgs {
     /// info-hash of the torrent (40 hex digits, or a unique prefix of at least 4)
     #[argh(positional)]
     pub hash: String,
-    /// download limit in bytes per second
+    /// download limit in bytes per second (0: none)
     #[argh(option, from_str_fn(crate::cli::parse_size))]
     pub down: Option<u32>,
-    /// upload limit in bytes per second
+    /// upload limit in bytes per second (0: none)
     #[argh(option, from_str_fn(crate::cli::parse_size))]
     pub up: Option<u32>,
-    /// address of the daemon's control API
+    /// address of the daemon's control API (default 127.0.0.1:7441)
     #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
@@ -1379,6 +1560,96 @@ pub fn run_stop(a: StopArgs) -> Result<u8, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn get_progress_lines() {
+        let t = |state: &str, have: u64, rate: u64, peers: u64| {
+            Json::obj()
+                .with("state", state)
+                .with("total_size", 30u64 << 20)
+                .with("have_bytes", have)
+                .with("download_rate", rate)
+                .with("peers", peers)
+        };
+        let j = t("downloading", 6 << 20, 1 << 20, 1);
+        assert_eq!(
+            progress_line("album", &j, false),
+            "album: 20.0% of 30.0 MiB, 1.0 MiB/s, 1 peer, ETA 24s (downloading)"
+        );
+        assert_eq!(
+            progress_line("album", &j, true),
+            "album [####----------------]  20.0% 1.0 MiB/s 1 peer ETA 24s"
+        );
+        // No rate: no ETA; the state says what is going on.
+        let j = t("checking", 0, 0, 0);
+        assert_eq!(
+            progress_line("album", &j, false),
+            "album: 0.0% of 30.0 MiB, 0 B/s, 0 peers (checking data on disk)"
+        );
+        assert!(progress_line("album", &j, true).ends_with("0 peers checking data on disk"));
+        // A magnet link before its metadata: no size yet.
+        let j = Json::obj().with("state", "metadata").with("peers", 3u64);
+        assert_eq!(
+            progress_line("h", &j, false),
+            "h: 0.0%, 0 B/s, 3 peers (fetching metadata)"
+        );
+        let long = "a-very-long-name-of-a-torrent-indeed.iso";
+        let line = progress_line(long, &t("downloading", 0, 0, 2), true);
+        assert!(line.starts_with("a-very-long-name-of-a-to… ["), "{line}");
+    }
+
+    #[test]
+    fn ls_and_detail_hide_terminal_escapes() {
+        let evil = "x\u{1b}]0;owned\u{7}";
+        let t = Json::obj()
+            .with("info_hash", "c12fe1c06bba254a9dc9f519b335aa7c1367a88a")
+            .with("name", evil)
+            .with("state", "error")
+            .with("error", evil)
+            .with("dir", evil)
+            .with("tracker", evil)
+            .with(
+                "peer_list",
+                Json::Arr(vec![Json::obj()
+                    .with("addr", "1.2.3.4:5")
+                    .with("client", evil)]),
+            )
+            .with(
+                "files",
+                Json::Arr(vec![Json::obj().with("path", evil).with("size", 1u64)]),
+            );
+        for out in [ls_table(std::slice::from_ref(&t)), detail_text(&t)] {
+            assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+            assert!(out.contains("x?]0;owned?"), "{out}");
+        }
+    }
+
+    #[test]
+    fn add_lines() {
+        let hash = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
+        let j = |name: &str, added: bool| {
+            Json::obj()
+                .with("info_hash", hash)
+                .with("name", name)
+                .with("added", added)
+        };
+        assert_eq!(
+            add_line(&j("album", true), false),
+            format!("added album ({hash})")
+        );
+        assert_eq!(
+            add_line(&j("album", false), true),
+            format!("already present: album ({hash}), peers added")
+        );
+        assert_eq!(
+            add_line(&j(hash, true), false),
+            format!("added {hash} (name not known yet)")
+        );
+        assert_eq!(
+            add_line(&j("bad\x1b[2J", false), false),
+            format!("already present: bad?[2J ({hash})")
+        );
+    }
 
     #[test]
     fn durations() {

@@ -363,13 +363,13 @@ pub fn render(m: &MetricsSnapshot) -> String {
     w.value(
         "peerlet_memory_in_flight_bytes",
         Gauge,
-        "Bytes of blocks requested, being written or read for upload now.",
+        "Bytes the memory budget counts now: blocks in flight for downloads, blocks read for upload and send buffers, grown receive buffers.",
         m.bytes_in_flight,
     );
     w.value(
         "peerlet_memory_budget_bytes",
         Gauge,
-        "The bound on bytes in flight (--memory-limit).",
+        "The memory budget (--memory-limit).",
         m.memory_budget,
     );
 

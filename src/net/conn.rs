@@ -5,20 +5,26 @@
 //! loop can stop reading a socket (backpressure, fairness) and come back to
 //! it later without waiting for a new event.
 
+use super::memory::BASE_READ_BUF;
 use crate::private::SecureLink;
 use crate::swarm::PeerKey;
 use crate::wire::peer::{self, Message, MAX_FRAME};
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// Initial and shrink-back size of the read buffer.
-pub const READ_BUF: usize = 64 * 1024;
-/// A fast peer's read buffer grows up to this (fewer, larger reads).
+/// A fast peer's read buffer grows up to this (fewer, larger reads), as
+/// far as the memory budget's share for read buffers allows.
 pub const FAST_READ_BUF: usize = 512 * 1024;
 /// Largest read buffer (one maximal frame plus a read's worth).
-pub const MAX_READ_BUF: usize = MAX_FRAME + 4 + READ_BUF;
+pub const MAX_READ_BUF: usize = MAX_FRAME + 4 + 64 * 1024;
+/// Small messages are appended to the last output chunk while it is
+/// shorter than this; then a new chunk starts.
+const SMALL_CHUNK: usize = 16 * 1024;
+/// Most chunks handed to one vectored write.
+const MAX_IOV: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnState {
@@ -56,8 +62,15 @@ pub struct Conn {
     rend: usize,
     /// The last read filled all the free space: read more at a time.
     grow: bool,
-    wbuf: Vec<u8>,
-    wpos: usize,
+    /// Output waiting for the socket, in order: chunks of small messages,
+    /// and the framed blocks that upload reads produced (queued without a
+    /// copy). `opos` bytes of the front chunk are written already.
+    out: VecDeque<Vec<u8>>,
+    opos: usize,
+    /// Bytes in `out` not yet written.
+    out_len: usize,
+    /// The last chunk takes more small messages (it is not block data).
+    back_small: bool,
     pub readable: bool,
     pub writable: bool,
     /// Set when the connection must close (with the reason, for the log).
@@ -97,8 +110,10 @@ impl Conn {
             rstart: 0,
             rend: 0,
             grow: false,
-            wbuf: Vec::new(),
-            wpos: 0,
+            out: VecDeque::new(),
+            opos: 0,
+            out_len: 0,
+            back_small: false,
             readable: false,
             writable: false,
             closing: None,
@@ -128,10 +143,12 @@ impl Conn {
     }
 
     /// Reads once into the buffer. `Ok(0)` means WouldBlock (readable
-    /// cleared) or no room; an error or EOF closes.
-    pub fn read_some(&mut self, max: usize) -> io::Result<usize> {
+    /// cleared) or no room; an error or EOF closes. `may_grow`: the buffer
+    /// may grow for a fast peer (it always grows for a frame that does not
+    /// fit).
+    pub fn read_some(&mut self, max: usize, may_grow: bool) -> io::Result<usize> {
         if self.rbuf.is_empty() {
-            self.rbuf.resize(READ_BUF, 0);
+            self.rbuf.resize(BASE_READ_BUF, 0);
         }
         // Make room: compact, then grow for a frame larger than the buffer.
         if self.rstart > 0 && (self.rend == self.rbuf.len() || self.rstart >= self.rbuf.len() / 2) {
@@ -139,17 +156,13 @@ impl Conn {
             self.rend -= self.rstart;
             self.rstart = 0;
         }
-        if self.grow && self.rbuf.len() < FAST_READ_BUF {
+        if self.grow && may_grow && self.rbuf.len() < FAST_READ_BUF {
             let len = (self.rbuf.len() * 2).min(FAST_READ_BUF);
             self.rbuf.resize(len, 0);
             self.grow = false;
         }
         if self.rend == self.rbuf.len() {
-            let want = self
-                .frame_need()
-                .unwrap_or(0)
-                .max(self.rbuf.len() + READ_BUF)
-                .min(MAX_READ_BUF);
+            let want = self.frame_need().unwrap_or(0).min(MAX_READ_BUF);
             if want <= self.rbuf.len() {
                 return Ok(0);
             }
@@ -187,48 +200,110 @@ impl Conn {
         Some(self.rstart + 4 + len.min(MAX_FRAME))
     }
 
-    /// Shrinks an idle, grown read buffer back.
-    pub fn trim(&mut self) {
+    /// Receive-buffer bytes beyond the base size (what the memory budget's
+    /// share for read buffers counts).
+    pub fn read_buffer_extra(&self) -> usize {
+        self.rbuf.len().saturating_sub(BASE_READ_BUF)
+    }
+
+    /// Gives back buffer memory of a connection that has been `idle`: the
+    /// empty receive buffer and the private link's buffers. (Output chunks
+    /// are freed as they are written.)
+    pub fn trim(&mut self, idle: bool) {
+        if !idle {
+            return;
+        }
+        if self.out.is_empty() {
+            self.out = VecDeque::new();
+        }
         if let Some(link) = self.secure.as_deref_mut() {
             link.trim();
         }
-        if self.rstart == self.rend && self.rbuf.len() > READ_BUF {
-            self.rbuf.truncate(READ_BUF);
-            self.rbuf.shrink_to_fit();
-        }
-        if self.wpos == self.wbuf.len() && self.wbuf.capacity() > 4 * READ_BUF {
-            self.wbuf = Vec::new();
-            self.wpos = 0;
+        if self.rstart == self.rend {
+            self.rbuf = Vec::new();
+            self.rstart = 0;
+            self.rend = 0;
         }
     }
 
-    pub fn out(&mut self) -> &mut Vec<u8> {
-        &mut self.wbuf
+    /// The chunk small messages go to.
+    fn small_chunk(&mut self) -> &mut Vec<u8> {
+        let full = self.out.back().is_none_or(|b| b.len() >= SMALL_CHUNK);
+        if !self.back_small || full {
+            self.out.push_back(Vec::with_capacity(256));
+            self.back_small = true;
+        }
+        self.out.back_mut().expect("pushed above")
+    }
+
+    /// Appends what `emit` writes to the output.
+    fn append(&mut self, emit: impl FnOnce(&mut Vec<u8>)) {
+        let chunk = self.small_chunk();
+        let before = chunk.len();
+        emit(chunk);
+        let added = chunk.len() - before;
+        self.out_len += added;
     }
 
     pub fn queue(&mut self, msg: &Message<'_>) {
-        msg.emit(&mut self.wbuf);
+        self.append(|out| msg.emit(out));
     }
 
     pub fn queue_handshake(&mut self, h: &peer::Handshake) {
-        h.emit(&mut self.wbuf);
+        self.append(|out| h.emit(out));
+    }
+
+    /// Queues bytes that are already wire format (copied).
+    pub fn queue_bytes(&mut self, bytes: &[u8]) {
+        self.append(|out| out.extend_from_slice(bytes));
+    }
+
+    /// Queues a buffer of whole wire messages as it is (no copy): framed
+    /// blocks from an upload read.
+    pub fn queue_frames(&mut self, frames: Vec<u8>) {
+        if frames.is_empty() {
+            return;
+        }
+        self.out_len += frames.len();
+        self.out.push_back(frames);
+        self.back_small = false;
     }
 
     /// Bytes waiting to be written (plaintext and, on a private link,
     /// ciphertext).
     pub fn pending_out(&self) -> usize {
-        self.wbuf.len() - self.wpos + self.secure.as_ref().map_or(0, |l| l.output().len())
+        self.out_len + self.secure.as_ref().map_or(0, |l| l.output().len())
+    }
+
+    /// Marks `n` written bytes of the output done, freeing drained chunks.
+    fn advance(&mut self, mut n: usize) {
+        self.out_len -= n;
+        while n > 0 {
+            let Some(front) = self.out.front() else { break };
+            let left = front.len() - self.opos;
+            if n < left {
+                self.opos += n;
+                return;
+            }
+            n -= left;
+            self.out.pop_front();
+            self.opos = 0;
+        }
+        if self.out.is_empty() {
+            self.back_small = false;
+        }
     }
 
     /// Writes until the buffer is empty or the socket would block.
     pub fn flush(&mut self, now: Instant) -> io::Result<()> {
-        if let Some(link) = self.secure.as_deref_mut() {
+        if self.secure.is_some() {
             // Seal what waits (nothing until the handshake is done), write
             // the ciphertext; `seal_from` takes more as the output drains.
             loop {
-                if self.wpos < self.wbuf.len() {
-                    self.wpos += link.seal_from(&self.wbuf[self.wpos..])?;
-                }
+                self.seal_queued()?;
+                let Some(link) = self.secure.as_deref_mut() else {
+                    break;
+                };
                 if link.output().is_empty() || !self.writable {
                     break;
                 }
@@ -243,14 +318,20 @@ impl Conn {
                     Err(e) => return Err(e),
                 }
             }
-            self.compact_out();
             return Ok(());
         }
-        while self.wpos < self.wbuf.len() && self.writable {
-            match self.sock.write(&self.wbuf[self.wpos..]) {
+        while self.out_len > 0 && self.writable {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut n_iov = 0;
+            for (i, chunk) in self.out.iter().take(MAX_IOV).enumerate() {
+                let skip = if i == 0 { self.opos } else { 0 };
+                iov[i] = IoSlice::new(&chunk[skip..]);
+                n_iov += 1;
+            }
+            match self.sock.write_vectored(&iov[..n_iov]) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket closed")),
                 Ok(n) => {
-                    self.wpos += n;
+                    self.advance(n);
                     self.last_send = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
@@ -258,18 +339,25 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        self.compact_out();
         Ok(())
     }
 
-    fn compact_out(&mut self) {
-        if self.wpos == self.wbuf.len() {
-            self.wbuf.clear();
-            self.wpos = 0;
-        } else if self.wpos > 256 * 1024 {
-            self.wbuf.drain(..self.wpos);
-            self.wpos = 0;
+    /// Private link: seals queued plaintext until the link's output is full.
+    fn seal_queued(&mut self) -> io::Result<()> {
+        while self.out_len > 0 {
+            let Some(link) = self.secure.as_deref_mut() else {
+                return Ok(());
+            };
+            let Some(front) = self.out.front() else {
+                return Ok(());
+            };
+            let taken = link.seal_from(&front[self.opos..])?;
+            if taken == 0 {
+                return Ok(());
+            }
+            self.advance(taken);
         }
+        Ok(())
     }
 }
 

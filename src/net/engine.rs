@@ -18,6 +18,7 @@
 //! while a torrent is idle.
 
 use super::conn::{Conn, ConnState};
+use super::memory::MemoryCaps;
 use super::peerlist::PeerList;
 use super::slab::{index_of, Slab};
 use crate::control::api::{
@@ -99,8 +100,8 @@ pub struct EngineConfig {
     /// Send a keep-alive after this long without sending.
     pub keepalive_interval: Duration,
     pub swarm: SwarmConfig,
-    /// Bound on bytes of blocks in flight (requested, received, being
-    /// written, read for upload), shared by all torrents.
+    /// The memory budget (`memory_limit`), split into the caps of
+    /// [`MemoryCaps`] for all torrents together.
     pub memory_budget: u64,
     /// Payload bytes per second, 0 for unlimited.
     pub download_rate_limit: u64,
@@ -249,6 +250,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
     );
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
     let down_bucket = TokenBucket::new(config.download_rate_limit);
+    let caps = MemoryCaps::new(config.memory_budget);
     let up_bucket = TokenBucket::new(config.upload_rate_limit);
     let mut engine = Engine {
         poll,
@@ -281,6 +283,10 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         down_bucket,
         up_bucket,
         deferred_reads: VecDeque::new(),
+        caps,
+        upload_reading: 0,
+        send_buffered: 0,
+        read_buffered: 0,
         started: Instant::now(),
         next_tick: Instant::now(),
         shutdown: None,
@@ -577,6 +583,15 @@ struct Engine {
     down_bucket: TokenBucket,
     up_bucket: TokenBucket,
     deferred_reads: VecDeque<(u32, PeerKey, BlockRef)>,
+    /// The caps derived from `memory_budget`.
+    caps: MemoryCaps,
+    /// Bytes of upload reads submitted and not yet back.
+    upload_reading: u64,
+    /// Bytes waiting in send buffers (recounted every loop turn, raised
+    /// as blocks are queued).
+    send_buffered: u64,
+    /// Receive-buffer bytes of all connections beyond their base size.
+    read_buffered: u64,
     started: Instant,
     next_tick: Instant,
     shutdown: Option<Shutdown>,
@@ -599,8 +614,6 @@ struct Engine {
 const READ_BUDGET: usize = 1 << 20;
 /// Jobs waiting for the pool beyond which sockets are not read.
 const BACKLOG_LIMIT: usize = 64;
-/// Output bytes buffered for one peer beyond which its uploads wait.
-const SEND_WATERMARK: usize = 512 * 1024;
 /// A run of contiguous blocks of one piece: (piece, first begin, next begin, blocks).
 type WriteRun = (PieceIdx, u32, u32, Vec<Vec<u8>>);
 
@@ -1087,6 +1100,7 @@ impl Engine {
         self.tick_pex(now);
         self.tick_overlay(now);
         self.tick_defences(now);
+        self.rebalance_downloads();
         // Connection timeouts and keep-alives.
         let (connect_t, handshake_t, idle_t, keepalive) = (
             self.config.connect_timeout,
@@ -1095,9 +1109,10 @@ impl Engine {
             self.config.keepalive_interval,
         );
         for c in self.conns.values_mut() {
-            if now.duration_since(c.last_recv) > Duration::from_secs(5) {
-                c.trim();
-            }
+            let before = c.read_buffer_extra();
+            c.trim(now.duration_since(c.last_recv) > Duration::from_secs(5));
+            self.read_buffered =
+                (self.read_buffered + c.read_buffer_extra() as u64).saturating_sub(before as u64);
             match c.state {
                 ConnState::Connecting if now.duration_since(c.created) > connect_t => {
                     c.close("connect timed out")

@@ -3,6 +3,7 @@
 //! - [`engine`]: the poll loop, torrents, jobs, resume checkpoints, control commands.
 //! - [`bans`]: banned addresses with expiry, strikes for protocol violations.
 //! - [`conn`]: one peer connection (socket, capped buffers, readiness, timers).
+//! - [`memory`]: the memory budget and the per-part caps derived from it.
 //! - [`peerlist`]: the addresses a torrent may dial, with back-off.
 //! - [`slab`]: connection slots with generations.
 //!
@@ -12,6 +13,7 @@
 pub mod bans;
 pub mod conn;
 pub mod engine;
+pub mod memory;
 pub mod peerlist;
 pub mod slab;
 

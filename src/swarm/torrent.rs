@@ -326,6 +326,12 @@ impl Swarm {
         self.download_enabled
     }
 
+    /// Sets the cap on bytes in flight (this torrent's share of the memory
+    /// budget); it applies as requests are next filled.
+    pub fn set_max_in_flight(&mut self, bytes: u64) {
+        self.config.max_in_flight_bytes = bytes;
+    }
+
     // ----- peers -----
 
     /// A peer finished the handshake. Sends our bitfield.

@@ -20,6 +20,8 @@ pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
 pub const HANDSHAKE_LEN: usize = 68;
 /// Largest block we request, serve or accept (BEP 3 practice).
 pub const MAX_BLOCK: u32 = 16 * 1024;
+/// Bytes before a piece message's block: length prefix, id, index, begin.
+pub const PIECE_HEADER: usize = 13;
 /// Largest bitfield accepted before the piece count is known (2,097,152 pieces).
 pub const MAX_BITFIELD: usize = 262_144;
 /// Largest extension (BEP 10) message payload.

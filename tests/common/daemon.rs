@@ -174,6 +174,26 @@ impl DaemonProc {
             .unwrap_or(false)
     }
 
+    /// The process's threads (name, state, CPU ticks), for a failure
+    /// message: tells a hung thread from a spinning one.
+    pub fn threads(&self) -> String {
+        let pid = self.pid();
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return format!("process {pid} is gone");
+        };
+        let mut out = format!("threads of {pid} (name state utime stime):");
+        for task in dir.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // "tid (comm) S ... utime stime": fields after the last ')'.
+            let (head, rest) = stat.rsplit_once(')').unwrap_or(("", ""));
+            let name = head.split_once('(').map(|(_, n)| n).unwrap_or("?");
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let get = |i: usize| f.get(i).copied().unwrap_or("?");
+            out.push_str(&format!("\n  {name} {} {} {}", get(0), get(11), get(12)));
+        }
+        out
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

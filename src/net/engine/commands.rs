@@ -515,11 +515,9 @@ impl Engine {
                 peers += s.n_peers() as u32;
             }
         }
-        in_flight += self
-            .deferred_reads
-            .iter()
-            .map(|(_, _, b)| u64::from(b.length))
-            .sum::<u64>();
+        // What the memory budget counts: downloads above, then uploads
+        // being read or waiting to be sent, and grown receive buffers.
+        in_flight += self.upload_reading + self.send_buffered + self.read_buffered;
         NodeStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
             listen: self.listen_addr.to_string(),

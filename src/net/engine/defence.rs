@@ -23,8 +23,8 @@ use super::*;
 use crate::net::bans;
 
 /// Bytes waiting in a connection's send buffer above which it is a slow
-/// reader if that lasts [`SLOW_READER_TIMEOUT`]. Uploads stop at
-/// `SEND_WATERMARK` (512 KiB) plus at most 16 blocks being read, so only a
+/// reader if that lasts [`SLOW_READER_TIMEOUT`]. Uploads stop at the
+/// send watermark (at most 512 KiB) plus at most 16 blocks being read, so only a
 /// peer that is not reading what else we owe it gets here.
 pub(super) const SLOW_READER_BYTES: usize = 1 << 20;
 pub(super) const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(20);

@@ -5,6 +5,7 @@
 use super::*;
 use crate::net::peerlist::PeerList;
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
+use crate::wire::peer::PIECE_HEADER;
 
 impl Engine {
     // ----- peers -----
@@ -377,7 +378,11 @@ impl Engine {
             {
                 return;
             }
-            let n = match c.read_some(limit) {
+            let before = c.read_buffer_extra();
+            let res = c.read_some(limit, self.read_buffered < self.caps.read_buffers);
+            self.read_buffered =
+                (self.read_buffered + c.read_buffer_extra() as u64).saturating_sub(before as u64);
+            let n = match res {
                 Ok(n) => n,
                 Err(e) => {
                     c.close(if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -510,7 +515,7 @@ impl Engine {
     /// connection gets at most twice the dictionary (plus a few pieces)
     /// before further requests are rejected, so requests cannot be
     /// amplified into unbounded upload; and none is answered while the
-    /// peer's send buffer is over `SEND_WATERMARK` (requests cannot pile
+    /// peer's send buffer is over the send watermark (requests cannot pile
     /// up answers faster than the peer reads them).
     fn serve_metadata(&mut self, key: PeerKey, tid: u32, piece: u32) {
         let Some(info) = self.torrents.get(&tid).map(|t| t.meta.clone()) else {
@@ -527,7 +532,7 @@ impl Engine {
         let start = piece as usize * extension::METADATA_PIECE_LEN;
         let answer = if (piece as usize) < n_pieces
             && c.metadata_served < 2 * n_pieces + 8
-            && c.pending_out() <= SEND_WATERMARK
+            && c.pending_out() <= self.caps.send_watermark
         {
             c.metadata_served += 1;
             let end = (start + extension::METADATA_PIECE_LEN).min(bytes.len());
@@ -687,7 +692,9 @@ impl Engine {
                 .torrents
                 .get_mut(&tid)
                 .is_some_and(|t| t.up_limit.available(now) >= len);
-            if c.pending_out() > SEND_WATERMARK
+            let held = self.upload_reading + self.send_buffered;
+            if c.pending_out() > self.caps.send_watermark
+                || !self.caps.upload_allows(held, len)
                 || self.up_bucket.available(now) < len
                 || !torrent_allows
             {
@@ -708,7 +715,11 @@ impl Engine {
                     && npeer == peer
                     && next.index == last.index
                     && next.begin == last.begin + last.length;
-                if !contiguous || self.up_bucket.available(now) < total + u64::from(next.length) {
+                let more = total + u64::from(next.length);
+                if !contiguous
+                    || self.up_bucket.available(now) < more
+                    || !self.caps.upload_allows(held, more)
+                {
                     break;
                 }
                 self.deferred_reads.pop_front();
@@ -726,12 +737,16 @@ impl Engine {
             let offset = t.meta.lengths.piece_offset(piece) + u64::from(block.begin);
             let disk = t.disk.clone();
             self.up_bucket.take(total, now);
+            self.upload_reading += total;
+            let lens = blocks.iter().map(|b| b.length).collect();
             self.submit(
                 |tag| Job::Read {
                     tag,
                     torrent: disk,
                     offset,
-                    len: total as u32,
+                    index: block.index,
+                    begin: block.begin,
+                    lens,
                 },
                 Ctx::Read { tid, peer, blocks },
                 Priority::Live,
@@ -747,24 +762,38 @@ impl Engine {
         result: io::Result<Vec<u8>>,
         now: Instant,
     ) {
+        let asked: u64 = blocks.iter().map(|b| u64::from(b.length)).sum();
+        self.upload_reading = self.upload_reading.saturating_sub(asked);
         let Some(s) = self.torrents.get_mut(&tid).and_then(|t| t.swarm.as_mut()) else {
             return;
         };
         match result {
             Ok(data) => {
+                // The job framed each block as a piece message. Each is sent
+                // only if still wanted (not cancelled, peer not choked); when
+                // all are, the job's buffer is queued as it is.
+                let mut wanted = Vec::with_capacity(blocks.len());
                 let mut at = 0usize;
-                for block in blocks {
-                    let len = block.length as usize;
-                    let part = data.get(at..at + len).unwrap_or(&[]);
-                    at += len;
-                    // Each block is sent only if it is still wanted (not cancelled, peer not choked).
-                    if !s.on_read_done(peer, block) || part.len() != len {
-                        continue;
+                for block in &blocks {
+                    let end = at + PIECE_HEADER + block.length as usize;
+                    let ok = s.on_read_done(peer, *block) && end <= data.len();
+                    wanted.push(ok.then_some(at..end));
+                    at = end;
+                }
+                if let Some(c) = self.conns.get_mut(peer) {
+                    if wanted.iter().all(Option::is_some) {
+                        self.send_buffered += data.len() as u64;
+                        c.queue_frames(data);
+                    } else {
+                        for range in wanted.iter().flatten() {
+                            self.send_buffered += range.len() as u64;
+                            c.queue_bytes(&data[range.clone()]);
+                        }
                     }
-                    if let Some(c) = self.conns.get_mut(peer) {
-                        Message::emit_piece_header(block.index, block.begin, len, c.out());
-                        c.out().extend_from_slice(part);
-                        s.on_piece_sent(peer, len as u64, now);
+                    for (block, w) in blocks.iter().zip(&wanted) {
+                        if w.is_some() {
+                            s.on_piece_sent(peer, u64::from(block.length), now);
+                        }
                     }
                 }
             }
@@ -782,14 +811,19 @@ impl Engine {
         self.apply_swarm(tid, now);
     }
 
+    /// Writes what every connection has queued, and recounts the bytes
+    /// left in send buffers (the uploads' share of the memory budget).
     pub(super) fn flush_all(&mut self, now: Instant) {
+        let mut buffered = 0u64;
         for c in self.conns.values_mut() {
             if c.writable && c.pending_out() > 0 && c.closing.is_none() {
                 if let Err(e) = c.flush(now) {
                     c.close(format!("write: {e}"));
                 }
             }
+            buffered += c.pending_out() as u64;
         }
+        self.send_buffered = buffered;
     }
 
     pub(super) fn close_marked(&mut self, now: Instant) {
@@ -803,6 +837,9 @@ impl Engine {
             let Some(mut c) = self.conns.remove(key) else {
                 continue;
             };
+            self.read_buffered = self
+                .read_buffered
+                .saturating_sub(c.read_buffer_extra() as u64);
             let _ = c.flush(now);
             let _ = self.poll.registry().deregister(&mut c.sock);
             let reason = c.closing.clone().unwrap_or_default();

@@ -296,8 +296,6 @@ impl Engine {
 
     /// Starts transfers: `have` = trusted resume pieces + `found` by recheck.
     pub(super) fn start_swarm(&mut self, tid: u32, found: Vec<u32>, now: Instant) {
-        let n_torrents = self.torrents.len().max(1) as u64;
-        let budget = self.config.memory_budget;
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
@@ -305,8 +303,13 @@ impl Engine {
         t.durable = t.resume_have.clone();
         for &p in &found {
             if have.set(p) {
-                // Found on disk but not recorded as durable: record at the next checkpoint.
+                // Found on disk but not recorded as durable: record at the
+                // next checkpoint, and journal it like a downloaded piece so
+                // that a crash before then re-hashes it (the resume record
+                // written below already has the file sizes, and the probe
+                // would otherwise trust its empty piece list).
                 t.unsynced.push(p);
+                t.journal_pending.push(p);
                 t.unsynced_bytes += u64::from(
                     t.meta.lengths.piece_size(PieceIdx::clone(
                         &t.meta
@@ -320,7 +323,8 @@ impl Engine {
         }
         t.pieces_resumed = have.count();
         let mut config = self.config.swarm.clone();
-        config.max_in_flight_bytes = (budget / 2 / n_torrents).max(32 * 1024);
+        // Set for real by `rebalance_downloads` below.
+        config.max_in_flight_bytes = self.caps.downloads;
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -348,9 +352,26 @@ impl Engine {
         t.swarm = Some(swarm);
         t.phase = Phase::Running;
         t.save_dirty = true;
+        self.rebalance_downloads();
         self.save_resume(tid);
         self.connect_peers(tid, now);
         self.start_announcer(tid, now);
+    }
+
+    /// Divides the download share of the memory budget among the torrents
+    /// that download now (when one starts, and every second as torrents
+    /// finish, pause or go).
+    pub(super) fn rebalance_downloads(&mut self) {
+        let downloading = self
+            .torrents
+            .values()
+            .filter_map(|t| t.swarm.as_ref())
+            .filter(|s| s.download_enabled() && !s.is_complete())
+            .count();
+        let share = self.caps.torrent_downloads(downloading);
+        for s in self.torrents.values_mut().filter_map(|t| t.swarm.as_mut()) {
+            s.set_max_in_flight(share);
+        }
     }
 
     /// Syncs verified data and records it, when enough has accumulated.
