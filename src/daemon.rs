@@ -398,13 +398,16 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
     } else {
         ""
     };
-    eprintln!(
-        "{notice}peerlet daemon: peers on {}, control API on http://{}, downloads in {}, state in {}, node {node_id}, config {config_file}",
+    // One write (eprintln! writes its pieces one by one), so that whoever
+    // reads the log never sees half of the line.
+    let banner = format!(
+        "{notice}peerlet daemon: peers on {}, control API on http://{}, downloads in {}, state in {}, node {node_id}, config {config_file}\n",
         daemon.listen_addr(),
         daemon.api_addr().map(|a| a.to_string()).unwrap_or_default(),
         download_dir.display(),
         state_dir.display()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), banner.as_bytes());
     let handle = daemon.handle().clone();
     let signal_handle = signals.handle();
     let mut signals = signals;

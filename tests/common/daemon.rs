@@ -138,9 +138,10 @@ impl DaemonProc {
         loop {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let new = &text[before.min(text.len())..];
+            // Only a whole line (the daemon may be writing it right now).
             if let Some(line) = new
-                .lines()
-                .find(|l| l.starts_with("peerlet daemon: peers on "))
+                .split_inclusive('\n')
+                .find(|l| l.starts_with("peerlet daemon: peers on ") && l.ends_with('\n'))
             {
                 let words: Vec<&str> = line.split_whitespace().collect();
                 self.listen = words[4]

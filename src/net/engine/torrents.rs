@@ -349,10 +349,16 @@ impl Engine {
                 "downloading"
             }
         );
+        // Only a torrent that downloads changes the shares (and a walk over
+        // every torrent per start is O(n^2) for 10,000 seeding at start);
+        // the tick rebalances anyway within a second.
+        let downloads = swarm.download_enabled() && !swarm.is_complete();
         t.swarm = Some(swarm);
         t.phase = Phase::Running;
         t.save_dirty = true;
-        self.rebalance_downloads();
+        if downloads {
+            self.rebalance_downloads();
+        }
         self.save_resume(tid);
         self.connect_peers(tid, now);
         self.start_announcer(tid, now);
