@@ -29,6 +29,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 project=$(cd "$here/.." && pwd)
+me=transfer.sh
+# shellcheck source=benches/common.sh
+. "$here/common.sh"
 
 size=512M piece=1M runs=3 pairs="peerlet:peerlet,aria2:aria2" rev="" bin="" features="" out="" smoke=0 hw_too=0
 pbdir=${PEERBENCH_DIR:-$project/../shared/peerbench}
@@ -51,76 +54,30 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$bin" ] && [ "$hw_too" = 1 ] && { echo "transfer.sh: --hw-sha1-too builds its own binaries; not with --bin" >&2; exit 2; }
-[ "$(id -u)" = 0 ] || { echo "transfer.sh: needs root (peerbench runs the clients under unshare -n)" >&2; exit 2; }
-[ -f "$pbdir/peerbench.py" ] || { echo "transfer.sh: no peerbench.py in $pbdir (set PEERBENCH_DIR)" >&2; exit 2; }
-for t in python3 aria2c opentracker mktorrent curl unshare ss; do
-  command -v "$t" >/dev/null || { echo "transfer.sh: $t missing (apt-get install -y aria2 opentracker mktorrent curl)" >&2; exit 2; }
-done
+bench_need_root "$pbdir"
+bench_need_tools "aria2 opentracker mktorrent curl" python3 aria2c opentracker mktorrent curl unshare ss
 
 stamp=$(date +%Y%m%d-%H%M%S)
 out=${out:-/tmp/peerlet-bench/transfer-$stamp}
 mkdir -p "$out/bin"
 t_start=$(date +%s)
 
-# --- build (release profile of Cargo.toml: LTO, stripped) ---
-# build FEATURES DEST: builds (or takes --bin) and copies the binary to DEST,
-# so that a concurrent `cargo build` cannot swap it mid-run; prints the version.
-build() {
-  local feats=$1 dest=$2 src tdir b ver fa=()
-  [ -n "$feats" ] && fa=(--features "$feats")
-  if [ -n "$bin" ]; then
-    b=$bin; ver="peerlet (binary $bin)"
-  else
-    if [ -n "$rev" ]; then
-      local commit; commit=$(git -C "$project" rev-parse --verify "$rev^{commit}")
-      src=/tmp/peerlet-bench/build/${commit:0:12}
-      if [ ! -f "$src/Cargo.toml" ]; then
-        mkdir -p "$src"
-        git -C "$project" archive "$commit" | tar -x -C "$src"
-      fi
-      ver="peerlet ${commit:0:12}"
-    else
-      src=$project
-      local dirty; dirty=$(git -C "$project" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | head -c1)
-      ver="peerlet $(git -C "$project" rev-parse --short HEAD 2>/dev/null || echo '?')${dirty:+-dirty}"
-    fi
-    # the default build in the usual target dir; feature builds beside it, so they do not evict it
-    tdir=$src/target
-    [ -n "$feats" ] && tdir=/tmp/peerlet-bench/target-${feats//[^a-z0-9]/_}
-    echo "transfer.sh: cargo build --release ${feats:+--features $feats }in $src" >&2
-    (cd "$src" && cargo build --release --quiet --target-dir "$tdir" "${fa[@]}") >&2
-    b=$tdir/release/peerlet
-  fi
-  cp "$b" "$dest"
-  echo "$ver${feats:+ +$feats}"
-}
-version=$(build "$features" "$out/bin/peerlet")
+# --- build (release profile of Cargo.toml: LTO, stripped; benches/common.sh) ---
+version=$(bench_build "$features" "$out/bin/peerlet")
 version_hw=""
-[ "$hw_too" = 1 ] && version_hw=$(build hw-sha1 "$out/bin/peerlet-hw")
+[ "$hw_too" = 1 ] && version_hw=$(bench_build hw-sha1 "$out/bin/peerlet-hw")
 t_built=$(date +%s)
 
-# --- the peerlet adapter (benches/peerbench-peerlet.sh) ---
-w="$here/peerbench-peerlet.sh"
-adapter() {  # NAME BINARY VERSION
-  local n=$1 b=$2
-  export PEERBENCH_CLIENT_${n}_SEED="bash $w seed --bin $b --torrent {torrent} --dir {data_dir} --port {port} --run-dir {run_dir} --tracker {tracker} --info-hash {info_hash}"
-  export PEERBENCH_CLIENT_${n}_LEECH="bash $w leech --bin $b --torrent {torrent} --dir {dl_dir} --port {port} --run-dir {run_dir} --peer 127.0.0.1:{seed_port} --done-file {done_file}"
-  export PEERBENCH_CLIENT_${n}_DONE=file
-  export PEERBENCH_CLIENT_${n}_STOP=TERM
-  export PEERBENCH_CLIENT_${n}_VERSION="$3"
-}
-adapter PEERLET "$out/bin/peerlet" "$version"
+# --- the peerlet adapter (benches/peerbench-peerlet.sh, via benches/common.sh) ---
+bench_adapter PEERLET "$out/bin/peerlet" "$version"
 if [ "$hw_too" = 1 ]; then
-  adapter PEERLETHW "$out/bin/peerlet-hw" "$version_hw"
+  bench_adapter PEERLETHW "$out/bin/peerlet-hw" "$version_hw"
   case ",$pairs," in *",peerlethw:peerlethw,"*) ;; *) pairs="peerlet:peerlet,peerlethw:peerlethw,${pairs#peerlet:peerlet,}";; esac
 fi
 
 timeout=120; [ "$smoke" = 1 ] && timeout=60
 echo "transfer.sh: $version${version_hw:+ and $version_hw}; pairs $pairs; $size, $piece pieces, $runs round(s); results in $out" >&2
-python3 "$pbdir/peerbench.py" --root /tmp/peerlet-bench/peerbench run \
-  --pairs "$pairs" --payloads "$size" --pieces "$piece" --runs "$runs" \
-  --ref aria2:aria2 --timeout "$timeout" --ready-timeout 120 --budget 3000 --out "$out" \
-  > "$out/peerbench.stdout"
+bench_run_transfers "$pbdir" "$pairs" "$size" "$piece" "$runs" "$timeout" "$out"
 
 ref=aria2:aria2
 case ",$pairs," in *",aria2:aria2,"*) ;; *) ref=${pairs%%,*};; esac
@@ -138,11 +95,4 @@ t_end=$(date +%s)
 } | tee "$out/report.md"
 
 # Exit 1 if any transfer failed (CI smoke).
-python3 - "$out/results.jsonl" <<'EOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-bad = [r for r in rows if not r.get("ok")]
-for r in bad:
-    print("FAILED: %s round %s: %s" % (r["pair"], r["run"], r.get("error") or "verify"), file=sys.stderr)
-sys.exit(1 if bad or not rows else 0)
-EOF
+bench_check_failures "$out/results.jsonl"
