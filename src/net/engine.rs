@@ -278,6 +278,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         bans: crate::net::bans::BanList::new(),
         violations: Vec::new(),
         accept_paused: false,
+        accept_failed: false,
         send_over: HashMap::new(),
         handshake_reads: 0,
         down_bucket,
@@ -370,6 +371,9 @@ struct TorrentEntry {
     resume_have: Bitfield,
     resume_sizes: Vec<u64>,
     resume_mtimes: Vec<i64>,
+    /// The resume record on disk still says what is true (the probe found
+    /// the files as recorded): starting does not write it again.
+    record_matches: bool,
     /// This torrent's own rate limits (0: none), on top of the global ones.
     down_limit: TokenBucket,
     up_limit: TokenBucket,
@@ -576,6 +580,9 @@ struct Engine {
     violations: Vec<(IpAddr, String)>,
     /// At the connection cap: connections wait in the listen backlog.
     accept_paused: bool,
+    /// The last accept failed (no file descriptor left, ...): `tick`
+    /// tries again.
+    accept_failed: bool,
     /// Connections whose send buffer is over `SLOW_READER_BYTES`, since when.
     send_over: HashMap<PeerKey, Instant>,
     /// Connections whose handshake was read this loop turn (bounded).
@@ -1101,6 +1108,9 @@ impl Engine {
         self.tick_overlay(now);
         self.tick_defences(now);
         self.rebalance_downloads();
+        if self.accept_failed {
+            self.accept(now);
+        }
         // Connection timeouts and keep-alives.
         let (connect_t, handshake_t, idle_t, keepalive) = (
             self.config.connect_timeout,

@@ -230,10 +230,22 @@ impl Engine {
                     c.readable = true;
                     self.conns.insert_with(|_| c);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if std::mem::take(&mut self.accept_failed) {
+                        log::info!("accepting connections again");
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    log::warn!("accept: {e}");
+                    // Out of file descriptors (EMFILE/ENFILE) and the like.
+                    // The listener is edge-triggered: what waits in the
+                    // backlog raises no new event, so `tick` tries again
+                    // every second. Said once, not once per attempt.
+                    if !self.accept_failed {
+                        log::warn!("accept: {e}; trying again every second");
+                    }
+                    self.accept_failed = true;
                     return;
                 }
             }
