@@ -21,7 +21,9 @@ pub const FAST_READ_BUF: usize = 512 * 1024;
 /// Largest read buffer (one maximal frame plus a read's worth).
 pub const MAX_READ_BUF: usize = MAX_FRAME + 4 + 64 * 1024;
 /// Small messages are appended to the last output chunk while it is
-/// shorter than this; then a new chunk starts.
+/// shorter than this; then a new chunk starts. (A chunk of blocks from an
+/// upload read is at least this long, unless it holds one short last block,
+/// which takes a few appended bytes just as well.)
 const SMALL_CHUNK: usize = 16 * 1024;
 /// Most chunks handed to one vectored write.
 const MAX_IOV: usize = 32;
@@ -69,8 +71,6 @@ pub struct Conn {
     opos: usize,
     /// Bytes in `out` not yet written.
     out_len: usize,
-    /// The last chunk takes more small messages (it is not block data).
-    back_small: bool,
     pub readable: bool,
     pub writable: bool,
     /// Set when the connection must close (with the reason, for the log).
@@ -113,7 +113,6 @@ impl Conn {
             out: VecDeque::new(),
             opos: 0,
             out_len: 0,
-            back_small: false,
             readable: false,
             writable: false,
             closing: None,
@@ -228,10 +227,8 @@ impl Conn {
 
     /// The chunk small messages go to.
     fn small_chunk(&mut self) -> &mut Vec<u8> {
-        let full = self.out.back().is_none_or(|b| b.len() >= SMALL_CHUNK);
-        if !self.back_small || full {
+        if self.out.back().is_none_or(|b| b.len() >= SMALL_CHUNK) {
             self.out.push_back(Vec::with_capacity(256));
-            self.back_small = true;
         }
         self.out.back_mut().expect("pushed above")
     }
@@ -266,7 +263,6 @@ impl Conn {
         }
         self.out_len += frames.len();
         self.out.push_back(frames);
-        self.back_small = false;
     }
 
     /// Bytes waiting to be written (plaintext and, on a private link,
@@ -288,9 +284,6 @@ impl Conn {
             n -= left;
             self.out.pop_front();
             self.opos = 0;
-        }
-        if self.out.is_empty() {
-            self.back_small = false;
         }
     }
 

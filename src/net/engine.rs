@@ -621,6 +621,16 @@ struct Engine {
 const READ_BUDGET: usize = 1 << 20;
 /// Jobs waiting for the pool beyond which sockets are not read.
 const BACKLOG_LIMIT: usize = 64;
+/// Runs `f` on a connection and applies the change in its grown receive
+/// buffer to `total` (what the read buffers' share of the memory budget
+/// counts).
+fn count_read_buffer<R>(total: &mut u64, c: &mut Conn, f: impl FnOnce(&mut Conn) -> R) -> R {
+    let before = c.read_buffer_extra() as u64;
+    let r = f(c);
+    *total = (*total + c.read_buffer_extra() as u64).saturating_sub(before);
+    r
+}
+
 /// A run of contiguous blocks of one piece: (piece, first begin, next begin, blocks).
 type WriteRun = (PieceIdx, u32, u32, Vec<Vec<u8>>);
 
@@ -1119,10 +1129,8 @@ impl Engine {
             self.config.keepalive_interval,
         );
         for c in self.conns.values_mut() {
-            let before = c.read_buffer_extra();
-            c.trim(now.duration_since(c.last_recv) > Duration::from_secs(5));
-            self.read_buffered =
-                (self.read_buffered + c.read_buffer_extra() as u64).saturating_sub(before as u64);
+            let idle = now.duration_since(c.last_recv) > Duration::from_secs(5);
+            count_read_buffer(&mut self.read_buffered, c, |c| c.trim(idle));
             match c.state {
                 ConnState::Connecting if now.duration_since(c.created) > connect_t => {
                     c.close("connect timed out")

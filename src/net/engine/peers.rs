@@ -390,10 +390,9 @@ impl Engine {
             {
                 return;
             }
-            let before = c.read_buffer_extra();
-            let res = c.read_some(limit, self.read_buffered < self.caps.read_buffers);
-            self.read_buffered =
-                (self.read_buffered + c.read_buffer_extra() as u64).saturating_sub(before as u64);
+            let may_grow = self.read_buffered < self.caps.read_buffers;
+            let res =
+                count_read_buffer(&mut self.read_buffered, c, |c| c.read_some(limit, may_grow));
             let n = match res {
                 Ok(n) => n,
                 Err(e) => {
