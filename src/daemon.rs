@@ -85,6 +85,9 @@ pub struct DaemonArgs {
     /// connections one IP address may hold, all torrents (default 4)
     #[argh(option)]
     pub max_connections_per_ip: Option<u64>,
+    /// data files held open at once, all torrents together (default 128)
+    #[argh(option)]
+    pub max_open_files: Option<u64>,
     /// memory budget: blocks in flight, uploads, buffers (README, "Memory budget"); K, M, G suffixes (default 8M)
     #[argh(option, from_str_fn(crate::config::parse_size))]
     pub memory_limit: Option<u64>,
@@ -297,10 +300,9 @@ impl Daemon {
         if !startup.clean && has_work {
             log::warn!("the last stop was not orderly: pieces verified since the last checkpoint will be re-hashed");
         }
-        let torrents = startup.torrents.len() + startup.magnets.len();
         if let Some(w) = crate::config::fd_limit_warning(
             config.max_connections,
-            torrents,
+            config.max_open_files,
             crate::config::soft_fd_limit(),
         ) {
             log::warn!("{w}");

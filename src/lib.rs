@@ -42,6 +42,7 @@ pub mod resume;
 pub mod storage;
 pub mod swarm;
 pub mod systemd;
+pub mod text;
 pub mod tracker;
 pub mod wire;
 pub mod workers;

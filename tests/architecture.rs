@@ -57,6 +57,7 @@ fn pure_layers_do_no_io_and_read_no_clock() {
             "bencode",
             "metainfo",
             "hash",
+            "text",
             "wire",
             "swarm",
             "resume",

@@ -184,6 +184,55 @@ fn config_show_says_where_every_value_came_from() {
         shown(&show, "upload_limit"),
         "upload_limit = 1000  # file, line 3"
     );
+    // The same as JSON, for tools: values in plain units, origins apart.
+    let (code, out, err) = run_env(
+        &["config", "show", "--json", "--download-limit", "300K"],
+        &[
+            ("PEERLET_CONFIG", &file),
+            ("PEERLET_BOOTSTRAP", "127.0.0.228:6881"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let j = peerlet::json::parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(j.get("file").and_then(Json::as_str), Some(file.as_str()));
+    let keys = j.get("keys").expect("keys");
+    for k in peerlet::config::KEYS {
+        assert!(keys.get(k.name).is_some(), "{} missing: {out}", k.name);
+    }
+    let key = |name: &str, field: &str| keys.get(name).and_then(|k| k.get(field)).cloned();
+    assert_eq!(
+        key("download_limit", "value").and_then(|v| v.as_u64()),
+        Some(300 << 10)
+    );
+    assert_eq!(
+        key("download_limit", "option")
+            .as_ref()
+            .and_then(Json::as_str),
+        Some("--download-limit")
+    );
+    assert_eq!(
+        key("memory_limit", "value").and_then(|v| v.as_u64()),
+        Some(16 << 20)
+    );
+    assert_eq!(
+        key("memory_limit", "origin")
+            .as_ref()
+            .and_then(Json::as_str),
+        Some("file")
+    );
+    assert_eq!(
+        key("memory_limit", "line").and_then(|v| v.as_u64()),
+        Some(4)
+    );
+    assert_eq!(
+        key("bootstrap", "variable").as_ref().and_then(Json::as_str),
+        Some("PEERLET_BOOTSTRAP")
+    );
+    assert_eq!(
+        key("search_ttl", "origin").as_ref().and_then(Json::as_str),
+        Some("default")
+    );
+    assert_eq!(key("web", "value"), Some(Json::Bool(true)));
 }
 
 #[test]

@@ -190,3 +190,85 @@ fn full_disk_and_permission_errors_pause_one_torrent_and_recover() {
     }
     leecher.stop();
 }
+
+/// A read error while checking data already on disk (EIO, or EMFILE past
+/// the descriptor limit) stops that torrent with the error and retries; it
+/// does not count the pieces as missing and download over good data. A
+/// missing file still just means missing pieces.
+#[test]
+fn a_read_error_during_the_check_is_an_error_not_missing_data() {
+    let tmp = TempDir::new("check-faults");
+    let src = tmp.join("src/shelf");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random_file(&src.join("a.bin"), 3 << 20, 71);
+    write_random_file(&src.join("b.bin"), 1 << 20, 72);
+    let file = tmp.join("shelf.torrent");
+    let hash = InfoHash::parse(&create_torrent(&src, &file, "64K")).unwrap();
+    let downloads = tmp.join("node/downloads");
+    common::daemon::copy_tree(&src, &downloads.join("shelf"));
+
+    let plan_slot: Arc<Mutex<Option<Arc<Mutex<FaultPlan>>>>> = Default::default();
+    let slot = plan_slot.clone();
+    let mut config = EngineConfig::new(
+        "127.0.0.83:0".parse().unwrap(),
+        downloads.clone(),
+        tmp.join("node/state"),
+    );
+    config.disk_retry = Duration::from_millis(500);
+    config.storage_factory = Arc::new(move |t, dir| {
+        let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
+        let files = FileStorage::new(dir.to_path_buf(), relative, 8)?;
+        let (faulty, plan) = FaultyStorage::new(files);
+        // Every read fails from the start: the check is the first reader.
+        plan.lock().unwrap().read_error = Some(libc::EIO);
+        *slot.lock().unwrap() = Some(plan);
+        Ok(Arc::new(faulty) as Arc<dyn Storage>)
+    });
+    let node = Daemon::start(config, None).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    node.handle()
+        .call(Duration::from_secs(10), |reply| Command::Add {
+            source: AddSource::Torrent(bytes),
+            dir: None,
+            peers: Vec::new(),
+            paused: false,
+            reply,
+        })
+        .unwrap();
+    let failed = wait_for(
+        &node,
+        hash,
+        "the check's read error",
+        Duration::from_secs(60),
+        |s| s.state == TorrentState::Error,
+    );
+    let msg = failed.error.clone().unwrap_or_default();
+    assert!(
+        msg.contains("cannot read the data to check it"),
+        "{failed:?}"
+    );
+    assert_eq!(failed.pieces_have, 0);
+    // Retries while reads still fail fail again; nothing is downloaded or
+    // written meanwhile.
+    std::thread::sleep(Duration::from_millis(1500));
+    let again = status(&node, hash);
+    assert_eq!(again.state, TorrentState::Error, "{again:?}");
+    assert_eq!(again.pieces_have, 0);
+    assert_eq!(again.downloaded, 0);
+
+    // Reads work again: the next retry checks and finds every piece.
+    let plan = plan_slot.lock().unwrap().clone().unwrap();
+    *plan.lock().unwrap() = FaultPlan::default();
+    let st = wait_for(
+        &node,
+        hash,
+        "the data found",
+        Duration::from_secs(60),
+        |s| s.pieces_have == s.pieces,
+    );
+    assert_eq!(st.state, TorrentState::Seeding);
+    assert!(st.error.is_none(), "{st:?}");
+    assert_eq!(st.downloaded, 0);
+    assert_same_tree(&src, &downloads.join("shelf"));
+    node.stop();
+}

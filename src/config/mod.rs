@@ -236,6 +236,12 @@ pub const KEYS: &[Key] = &[
         reloads: false,
     },
     Key {
+        name: "max_open_files",
+        kind: Kind::Int { min: 1, max: 65_536 },
+        help: "Data files held open at once, all torrents together (least recently used closed first); each is a file descriptor.",
+        reloads: false,
+    },
+    Key {
         name: "bootstrap",
         kind: Kind::List,
         help: "Overlay nodes to contact at start, \"IP:PORT\" or \"HOST:PORT\" (added on reload).",
@@ -583,6 +589,11 @@ pub fn defaults(data_dir: &Path) -> Layer {
         Value::Num(e.max_connections_per_ip as u64),
         d.clone(),
     );
+    l.set(
+        "max_open_files",
+        Value::Num(e.max_open_files as u64),
+        d.clone(),
+    );
     l.set("bootstrap", Value::List(Vec::new()), d.clone());
     l.set("lan_discovery", Value::Bool(true), d.clone());
     l.set(
@@ -681,6 +692,7 @@ pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
         ("max_connections", a.max_connections),
         ("max_connections_per_torrent", a.max_connections_per_torrent),
         ("max_connections_per_ip", a.max_connections_per_ip),
+        ("max_open_files", a.max_open_files),
         ("beacon_interval", a.beacon_interval),
         ("overlay_degree", a.overlay_degree),
         ("routing_table", a.routing_table),
@@ -880,6 +892,42 @@ impl Config {
         out
     }
 
+    /// `peerlet config show --json`: `{"file": PATH or null, "keys":
+    /// {NAME: {"value", "origin", "line" | "variable" | "option"}}}`,
+    /// values as numbers (sizes and rates in bytes), booleans, strings and
+    /// lists of strings.
+    pub fn to_json(&self) -> crate::json::Json {
+        use crate::json::Json;
+        let mut keys = Json::obj();
+        for (k, (v, o)) in KEYS.iter().zip(&self.values) {
+            let value = match v {
+                Value::Addr(a) => Json::from(a.to_string()),
+                Value::Path(p) => Json::from(p.display().to_string()),
+                Value::Num(n) => Json::from(*n),
+                Value::Bool(b) => Json::from(*b),
+                Value::List(l) => Json::Arr(l.iter().map(|s| Json::from(s.as_str())).collect()),
+                Value::Text(t) => Json::from(t.as_str()),
+            };
+            let entry = Json::obj().with("value", value);
+            let entry = match o {
+                Origin::Default => entry.with("origin", "default"),
+                Origin::File(line) => entry.with("origin", "file").with("line", *line),
+                Origin::Env(var) => entry
+                    .with("origin", "environment")
+                    .with("variable", var.as_str()),
+                Origin::Cli(flag) => entry
+                    .with("origin", "command line")
+                    .with("option", flag.as_str()),
+            };
+            keys = keys.with(k.name, entry);
+        }
+        let file = match &self.file {
+            Some(f) => Json::from(f.display().to_string()),
+            None => Json::Null,
+        };
+        Json::obj().with("file", file).with("keys", keys)
+    }
+
     /// The engine's settings and the control API address. Reads (or, the
     /// first time, creates) the node key in the state directory.
     pub fn engine_config(&self) -> Result<(EngineConfig, SocketAddr), CliError> {
@@ -900,6 +948,8 @@ impl Config {
         c.max_connections = self.num("max_connections") as usize;
         c.max_connections_per_torrent = self.num("max_connections_per_torrent") as usize;
         c.max_connections_per_ip = self.num("max_connections_per_ip") as usize;
+        c.max_open_files = self.num("max_open_files") as usize;
+        c.storage_factory = crate::net::file_storage_factory(c.max_open_files);
         c.overlay.enabled = self.flag("overlay");
         // The node id is shown by `peerlet status` even with the overlay off.
         c.overlay.key = crate::daemon::load_node_key(&state_dir)?;
@@ -955,22 +1005,22 @@ pub fn soft_fd_limit() -> Option<u64> {
         .ok()
 }
 
-/// A warning when `max_connections` peer connections and `torrents`
-/// torrents (each keeps at least one data file open once checked) would
-/// not fit under the soft descriptor limit; past it, accepting fails with
-/// "Too many open files" and so do checks and state saves.
+/// A warning when `max_connections` peer connections and
+/// `max_open_files` data files (all torrents share them) would not fit
+/// under the soft descriptor limit; past it, accepting fails with "Too many
+/// open files" and so do checks and state saves.
 pub fn fd_limit_warning(
     max_connections: usize,
-    torrents: usize,
+    max_open_files: usize,
     limit: Option<u64>,
 ) -> Option<String> {
     let limit = limit?;
-    let need = max_connections as u64 + torrents as u64 + FD_RESERVE;
+    let need = max_connections as u64 + max_open_files as u64 + FD_RESERVE;
     (need > limit).then(|| {
         format!(
-            "{torrents} torrents and max_connections = {max_connections} need about {need} file descriptors, \
-             but the limit is {limit}: raise it (LimitNOFILE= in the systemd unit, ulimit -n) or lower \
-             max_connections, or checks, state saves and connections will fail with \"Too many open files\""
+            "max_connections = {max_connections} and max_open_files = {max_open_files} need about {need} file \
+             descriptors, but the limit is {limit}: raise it (LimitNOFILE= in the systemd unit, ulimit -n) or \
+             lower them, or checks, state saves and connections will fail with \"Too many open files\""
         )
     })
 }
@@ -1118,7 +1168,7 @@ pub struct CheckArgs {
 /// Print the configuration `peerlet daemon` would run with, as TOML: every key, with where its value came from (default, file, environment, command line).
 #[argh(subcommand, name = "show")]
 pub struct ShowArgs {
-    /// options of `peerlet daemon` (--config FILE, --listen ADDR, ...) to take into account
+    /// options of `peerlet daemon` (--config FILE, --listen ADDR, ...) to take into account; --json prints JSON instead of TOML
     #[argh(positional, greedy)]
     pub options: Vec<String>,
 }
@@ -1147,7 +1197,14 @@ pub fn run(a: ConfigArgs) -> Result<u8, CliError> {
             }
         }
         ConfigCommand::Show(s) => {
-            let opts: Vec<&str> = s.options.iter().map(String::as_str).collect();
+            // `--json` is ours; everything else is the daemon's.
+            let json = s.options.iter().any(|o| o == "--json");
+            let opts: Vec<&str> = s
+                .options
+                .iter()
+                .map(String::as_str)
+                .filter(|o| *o != "--json")
+                .collect();
             let daemon = match DaemonArgs::from_args(&["peerlet config show"], &opts) {
                 Ok(d) => d,
                 Err(early) => {
@@ -1160,7 +1217,8 @@ pub fn run(a: ConfigArgs) -> Result<u8, CliError> {
                             println!(
                                 "{usage}\n\nPrint the configuration `peerlet daemon` would run with \
                                  (with these options, the environment and the file), as TOML: every \
-                                 key, with where its value came from.\n\nOptions:{options}"
+                                 key, with where its value came from. With --json: one JSON object, \
+                                 {{\"file\", \"keys\": {{NAME: {{\"value\", \"origin\", ...}}}}}}.\n\nOptions:{options}"
                             );
                             Ok(0)
                         }
@@ -1172,7 +1230,12 @@ pub fn run(a: ConfigArgs) -> Result<u8, CliError> {
                 Ok(c) => {
                     // `config show | head` is not an error.
                     use std::io::Write;
-                    let _ = std::io::stdout().lock().write_all(c.to_toml().as_bytes());
+                    let text = if json {
+                        format!("{}\n", c.to_json())
+                    } else {
+                        c.to_toml()
+                    };
+                    let _ = std::io::stdout().lock().write_all(text.as_bytes());
                     Ok(0)
                 }
                 Err(problems) => {

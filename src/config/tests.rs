@@ -52,7 +52,7 @@ fn sizes_parse_and_format() {
 #[test]
 fn keys_have_flags_and_variables() {
     let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-    assert_eq!(names.len(), 27);
+    assert_eq!(names.len(), 28);
     let (_, k) = key("download_limit").unwrap();
     assert_eq!(
         (k.flag().as_str(), k.env().as_str()),
@@ -113,6 +113,7 @@ checkpoint_mib = 64
 max_connections = 1000
 max_connections_per_torrent = 600
 max_connections_per_ip = 2
+max_open_files = 300
 bootstrap = [
     "192.168.1.3:6881",
     "peer.example.net:6881",
@@ -145,12 +146,13 @@ allowed_nodes = ["8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e
     assert_eq!(c.num("max_connections"), 1000);
     assert_eq!(c.num("max_connections_per_torrent"), 600);
     assert_eq!(c.num("max_connections_per_ip"), 2);
+    assert_eq!(c.num("max_open_files"), 300);
     assert_eq!(c.list("bootstrap").len(), 3);
     assert!(!c.flag("lan_discovery"));
     assert_eq!(c.text("log"), "info,peerlet::net=debug");
     assert_eq!(c.origin("listen"), &Origin::File(3));
-    assert_eq!(c.origin("bootstrap"), &Origin::File(16));
-    assert_eq!(c.origin("log"), &Origin::File(28));
+    assert_eq!(c.origin("bootstrap"), &Origin::File(17));
+    assert_eq!(c.origin("log"), &Origin::File(29));
     assert!(!c.flag("web"));
     assert!(c.flag("api_token_required"));
     assert_eq!(c.list("api_allowed_hosts"), ["pi.lan", "nas.home.arpa"]);
@@ -529,6 +531,7 @@ fn connection_caps_are_checked_and_reach_the_engine() {
         c.num("max_connections_per_ip"),
         e.max_connections_per_ip as u64
     );
+    assert_eq!(c.num("max_open_files"), e.max_open_files as u64);
     // Ranges, from every source.
     assert_eq!(
         one_error("max_connections = 0\n"),
@@ -567,7 +570,12 @@ fn connection_caps_are_checked_and_reach_the_engine() {
     let e = env(&[("PEERLET_MAX_CONNECTIONS", "1200")]).unwrap();
     let args = crate::daemon::DaemonArgs::from_args(
         &["peerlet", "daemon"],
-        &["--max-connections-per-torrent", "1000"],
+        &[
+            "--max-connections-per-torrent",
+            "1000",
+            "--max-open-files",
+            "16",
+        ],
     )
     .unwrap();
     let cli = cli_layer(&args, Path::new("/")).unwrap();
@@ -589,22 +597,23 @@ fn connection_caps_are_checked_and_reach_the_engine() {
         (
             engine.max_connections,
             engine.max_connections_per_torrent,
-            engine.max_connections_per_ip
+            engine.max_connections_per_ip,
+            engine.max_open_files
         ),
-        (1200, 1000, 8)
+        (1200, 1000, 8, 16)
     );
 }
 
 #[test]
 fn descriptor_needs_are_checked_against_the_limit() {
-    assert_eq!(fd_limit_warning(100, 10, Some(1024)), None);
-    assert_eq!(fd_limit_warning(100, 10, None), None);
+    assert_eq!(fd_limit_warning(100, 128, Some(1024)), None);
+    assert_eq!(fd_limit_warning(100, 128, None), None);
     let w = fd_limit_warning(1000, 10, Some(1024)).expect("a warning");
     assert!(w.contains("need about 1074 file descriptors"), "{w}");
     assert!(w.contains("the limit is 1024"), "{w}");
     let w = fd_limit_warning(100, 2000, Some(1024)).expect("a warning");
     assert!(
-        w.starts_with("2000 torrents and max_connections = 100"),
+        w.starts_with("max_connections = 100 and max_open_files = 2000"),
         "{w}"
     );
     // This process's own limit reads as a number on Linux.

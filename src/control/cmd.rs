@@ -870,9 +870,7 @@ pub fn ls_table(list: &[Json]) -> String {
 /// Text from torrents, trackers and peers with control characters (terminal
 /// escapes) replaced.
 pub(crate) fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::text::printable(text.as_bytes(), usize::MAX)
 }
 
 /// The `TRACKER` cell of `ls`: `-` without trackers, else the first word of

@@ -28,7 +28,7 @@ use crate::control::api::{
 use crate::hash::Digest;
 use crate::metainfo::{InfoHash, PieceIdx, Torrent};
 use crate::resume::{self, Resume};
-use crate::storage::{self, FileStorage, Storage};
+use crate::storage::{self, FilePool, FileStorage, Storage};
 use crate::swarm::rate::TokenBucket;
 use crate::swarm::{Bitfield, Out, PeerKey, Swarm, SwarmConfig};
 use crate::wire::peer::{BlockRef, Handshake, Message, HANDSHAKE_LEN};
@@ -68,14 +68,16 @@ pub use overlay::{is_beacon_target, random_bytes, LanDiscovery, OverlaySettings,
 pub type StorageFactory =
     Arc<dyn Fn(&Torrent, &Path) -> io::Result<Arc<dyn Storage>> + Send + Sync>;
 
-/// The default: files under `dir/<name>` with an LRU of open handles.
+/// The default: files under `dir/<name>`, all torrents' open handles in
+/// one LRU of at most `max_open_files` descriptors.
 pub fn file_storage_factory(max_open_files: usize) -> StorageFactory {
+    let pool = FilePool::new(max_open_files);
     Arc::new(move |t: &Torrent, dir: &Path| {
         let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
-        Ok(Arc::new(FileStorage::new(
+        Ok(Arc::new(FileStorage::with_pool(
             dir.to_path_buf(),
             relative,
-            max_open_files,
+            pool.clone(),
         )?) as Arc<dyn Storage>)
     })
 }
@@ -88,6 +90,8 @@ pub struct EngineConfig {
     /// Holds `torrents/` (metainfo, resume, journal) and the `clean` marker.
     pub state_dir: PathBuf,
     pub max_connections: usize,
+    /// Data files open at once, all torrents (the storage factory's pool).
+    pub max_open_files: usize,
     pub max_connections_per_torrent: usize,
     /// Connections one IP address may hold at once (all torrents, both
     /// directions, handshakes included); one per torrent in any case.
@@ -138,6 +142,7 @@ impl EngineConfig {
             download_dir,
             state_dir,
             max_connections: 100,
+            max_open_files: storage::DEFAULT_MAX_OPEN_FILES,
             max_connections_per_torrent: 40,
             max_connections_per_ip: 4,
             max_half_open: 8,
@@ -297,6 +302,8 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         magnets: HashMap::new(),
         trackers: HashMap::new(),
         state_lock: Arc::new(std::sync::Mutex::new(())),
+        removals: Vec::new(),
+        next_removal: 0,
         totals: metrics::Totals::default(),
     };
     for t in startup.torrents {
@@ -355,6 +362,10 @@ struct Check {
     next: usize,
     in_flight: usize,
     good: Vec<u32>,
+    /// A read failed for another reason than missing data (EIO, EMFILE,
+    /// EACCES...): nothing more is submitted, and once the pieces in
+    /// flight are back the torrent stops with this error and retries.
+    failed: Option<io::Error>,
 }
 
 struct TorrentEntry {
@@ -534,8 +545,30 @@ enum Ctx {
         tid: u32,
         source: &'static str,
     },
+    /// Deleting a removed torrent's state files (and data): `Removal::id`.
+    Remove {
+        id: u64,
+    },
     Other(&'static str),
 }
+
+/// A torrent taken out of the engine whose files are still to be deleted.
+/// The deletion waits until no job holds the torrent's storage (a write
+/// finishing after it would create a file again), and the API's answer
+/// waits for the deletion (an `add` of the same torrent right after
+/// `remove` would otherwise find the files half gone, or lose its state
+/// files to the deletion).
+struct Removal {
+    id: u64,
+    info_hash: InfoHash,
+    disk: Option<Arc<DiskTorrent>>,
+    work: Option<Box<dyn FnOnce() -> io::Result<()> + Send>>,
+    reply: Option<api::Reply<()>>,
+    since: Instant,
+}
+
+/// How long a deletion waits for the torrent's jobs before going ahead.
+const REMOVAL_WAIT: Duration = Duration::from_secs(5);
 
 struct Shutdown {
     replies: Vec<api::Reply<()>>,
@@ -615,6 +648,9 @@ struct Engine {
     /// Held by the jobs that write or remove a magnet's record and the
     /// .torrent replacing it, which would otherwise race on the workers.
     state_lock: Arc<std::sync::Mutex<()>>,
+    /// Removed torrents whose files are still to be deleted.
+    removals: Vec<Removal>,
+    next_removal: u64,
 }
 
 /// Bytes a single socket may deliver per loop turn (fairness).
@@ -793,6 +829,9 @@ impl Engine {
             };
             self.on_job(ctx, done, now);
         }
+        if !self.removals.is_empty() {
+            self.pump_removals(now);
+        }
     }
 
     fn on_job(&mut self, ctx: Ctx, done: JobDone, now: Instant) {
@@ -916,6 +955,13 @@ impl Engine {
                     Err(_) => false,
                 };
                 self.on_nodes_saved(ok);
+            }
+            (Ctx::Remove { id }, JobDone::Ran { result, .. }) => {
+                let result = match result.downcast::<io::Result<()>>() {
+                    Ok(r) => *r,
+                    Err(_) => Err(io::Error::other("the job gave no result")),
+                };
+                self.on_removed(id, result);
             }
             (Ctx::Other(what), JobDone::Ran { result, .. }) => {
                 if let Ok(r) = result.downcast::<io::Result<()>>() {
@@ -1112,6 +1158,7 @@ impl Engine {
     // ----- timers -----
 
     fn tick(&mut self, now: Instant) {
+        self.pump_removals(now);
         self.tick_announcers(now);
         self.tick_magnets(now);
         self.tick_pex(now);
@@ -1248,7 +1295,7 @@ impl Engine {
                     self.save_resume(tid);
                 }
             }
-            if !busy && !timed_out {
+            if !busy && !timed_out && self.removals.is_empty() {
                 let clean = self.config.state_dir.join("clean");
                 let journals: Vec<PathBuf> = self
                     .torrents

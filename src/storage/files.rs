@@ -3,35 +3,40 @@
 //! - Positioned I/O (`FileExt::read_at` / `write_all_at`), so threads never
 //!   share a seek position.
 //! - Sparse files: writing past the end leaves a hole; nothing is zero-filled.
-//! - A bounded LRU of open handles (default 32): a torrent of 10,000 files
-//!   never holds 10,000 descriptors.
+//! - Open handles live in a [`FilePool`], an LRU bounded across every
+//!   storage that shares it (the daemon has one for all its torrents,
+//!   `max_open_files`, default 128): neither a torrent of 10,000 files nor
+//!   10,000 torrents of one file hold 10,000 descriptors.
 //! - Below the download directory nothing is followed through a symbolic
 //!   link: every directory is checked with `symlink_metadata` (and created
 //!   one level at a time), and files are opened with `O_NOFOLLOW`. The
 //!   download directory itself is trusted (it comes from the user).
 //! - Durability is batched: writes mark a file dirty, [`Storage::sync`]
 //!   fdatasyncs the dirty ones. A dirty handle evicted from the LRU is kept
-//!   (up to a bound) until the next sync instead of being synced at once;
-//!   beyond that bound only its index is kept, and the sync opens the file
-//!   again to fdatasync it (the page cache belongs to the file, not to the
-//!   descriptor). So a torrent of many small files costs one fdatasync per
-//!   file per checkpoint, not one per eviction.
+//!   (a quarter of the pool) until its storage's next sync instead of being
+//!   synced at once; beyond that only its index is kept, and the sync opens
+//!   the file again to fdatasync it (the page cache belongs to the file, not
+//!   to the descriptor). So a torrent of many small files costs one
+//!   fdatasync per file per checkpoint, not one per eviction.
 
 use super::Storage;
 use crate::metainfo::path::join_under;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Default bound on open file handles per storage.
-pub const DEFAULT_MAX_OPEN_FILES: usize = 32;
-/// Dirty handles kept open after eviction, waiting for the next sync.
-const MAX_PENDING_SYNC: usize = 32;
+/// Default bound on the descriptors of a [`FilePool`] (the daemon's
+/// `max_open_files`). libtorrent keeps 40 by default, aria2 100.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 128;
+
+/// A storage's files are keyed by (owner, file index).
+type Key = (u64, usize);
 
 struct Entry {
-    file_idx: usize,
     file: Arc<File>,
     writable: bool,
     dirty: bool,
@@ -39,14 +44,246 @@ struct Entry {
 }
 
 #[derive(Default)]
-struct OpenFiles {
-    entries: Vec<Entry>,
-    /// Evicted handles with unsynced writes.
-    pending_sync: Vec<Arc<File>>,
-    /// Files closed with unsynced writes once `pending_sync` was full
-    /// (sorted, no duplicates; at most one entry per file).
-    dirty_closed: Vec<usize>,
+struct Pool {
+    entries: HashMap<Key, Entry>,
+    /// Slots taken by files being opened (outside the lock), counted
+    /// against the entries' share.
+    opening: usize,
+    /// Evicted handles with unsynced writes, oldest first.
+    pending_sync: Vec<(Key, Arc<File>)>,
+    /// Kept handles taken out by a sync that is fdatasyncing them, counted
+    /// against the kept share until it is done.
+    syncing: usize,
+    /// Files closed with unsynced writes once the kept share was full
+    /// (sorted, no duplicates).
+    dirty_closed: Vec<Key>,
     tick: u64,
+}
+
+/// Open file handles shared by storages: at most `max_open` descriptors
+/// for all of them together, three quarters for handles in use (least
+/// recently used closed first) and a quarter for evicted handles that still
+/// wait for their storage's next sync.
+///
+/// The bound is on descriptors, not table entries: a slot is taken before
+/// a file is opened, a handle a worker is reading or writing is never the
+/// one evicted (so it cannot linger open outside the count), and a sync
+/// reopening a file closed dirty takes a slot too. The one way past it: a
+/// pool smaller than the number of threads using it at once, when every
+/// handle is in use.
+pub struct FilePool {
+    max_entries: usize,
+    max_pending: usize,
+    next_owner: AtomicU64,
+    inner: Mutex<Pool>,
+}
+
+impl FilePool {
+    /// A pool of at most `max_open` descriptors (at least 1).
+    pub fn new(max_open: usize) -> Arc<FilePool> {
+        let max_open = max_open.max(1);
+        let max_pending = max_open / 4;
+        Arc::new(FilePool {
+            max_entries: max_open - max_pending,
+            max_pending,
+            next_owner: AtomicU64::new(0),
+            inner: Mutex::new(Pool::default()),
+        })
+    }
+
+    /// Descriptors open now (in use, being opened, waiting for a sync).
+    pub fn open_files(&self) -> usize {
+        let pool = self.lock();
+        pool.entries.len() + pool.opening + pool.pending_sync.len() + pool.syncing
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        // A worker that panicked while holding the lock left the pool in a
+        // consistent state (every mutation is a single insert/remove), so
+        // the poison flag can be ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The handle of `key` if open (and writable when `write`); else a slot
+    /// is taken for opening it, which [`FilePool::insert`] or
+    /// [`FilePool::unreserve`] gives back.
+    fn get_or_reserve(&self, key: Key, write: bool) -> Option<Arc<File>> {
+        let mut pool = self.lock();
+        pool.tick += 1;
+        let tick = pool.tick;
+        if let Some(e) = pool.entries.get_mut(&key).filter(|e| e.writable || !write) {
+            e.last_used = tick;
+            e.dirty |= write;
+            return Some(e.file.clone());
+        }
+        self.make_room(&mut pool);
+        pool.opening += 1;
+        None
+    }
+
+    /// Takes a slot without looking anything up (a sync reopening a file).
+    fn reserve(&self) {
+        let mut pool = self.lock();
+        self.make_room(&mut pool);
+        pool.opening += 1;
+    }
+
+    fn unreserve(&self) {
+        let mut pool = self.lock();
+        pool.opening = pool.opening.saturating_sub(1);
+    }
+
+    /// Closes least recently used handles nobody is using until one more
+    /// fits in the entries' share.
+    fn make_room(&self, pool: &mut Pool) {
+        // Each round removes an entry: bounded by their number.
+        while pool.entries.len() + pool.opening >= self.max_entries {
+            let Some(lru) = pool
+                .entries
+                .iter()
+                .filter(|(_, e)| Arc::strong_count(&e.file) == 1)
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| *k)
+            else {
+                // Every handle is in use: more threads than descriptors.
+                return;
+            };
+            if let Some(old) = pool.entries.remove(&lru) {
+                if old.dirty {
+                    self.keep_dirty(pool, lru, old.file);
+                }
+            }
+        }
+    }
+
+    /// Adds a handle opened in a slot from [`FilePool::get_or_reserve`];
+    /// returns the handle to use (another thread's, when it opened the
+    /// same file meanwhile).
+    fn insert(&self, key: Key, file: Arc<File>, write: bool) -> Arc<File> {
+        let mut pool = self.lock();
+        pool.opening = pool.opening.saturating_sub(1);
+        pool.tick += 1;
+        let tick = pool.tick;
+        if let Some(e) = pool.entries.get_mut(&key).filter(|e| e.writable || !write) {
+            // Ours closes when dropped, right after the lock.
+            e.last_used = tick;
+            e.dirty |= write;
+            return e.file.clone();
+        }
+        if let Some(old) = pool.entries.remove(&key) {
+            // A read-only handle replaced by a writable one.
+            if old.dirty {
+                self.keep_dirty(&mut pool, key, old.file);
+            }
+        }
+        pool.entries.insert(
+            key,
+            Entry {
+                file: file.clone(),
+                writable: write,
+                dirty: write,
+                last_used: tick,
+            },
+        );
+        file
+    }
+
+    /// An evicted handle with unsynced writes: kept open while the kept
+    /// share has room (the oldest kept one makes room, so the files most
+    /// likely to be written again stay open), else closed and remembered.
+    fn keep_dirty(&self, pool: &mut Pool, key: Key, file: Arc<File>) {
+        if pool.pending_sync.len() + pool.syncing >= self.max_pending {
+            if pool.pending_sync.is_empty() {
+                remember(&mut pool.dirty_closed, key);
+                return;
+            }
+            let (old, _) = pool.pending_sync.remove(0);
+            remember(&mut pool.dirty_closed, old);
+        }
+        pool.pending_sync.push((key, file));
+    }
+
+    /// Takes what `owner` must fdatasync: its kept evicted handles
+    /// (counted as syncing until [`FilePool::synced`]), the indexes of its
+    /// dirty open handles (now marked clean), and the indexes of its files
+    /// closed dirty.
+    fn take_dirty(&self, owner: u64) -> Dirty {
+        let mut pool = self.lock();
+        let open: Vec<usize> = pool
+            .entries
+            .iter_mut()
+            .filter(|((o, _), e)| *o == owner && e.dirty)
+            .map(|((_, idx), e)| {
+                e.dirty = false;
+                *idx
+            })
+            .collect();
+        let mut kept = Vec::new();
+        let mut i = 0;
+        while i < pool.pending_sync.len() {
+            if pool.pending_sync[i].0 .0 == owner {
+                let ((_, idx), file) = pool.pending_sync.remove(i);
+                kept.push((idx, file));
+            } else {
+                i += 1;
+            }
+        }
+        pool.syncing += kept.len();
+        let closed = take_owner(&mut pool.dirty_closed, owner);
+        Dirty { kept, open, closed }
+    }
+
+    /// A sync is done with `n` kept handles it took (they are closed).
+    fn synced(&self, n: usize) {
+        let mut pool = self.lock();
+        pool.syncing = pool.syncing.saturating_sub(n);
+    }
+
+    /// The open handle of `key`, without counting as a use (a sync takes
+    /// them one at a time, so it never pins more than one).
+    fn peek(&self, key: Key) -> Option<Arc<File>> {
+        self.lock().entries.get(&key).map(|e| e.file.clone())
+    }
+
+    /// Files a failed sync did not make durable: the next sync tries them
+    /// again (by reopening).
+    fn still_dirty(&self, owner: u64, files: impl Iterator<Item = usize>) {
+        let mut pool = self.lock();
+        for idx in files {
+            remember(&mut pool.dirty_closed, (owner, idx));
+        }
+    }
+
+    /// Closes every handle of `owner` (its storage is gone).
+    fn release(&self, owner: u64) {
+        let mut pool = self.lock();
+        pool.entries.retain(|(o, _), _| *o != owner);
+        pool.pending_sync.retain(|((o, _), _)| *o != owner);
+        take_owner(&mut pool.dirty_closed, owner);
+    }
+}
+
+/// What one storage's sync must make durable.
+struct Dirty {
+    /// Evicted handles kept for the sync: (file index, handle).
+    kept: Vec<(usize, Arc<File>)>,
+    /// Files open in the pool (if still there when their turn comes).
+    open: Vec<usize>,
+    /// Files to reopen.
+    closed: Vec<usize>,
+}
+
+fn remember(sorted: &mut Vec<Key>, key: Key) {
+    if let Err(at) = sorted.binary_search(&key) {
+        sorted.insert(at, key);
+    }
+}
+
+/// Removes `owner`'s keys from a sorted list and returns their file indexes.
+fn take_owner(sorted: &mut Vec<Key>, owner: u64) -> Vec<usize> {
+    let from = sorted.partition_point(|k| k.0 < owner);
+    let to = sorted.partition_point(|k| k.0 <= owner);
+    sorted.drain(from..to).map(|(_, idx)| idx).collect()
 }
 
 /// The files of one torrent on a real filesystem.
@@ -55,17 +292,33 @@ pub struct FileStorage {
     /// Checked components of each file, relative to `root`.
     relative: Vec<Vec<String>>,
     paths: Vec<PathBuf>,
-    max_open: usize,
-    open: Mutex<OpenFiles>,
+    pool: Arc<FilePool>,
+    owner: u64,
+}
+
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        self.pool.release(self.owner);
+    }
 }
 
 impl FileStorage {
     /// `root` is the download directory (trusted); `relative` the checked
-    /// path of each file below it (see [`crate::metainfo::path`]).
+    /// path of each file below it (see [`crate::metainfo::path`]). Its own
+    /// pool of at most `max_open` descriptors.
     pub fn new(
         root: PathBuf,
         relative: Vec<Vec<String>>,
         max_open: usize,
+    ) -> io::Result<FileStorage> {
+        Self::with_pool(root, relative, FilePool::new(max_open))
+    }
+
+    /// As [`FileStorage::new`], with handles from a shared pool.
+    pub fn with_pool(
+        root: PathBuf,
+        relative: Vec<Vec<String>>,
+        pool: Arc<FilePool>,
     ) -> io::Result<FileStorage> {
         let mut paths = Vec::with_capacity(relative.len());
         for rel in &relative {
@@ -83,12 +336,13 @@ impl FileStorage {
             }
             paths.push(p);
         }
+        let owner = pool.next_owner.fetch_add(1, Ordering::Relaxed);
         Ok(FileStorage {
             root,
             relative,
             paths,
-            max_open: max_open.max(1),
-            open: Mutex::new(OpenFiles::default()),
+            pool,
+            owner,
         })
     }
 
@@ -97,68 +351,27 @@ impl FileStorage {
         self.paths.get(file_idx).map(|p| p.as_path())
     }
 
-    fn lock(&self) -> MutexGuard<'_, OpenFiles> {
-        // A worker that panicked while holding the lock left the cache in a
-        // consistent state (every mutation is a single push/remove), so the
-        // poison flag can be ignored.
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn handle(&self, file_idx: usize, write: bool) -> io::Result<Arc<File>> {
-        {
-            let mut open = self.lock();
-            open.tick += 1;
-            let tick = open.tick;
-            if let Some(e) = open
-                .entries
-                .iter_mut()
-                .find(|e| e.file_idx == file_idx && (e.writable || !write))
-            {
-                e.last_used = tick;
-                if write {
-                    e.dirty = true;
-                }
-                return Ok(e.file.clone());
-            }
+        let key = (self.owner, file_idx);
+        if let Some(file) = self.pool.get_or_reserve(key, write) {
+            return Ok(file);
         }
         // Open outside the lock: it may create directories.
-        let file = Arc::new(self.open_file(file_idx, write)?);
-        let mut open = self.lock();
-        open.tick += 1;
-        let tick = open.tick;
-        if let Some(pos) = open.entries.iter().position(|e| e.file_idx == file_idx) {
-            let old = open.entries.swap_remove(pos);
-            if old.dirty {
-                open.pending_sync.push(old.file);
+        match self.open_file(file_idx, write) {
+            Ok(file) => Ok(self.pool.insert(key, Arc::new(file), write)),
+            Err(e) => {
+                self.pool.unreserve();
+                Err(e)
             }
         }
-        if open.entries.len() >= self.max_open {
-            if let Some((lru, _)) = open
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, e)| e.last_used)
-            {
-                let old = open.entries.swap_remove(lru);
-                if old.dirty {
-                    if open.pending_sync.len() >= MAX_PENDING_SYNC {
-                        if let Err(at) = open.dirty_closed.binary_search(&old.file_idx) {
-                            open.dirty_closed.insert(at, old.file_idx);
-                        }
-                    } else {
-                        open.pending_sync.push(old.file);
-                    }
-                }
-            }
-        }
-        open.entries.push(Entry {
-            file_idx,
-            file: file.clone(),
-            writable: write,
-            dirty: write,
-            last_used: tick,
-        });
-        Ok(file)
+    }
+
+    /// fdatasyncs a file closed since its last write, in a slot of the pool.
+    fn sync_closed(&self, file_idx: usize) -> io::Result<()> {
+        self.pool.reserve();
+        let r = self.open_file(file_idx, false).and_then(|f| f.sync_data());
+        self.pool.unreserve();
+        r
     }
 
     fn open_file(&self, file_idx: usize, write: bool) -> io::Result<File> {
@@ -301,24 +514,39 @@ impl Storage for FileStorage {
     }
 
     fn sync(&self) -> io::Result<()> {
-        let (dirty, pending, closed) = {
-            let mut open = self.lock();
-            let mut dirty = Vec::new();
-            for e in open.entries.iter_mut().filter(|e| e.dirty) {
-                e.dirty = false;
-                dirty.push(e.file.clone());
+        let Dirty { kept, open, closed } = self.pool.take_dirty(self.owner);
+        let n_kept = kept.len();
+        let mut failed = None;
+        for (i, (_, f)) in kept.iter().enumerate() {
+            if let Err(e) = f.sync_data() {
+                failed = Some((e, i));
+                break;
             }
-            (
-                dirty,
-                std::mem::take(&mut open.pending_sync),
-                std::mem::take(&mut open.dirty_closed),
-            )
-        };
-        for f in dirty.iter().chain(pending.iter()) {
-            f.sync_data()?;
         }
-        for idx in closed {
-            self.open_file(idx, false)?.sync_data()?;
+        // The file indexes still to make durable if something fails.
+        let mut left: Vec<usize> = match &failed {
+            Some((_, i)) => kept[*i..].iter().map(|(idx, _)| *idx).collect(),
+            None => Vec::new(),
+        };
+        // The kept handles close here, and give their slots back after.
+        drop(kept);
+        self.pool.synced(n_kept);
+        if let Some((e, _)) = failed {
+            left.extend(open.into_iter().chain(closed));
+            self.pool.still_dirty(self.owner, left.into_iter());
+            return Err(e);
+        }
+        // Open handles one at a time; one closed meanwhile is reopened.
+        let todo: Vec<usize> = open.into_iter().chain(closed).collect();
+        for (i, &idx) in todo.iter().enumerate() {
+            let r = match self.pool.peek((self.owner, idx)) {
+                Some(f) => f.sync_data(),
+                None => self.sync_closed(idx),
+            };
+            if let Err(e) = r {
+                self.pool.still_dirty(self.owner, todo[i..].iter().copied());
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -333,38 +561,166 @@ mod tests {
         parts.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Every (file index) of `st` that its next sync will fdatasync.
+    fn to_sync(st: &FileStorage) -> Vec<usize> {
+        let pool = st.pool.lock();
+        let mut all: Vec<usize> = pool
+            .entries
+            .iter()
+            .filter(|((o, _), e)| *o == st.owner && e.dirty)
+            .map(|((_, idx), _)| *idx)
+            .chain(
+                pool.pending_sync
+                    .iter()
+                    .filter(|((o, _), _)| *o == st.owner)
+                    .map(|((_, idx), _)| *idx),
+            )
+            .chain(
+                pool.dirty_closed
+                    .iter()
+                    .filter(|(o, _)| *o == st.owner)
+                    .map(|(_, idx)| *idx),
+            )
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
     #[test]
     fn every_file_written_since_the_last_sync_is_synced_once() {
         let dir = tempdir("many-dirty");
-        let n = 3 + MAX_PENDING_SYNC + 20;
+        let n = 60;
         let files: Vec<Vec<String>> = (0..n).map(|i| rel(&["m", &format!("f{i}")])).collect();
-        let st = FileStorage::new(dir.clone(), files, 3).unwrap();
+        // 12 descriptors: 9 in use, 3 kept for the sync.
+        let st = FileStorage::new(dir.clone(), files, 12).unwrap();
         for round in 0..2 {
             for i in 0..n {
                 st.write_at(i, round, b"y").unwrap();
             }
             {
-                let open = st.lock();
+                let pool = st.pool.lock();
+                assert_eq!(pool.entries.len(), 9);
+                assert_eq!(pool.pending_sync.len(), 3);
                 // Evictions beyond the kept handles cost no fdatasync now:
                 // they are remembered by index, once each.
-                assert_eq!(open.pending_sync.len(), MAX_PENDING_SYNC);
-                assert_eq!(open.dirty_closed.len(), n - 3 - MAX_PENDING_SYNC);
-                let mut all: Vec<usize> = open
-                    .entries
-                    .iter()
-                    .filter(|e| e.dirty)
-                    .map(|e| e.file_idx)
-                    .chain(open.dirty_closed.iter().copied())
-                    .collect();
-                all.sort_unstable();
-                all.dedup();
-                assert_eq!(all.len(), n - MAX_PENDING_SYNC);
+                assert_eq!(pool.dirty_closed.len(), n - 12);
             }
+            assert_eq!(to_sync(&st), (0..n).collect::<Vec<_>>());
+            assert_eq!(st.pool.open_files(), 12);
             st.sync().unwrap();
-            let open = st.lock();
-            assert!(open.pending_sync.is_empty() && open.dirty_closed.is_empty());
-            assert!(open.entries.iter().all(|e| !e.dirty));
+            assert!(to_sync(&st).is_empty());
+            // The kept handles are closed; reopening the closed files took
+            // a slot (one handle in use made room for it).
+            assert_eq!(st.pool.open_files(), 8);
+            assert_eq!(st.pool.lock().opening, 0);
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn storages_share_one_bound_and_sync_only_their_own_files() {
+        let dir = tempdir("shared-pool");
+        let pool = FilePool::new(8);
+        let storages: Vec<FileStorage> = (0..5)
+            .map(|t| {
+                let files = (0..4)
+                    .map(|i| rel(&[&format!("t{t}"), &format!("f{i}")]))
+                    .collect();
+                FileStorage::with_pool(dir.clone(), files, pool.clone()).unwrap()
+            })
+            .collect();
+        // 5 torrents x 4 files written: never more than 8 descriptors.
+        for (t, st) in storages.iter().enumerate() {
+            for i in 0..4 {
+                st.write_at(i, 0, &[t as u8, i as u8]).unwrap();
+                assert!(pool.open_files() <= 8, "{} open", pool.open_files());
+            }
+        }
+        for st in &storages {
+            assert_eq!(to_sync(st), vec![0, 1, 2, 3]);
+        }
+        // One torrent's sync leaves the others' dirty files alone.
+        storages[2].sync().unwrap();
+        assert!(to_sync(&storages[2]).is_empty());
+        for t in [0, 1, 3, 4] {
+            assert_eq!(to_sync(&storages[t]), vec![0, 1, 2, 3], "torrent {t}");
+        }
+        // Reading (every file of every torrent, twice) stays in bounds too,
+        // and reads back what each wrote.
+        for _ in 0..2 {
+            for (t, st) in storages.iter().enumerate() {
+                for i in 0..4 {
+                    let mut b = [0u8; 2];
+                    st.read_at(i, 0, &mut b).unwrap();
+                    assert_eq!(b, [t as u8, i as u8]);
+                    assert!(pool.open_files() <= 8);
+                }
+            }
+        }
+        // A storage dropped closes its handles and forgets its dirty files.
+        let mut storages = storages;
+        let gone = storages.remove(4);
+        let owner = gone.owner;
+        drop(gone);
+        {
+            let p = pool.lock();
+            assert!(p.entries.keys().all(|(o, _)| *o != owner));
+            assert!(p.pending_sync.iter().all(|((o, _), _)| *o != owner));
+            assert!(p.dirty_closed.iter().all(|(o, _)| *o != owner));
+        }
+        for st in &storages {
+            st.sync().unwrap();
+            assert!(to_sync(st).is_empty());
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_handle_in_use_is_never_the_one_closed() {
+        let dir = tempdir("pool-in-use");
+        let files: Vec<Vec<String>> = (0..5).map(|i| rel(&[&format!("f{i}")])).collect();
+        // 3 descriptors for handles (none kept for syncs).
+        let st = FileStorage::new(dir.clone(), files, 3).unwrap();
+        for i in 0..5 {
+            st.write_at(i, 0, b"w").unwrap();
+        }
+        st.sync().unwrap();
+        // Two handles held by "workers", f0 the least recently used.
+        let a = st.handle(0, false).unwrap();
+        let b = st.handle(1, false).unwrap();
+        let _c = st.handle(2, false).unwrap();
+        drop(_c);
+        // f3 needs a slot: f2 is the only handle nobody holds.
+        st.handle(3, false).unwrap();
+        let open: Vec<usize> = {
+            let mut v: Vec<usize> = st.pool.lock().entries.keys().map(|k| k.1).collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(open, vec![0, 1, 3]);
+        assert_eq!(st.pool.open_files(), 3);
+        // Every handle held: the pool can only go past its bound.
+        let d = st.handle(3, false).unwrap();
+        st.handle(4, false).unwrap();
+        assert_eq!(st.pool.open_files(), 4);
+        drop((a, b, d));
+        st.handle(2, false).unwrap();
+        assert_eq!(st.pool.open_files(), 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_pool_of_one_descriptor_still_works() {
+        let dir = tempdir("pool-of-one");
+        let files: Vec<Vec<String>> = (0..3).map(|i| rel(&[&format!("f{i}")])).collect();
+        let st = FileStorage::new(dir.clone(), files, 1).unwrap();
+        for i in 0..3 {
+            st.write_at(i, 0, b"z").unwrap();
+            assert_eq!(st.pool.open_files(), 1);
+        }
+        assert_eq!(to_sync(&st), vec![0, 1, 2]);
+        st.sync().unwrap();
+        assert!(to_sync(&st).is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -376,9 +732,9 @@ mod tests {
         for i in 0..10 {
             st.write_at(i, 1 << 20, b"x").unwrap();
         }
-        assert!(st.lock().entries.len() <= 3);
+        assert!(st.pool.open_files() <= 3);
         st.sync().unwrap();
-        assert!(st.lock().pending_sync.is_empty());
+        assert!(to_sync(&st).is_empty());
         let md = std::fs::metadata(dir.join("t/f0")).unwrap();
         assert_eq!(md.len(), (1 << 20) + 1);
         use std::os::unix::fs::MetadataExt;

@@ -3,8 +3,8 @@
 //! A [`Storage`] is the files of one torrent, addressed by file index and
 //! offset, with positioned reads and writes (no shared seek position, so any
 //! worker thread may use it at once). [`FileStorage`] is the real one: sparse
-//! files, a bounded LRU of open handles, and no symbolic link followed below
-//! the download directory. [`FaultyStorage`] wraps any storage to inject
+//! files, open handles in a [`FilePool`] bounded across torrents, and no
+//! symbolic link followed below the download directory. [`FaultyStorage`] wraps any storage to inject
 //! errors (ENOSPC, EACCES, short writes) and delays in tests.
 //!
 //! The functions here map torrent byte ranges (pieces, blocks) onto file
@@ -21,7 +21,7 @@ pub use atomic::{
 };
 
 pub use fault::{FaultPlan, FaultyStorage};
-pub use files::{FileStorage, DEFAULT_MAX_OPEN_FILES};
+pub use files::{FilePool, FileStorage, DEFAULT_MAX_OPEN_FILES};
 pub use walk::{walk, WalkedFile};
 
 use crate::hash::{Digest, Sha1};

@@ -334,16 +334,7 @@ impl TrackerUrl {
 /// Tracker-supplied bytes as a printable, bounded string: invalid UTF-8 is
 /// replaced, control characters become '?', at most [`MAX_TEXT`] bytes.
 pub(crate) fn text(bytes: &[u8]) -> String {
-    let lossy = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(lossy.len().min(MAX_TEXT));
-    for c in lossy.chars() {
-        if out.len() + c.len_utf8() > MAX_TEXT {
-            out.push('…');
-            break;
-        }
-        out.push(if c.is_control() { '?' } else { c });
-    }
-    out
+    crate::text::printable(bytes, MAX_TEXT)
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, as a dual-stack socket

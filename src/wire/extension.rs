@@ -342,16 +342,7 @@ fn parse_m(m: &Dict<'_, '_>) -> Vec<(Vec<u8>, u8)> {
 }
 
 fn clean_client(raw: &[u8]) -> String {
-    let cut = raw.get(..MAX_CLIENT_LEN).unwrap_or(raw);
-    let mut s: String = String::from_utf8_lossy(cut)
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    // A replacement character is 3 bytes: the lossy string can outgrow the cut.
-    while s.len() > MAX_CLIENT_LEN {
-        s.pop();
-    }
-    s
+    crate::text::printable(raw, MAX_CLIENT_LEN)
 }
 
 fn ipv4_from_bytes(b: &[u8]) -> Option<Ipv4Addr> {

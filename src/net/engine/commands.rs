@@ -66,7 +66,7 @@ impl Engine {
                 delete_data,
                 reply,
             } => {
-                let _ = reply.send(self.cmd_remove(info_hash, delete_data, now));
+                self.cmd_remove(info_hash, delete_data, Some(reply), now);
             }
             Command::Pause { info_hash, reply } => {
                 let _ = reply.send(self.cmd_pause(info_hash, true, now));
@@ -196,6 +196,7 @@ impl Engine {
             }
         };
         let meta = Torrent::from_bytes(&bytes).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        self.check_not_removing(meta.info_hash)?;
         if let Some(&tid) = self.by_hash.get(&meta.info_hash) {
             let name = meta.name.clone();
             self.add_manual_peers(tid, peers, now)?;
@@ -239,16 +240,21 @@ impl Engine {
         Ok(dir)
     }
 
+    /// Takes the torrent out at once; its files are deleted by a job (see
+    /// [`Removal`]) and `reply` answered when that is done.
     pub(super) fn cmd_remove(
         &mut self,
         info_hash: InfoHash,
         delete_data: bool,
+        reply: Option<api::Reply<()>>,
         now: Instant,
-    ) -> Result<(), ApiError> {
-        let tid = self
-            .by_hash
-            .remove(&info_hash)
-            .ok_or_else(|| ApiError::NotFound(format!("no torrent {info_hash}")))?;
+    ) {
+        let Some(tid) = self.by_hash.remove(&info_hash) else {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(ApiError::NotFound(format!("no torrent {info_hash}"))));
+            }
+            return;
+        };
         for c in self.conns.values_mut() {
             if c.torrent == Some(tid) {
                 c.close("torrent removed");
@@ -263,14 +269,23 @@ impl Engine {
             let file = self.config.state_file(info_hash, "magnet");
             m.alive.store(false, std::sync::atomic::Ordering::Release);
             let lock = self.state_lock.clone();
-            self.run_job(Ctx::Other("removing a magnet"), move || {
-                let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
-                Box::new(storage::remove_files(&[file]))
-            });
-            return Ok(());
+            self.queue_removal(
+                info_hash,
+                None,
+                Box::new(move || {
+                    let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    storage::remove_files(&[file])
+                }),
+                reply,
+                now,
+            );
+            return;
         }
         let Some(t) = self.torrents.remove(&tid) else {
-            return Ok(());
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(()));
+            }
+            return;
         };
         self.totals.retire_swarm(t.swarm.as_ref());
         let files: Vec<PathBuf> = ["torrent", "resume", "journal", "magnet"]
@@ -290,13 +305,94 @@ impl Engine {
             t.meta.name,
             if delete_data { " and its data" } else { "" }
         );
-        self.run_job(Ctx::Other("removing a torrent"), move || {
-            let mut res = storage::remove_files(&files);
-            if let Some((dir, relative)) = data {
-                res = res.and(storage::remove_torrent_data(&dir, &relative));
-            }
-            Box::new(res)
+        self.queue_removal(
+            info_hash,
+            Some(t.disk),
+            Box::new(move || {
+                let mut res = storage::remove_files(&files);
+                if let Some((dir, relative)) = data {
+                    res = res.and(storage::remove_torrent_data(&dir, &relative));
+                }
+                res
+            }),
+            reply,
+            now,
+        );
+    }
+
+    fn queue_removal(
+        &mut self,
+        info_hash: InfoHash,
+        disk: Option<Arc<DiskTorrent>>,
+        work: Box<dyn FnOnce() -> io::Result<()> + Send>,
+        reply: Option<api::Reply<()>>,
+        now: Instant,
+    ) {
+        let id = self.next_removal;
+        self.next_removal += 1;
+        self.removals.push(Removal {
+            id,
+            info_hash,
+            disk,
+            work: Some(work),
+            reply,
+            since: now,
         });
+        self.pump_removals(now);
+    }
+
+    /// Starts the deletions whose torrent no job holds any more (or that
+    /// waited long enough, or when shutting down).
+    pub(super) fn pump_removals(&mut self, now: Instant) {
+        let forced = self.shutdown.is_some();
+        let mut ready = Vec::new();
+        for r in &mut self.removals {
+            if r.work.is_none() {
+                continue;
+            }
+            let idle = r.disk.as_ref().is_none_or(|d| Arc::strong_count(d) == 1);
+            let waited = now.saturating_duration_since(r.since) >= REMOVAL_WAIT;
+            if idle || waited || forced {
+                if !idle && waited {
+                    log::warn!(
+                        "{}: deleting its files although its disk jobs have not finished after {}s",
+                        r.info_hash,
+                        REMOVAL_WAIT.as_secs()
+                    );
+                }
+                r.disk = None;
+                if let Some(work) = r.work.take() {
+                    ready.push((r.id, work));
+                }
+            }
+        }
+        for (id, work) in ready {
+            self.run_job(Ctx::Remove { id }, move || Box::new(work()));
+        }
+    }
+
+    /// A deletion is done: answer whoever asked for the removal.
+    pub(super) fn on_removed(&mut self, id: u64, result: io::Result<()>) {
+        let Some(at) = self.removals.iter().position(|r| r.id == id) else {
+            return;
+        };
+        let r = self.removals.swap_remove(at);
+        let answer = result.map_err(|e| {
+            log::warn!("removing {}: {e}", r.info_hash);
+            ApiError::Internal(format!("removed, but deleting its files failed: {e}"))
+        });
+        if let Some(reply) = r.reply {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// An add of a torrent whose removal is not finished.
+    pub(super) fn check_not_removing(&self, info_hash: InfoHash) -> Result<(), ApiError> {
+        if self.removals.iter().any(|r| r.info_hash == info_hash) {
+            return Err(ApiError::Unavailable(format!(
+                "{info_hash} is still being removed; try again in a moment"
+            )));
+        }
         Ok(())
     }
 

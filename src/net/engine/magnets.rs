@@ -44,6 +44,7 @@ impl Engine {
         now: Instant,
     ) -> Result<AddResult, ApiError> {
         let m = Magnet::parse(link).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        self.check_not_removing(m.info_hash)?;
         let name = m.name.clone().unwrap_or_else(|| m.info_hash.to_hex());
         let mut all_peers = m.peers.clone();
         all_peers.extend(peers);

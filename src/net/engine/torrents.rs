@@ -252,6 +252,7 @@ impl Engine {
                 next: 0,
                 in_flight: 0,
                 good: Vec::new(),
+                failed: None,
             });
             self.pump_check(tid);
         }
@@ -264,7 +265,7 @@ impl Engine {
                 return;
             };
             let Some(c) = t.check.as_mut() else { return };
-            if c.in_flight >= window || c.next >= c.pieces.len() {
+            if c.in_flight >= window || c.next >= c.pieces.len() || c.failed.is_some() {
                 return;
             }
             let p = c.pieces[c.next];
@@ -298,9 +299,43 @@ impl Engine {
         };
         let expected = t.meta.piece_hash(piece);
         let Some(c) = t.check.as_mut() else { return };
-        c.in_flight -= 1;
-        if result.is_ok_and(|d| d == expected) {
-            c.good.push(piece.get());
+        c.in_flight = c.in_flight.saturating_sub(1);
+        match result {
+            Ok(d) if d == expected => c.good.push(piece.get()),
+            Ok(_) => {}
+            // The data is not there (a missing or short file): the piece
+            // is missing, the download fills it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof
+                ) => {}
+            // Anything else says nothing about the data: counting the
+            // piece as missing would download over good data (10,000
+            // torrents past the descriptor limit did, with no error shown).
+            Err(e) => {
+                c.failed.get_or_insert(e);
+            }
+        }
+        if c.in_flight == 0 && c.failed.is_some() {
+            let e = c
+                .failed
+                .take()
+                .unwrap_or_else(|| io::Error::other("check failed"));
+            // The retry's probe checks these again (the files look as
+            // before by then, so it would not pick them itself).
+            t.journal = std::mem::take(&mut c.pieces);
+            t.check = None;
+            t.phase = Phase::Stopped;
+            let retry = self.config.disk_retry;
+            let msg = format!(
+                "cannot read the data to check it: {e} (retrying in {}s)",
+                retry.as_secs()
+            );
+            log::error!("{}: {msg}", t.meta.name);
+            t.error = Some(msg);
+            t.retry_at = Some(now + retry);
+            return;
         }
         if c.in_flight == 0 && c.next >= c.pieces.len() {
             let good = std::mem::take(&mut c.good);
