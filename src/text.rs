@@ -7,9 +7,12 @@
 /// (inside the bound) and falls on a character boundary.
 pub fn printable(bytes: &[u8], max: usize) -> String {
     const MORE: char = '…';
-    // Every input byte gives at least one byte of output: what lies past
-    // `max` (and a partial character) can only be cut.
-    let bytes = bytes.get(..max.saturating_add(4)).unwrap_or(bytes);
+    // Every two input bytes give at least one byte of output (a two-byte
+    // control character becomes one '?'): what lies past twice `max` (and
+    // a partial character) can only be cut.
+    let bytes = bytes
+        .get(..max.saturating_mul(2).saturating_add(4))
+        .unwrap_or(bytes);
     let mut out: String = String::from_utf8_lossy(bytes)
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
@@ -41,6 +44,16 @@ mod tests {
         assert_eq!(printable(b"abcdefgh", 6), "abc…");
         assert_eq!(printable(b"abcdef", 6), "abcdef");
         assert_eq!(printable(b"abcdefg", 2), "");
+        // Two-byte controls (C1) shrink to one byte each.
+        let c1 = "\u{85}".repeat(100);
+        assert_eq!(printable(c1.as_bytes(), 100), "?".repeat(100));
+        let c1 = "\u{85}".repeat(101);
+        assert_eq!(
+            printable(c1.as_bytes(), 100),
+            format!("{}…", "?".repeat(97))
+        );
+        let mixed = format!("{}a\u{1F600}", "\u{85}".repeat(5));
+        assert_eq!(printable(mixed.as_bytes(), 10), "?????a\u{1F600}");
         for max in 0..40 {
             for input in [
                 "ééééééééé",

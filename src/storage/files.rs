@@ -156,10 +156,11 @@ impl FilePool {
         }
     }
 
-    /// Adds a handle opened in a slot from [`FilePool::get_or_reserve`];
-    /// returns the handle to use (another thread's, when it opened the
-    /// same file meanwhile).
-    fn insert(&self, key: Key, file: Arc<File>, write: bool) -> Arc<File> {
+    /// Adds a handle opened in a slot from [`FilePool::get_or_reserve`]
+    /// (`writable`: opened read-write; `write`: for a write); returns the
+    /// handle to use (another thread's, when it opened the same file
+    /// meanwhile).
+    fn insert(&self, key: Key, file: Arc<File>, writable: bool, write: bool) -> Arc<File> {
         let mut pool = self.lock();
         pool.opening = pool.opening.saturating_sub(1);
         pool.tick += 1;
@@ -180,12 +181,25 @@ impl FilePool {
             key,
             Entry {
                 file: file.clone(),
-                writable: write,
+                writable,
                 dirty: write,
                 last_used: tick,
             },
         );
         file
+    }
+
+    /// A write through `file` is done: its storage's next sync must cover
+    /// it, even if a sync took the file as clean while the write was still
+    /// under way.
+    fn written(&self, key: Key, file: &Arc<File>) {
+        let mut pool = self.lock();
+        match pool.entries.get_mut(&key) {
+            Some(e) if Arc::ptr_eq(&e.file, file) => e.dirty = true,
+            // Not in the table: its storage is gone (a handle in use is
+            // never evicted, and a writable one never replaced).
+            _ => {}
+        }
     }
 
     /// An evicted handle with unsynced writes: kept open while the kept
@@ -357,8 +371,8 @@ impl FileStorage {
             return Ok(file);
         }
         // Open outside the lock: it may create directories.
-        match self.open_file(file_idx, write) {
-            Ok(file) => Ok(self.pool.insert(key, Arc::new(file), write)),
+        match self.open_handle(file_idx, write) {
+            Ok((file, writable)) => Ok(self.pool.insert(key, Arc::new(file), writable, write)),
             Err(e) => {
                 self.pool.unreserve();
                 Err(e)
@@ -369,23 +383,57 @@ impl FileStorage {
     /// fdatasyncs a file closed since its last write, in a slot of the pool.
     fn sync_closed(&self, file_idx: usize) -> io::Result<()> {
         self.pool.reserve();
-        let r = self.open_file(file_idx, false).and_then(|f| f.sync_data());
+        let r = self
+            .open_file(file_idx, Open::Read)
+            .and_then(|f| f.sync_data());
         self.pool.unreserve();
-        r
+        match r {
+            // Deleted since (by hand): nothing of it to make durable; the
+            // next start's probe finds the file missing and rechecks.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
     }
 
-    fn open_file(&self, file_idx: usize, write: bool) -> io::Result<File> {
+    /// A handle for reading (`write` false) or writing. One for reading is
+    /// opened read-write when the file allows it, so that a later write
+    /// (a check, then a download) needs no second descriptor.
+    fn open_handle(&self, file_idx: usize, write: bool) -> io::Result<(File, bool)> {
+        if write {
+            return Ok((self.open_file(file_idx, Open::Create)?, true));
+        }
+        match self.open_file(file_idx, Open::ReadWrite) {
+            Ok(f) => Ok((f, true)),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EACCES | libc::EPERM | libc::EROFS | libc::ETXTBSY)
+                ) =>
+            {
+                Ok((self.open_file(file_idx, Open::Read)?, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_file(&self, file_idx: usize, how: Open) -> io::Result<File> {
         let rel = self
             .relative
             .get(file_idx)
             .ok_or_else(|| bad_index(file_idx))?;
         let path = &self.paths[file_idx];
-        self.check_dirs(rel, write)?;
+        self.check_dirs(rel, how == Open::Create)?;
         let mut opts = OpenOptions::new();
         opts.read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-        if write {
-            opts.write(true).create(true).mode(0o644);
+        match how {
+            Open::Read => {}
+            Open::ReadWrite => {
+                opts.write(true);
+            }
+            Open::Create => {
+                opts.write(true).create(true).mode(0o644);
+            }
         }
         opts.open(path).map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
@@ -435,6 +483,15 @@ impl FileStorage {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Read and write, creating the file (and its directories).
+    Create,
+}
+
 fn bad_index(file_idx: usize) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -471,15 +528,22 @@ impl Storage for FileStorage {
 
     fn write_at(&self, file_idx: usize, offset: u64, data: &[u8]) -> io::Result<()> {
         let file = self.handle(file_idx, true)?;
-        file.write_all_at(data, offset)
+        let r = file.write_all_at(data, offset);
+        self.pool.written((self.owner, file_idx), &file);
+        r
     }
 
     fn ensure_len(&self, file_idx: usize, len: u64) -> io::Result<()> {
         let file = self.handle(file_idx, true)?;
-        if file.metadata()?.len() < len {
-            file.set_len(len)?;
-        }
-        Ok(())
+        let r = file.metadata().and_then(|md| {
+            if md.len() < len {
+                file.set_len(len)
+            } else {
+                Ok(())
+            }
+        });
+        self.pool.written((self.owner, file_idx), &file);
+        r
     }
 
     fn file_len(&self, file_idx: usize) -> io::Result<Option<u64>> {
@@ -706,6 +770,35 @@ mod tests {
         drop((a, b, d));
         st.handle(2, false).unwrap();
         assert_eq!(st.pool.open_files(), 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_finishing_after_a_sync_began_is_in_the_next_sync() {
+        let dir = tempdir("pool-write-in-flight");
+        let st = FileStorage::new(dir.clone(), vec![rel(&["f"])], 8).unwrap();
+        // What write_at does, with a sync between taking the handle and
+        // the write landing.
+        let h = st.handle(0, true).unwrap();
+        st.sync().unwrap();
+        assert!(to_sync(&st).is_empty());
+        h.write_all_at(b"data", 0).unwrap();
+        st.pool.written((st.owner, 0), &h);
+        drop(h);
+        assert_eq!(to_sync(&st), vec![0]);
+        // A file opened for reading is opened read-write when it may be:
+        // the write after it takes no second descriptor.
+        let mut b = [0u8; 4];
+        st.sync().unwrap();
+        let files: Vec<Vec<String>> = vec![rel(&["f"]), rel(&["g"])];
+        let st2 = FileStorage::new(dir.clone(), files, 8).unwrap();
+        st2.read_at(0, 0, &mut b).unwrap();
+        assert_eq!(&b, b"data");
+        st2.write_at(0, 4, b"more").unwrap();
+        assert_eq!(st2.pool.open_files(), 1);
+        // A read of a missing file creates nothing.
+        assert!(st2.read_at(1, 0, &mut b).is_err());
+        assert!(!dir.join("g").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -216,7 +216,10 @@ impl Engine {
         log::info!("added {name} ({info_hash})");
         // Keep the metainfo in the state directory (written once).
         let path = self.config.state_file(info_hash, "torrent");
+        // The job holds the torrent's storage: a removal waits for it.
+        let hold = self.torrents.get(&tid).map(|t| t.disk.clone());
         self.run_job(Ctx::Other("saving the torrent file"), move || {
+            let _hold = hold;
             Box::new(storage::write_atomic(&path, &bytes, 0o600))
         });
         self.add_manual_peers(tid, peers, now)?;
@@ -305,10 +308,13 @@ impl Engine {
             t.meta.name,
             if delete_data { " and its data" } else { "" }
         );
+        let lock = self.state_lock.clone();
         self.queue_removal(
             info_hash,
             Some(t.disk),
             Box::new(move || {
+                // After a magnet's .torrent save (which holds the lock).
+                let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
                 let mut res = storage::remove_files(&files);
                 if let Some((dir, relative)) = data {
                     res = res.and(storage::remove_torrent_data(&dir, &relative));
@@ -342,9 +348,9 @@ impl Engine {
     }
 
     /// Starts the deletions whose torrent no job holds any more (or that
-    /// waited long enough, or when shutting down).
+    /// waited long enough: [`REMOVAL_WAIT`], within the shutdown's
+    /// deadline).
     pub(super) fn pump_removals(&mut self, now: Instant) {
-        let forced = self.shutdown.is_some();
         let mut ready = Vec::new();
         for r in &mut self.removals {
             if r.work.is_none() {
@@ -352,7 +358,7 @@ impl Engine {
             }
             let idle = r.disk.as_ref().is_none_or(|d| Arc::strong_count(d) == 1);
             let waited = now.saturating_duration_since(r.since) >= REMOVAL_WAIT;
-            if idle || waited || forced {
+            if idle || waited {
                 if !idle && waited {
                     log::warn!(
                         "{}: deleting its files although its disk jobs have not finished after {}s",

@@ -307,13 +307,21 @@ impl Engine {
         let magnet_file = self.config.state_file(meta.info_hash, "magnet");
         m.alive.store(false, Ordering::Release);
         let lock = self.state_lock.clone();
+        let new_tid = self.new_entry(meta, m.dir);
+        // The job holds the new torrent's storage: a removal waits for it.
+        let hold = new_tid
+            .as_ref()
+            .ok()
+            .and_then(|t| self.torrents.get(t))
+            .map(|t| t.disk.clone());
         self.run_job(Ctx::Other("saving the torrent file"), move || {
+            let _hold = hold;
             let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
             let res = storage::write_atomic(&path, &bytes, 0o600)
                 .and_then(|()| storage::remove_files(&[magnet_file]));
             Box::new(res)
         });
-        let new_tid = match self.new_entry(meta, m.dir) {
+        let new_tid = match new_tid {
             Ok(t) => t,
             Err(e) => {
                 log::error!("magnet {}: {e}", m.info_hash);

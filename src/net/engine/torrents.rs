@@ -500,7 +500,10 @@ impl Engine {
         }
         let bytes = resume::encode_journal(&std::mem::take(&mut t.journal_pending));
         let path = self.config.state_file(t.meta.info_hash, "journal");
+        // Holds the storage: a removal waits for the append.
+        let hold = t.disk.clone();
         self.run_job(Ctx::Other("journal"), move || {
+            let _hold = hold;
             Box::new(storage::append_file(&path, &bytes))
         });
     }
