@@ -272,3 +272,106 @@ fn a_read_error_during_the_check_is_an_error_not_missing_data() {
     assert_same_tree(&src, &downloads.join("shelf"));
     node.stop();
 }
+
+/// fdatasync failing (a dying SD card): the torrent shows the error and
+/// pauses downloading, nothing is recorded as durable meanwhile, and once
+/// syncs work again the record is written: a restart trusts it.
+#[test]
+fn a_failing_sync_is_shown_and_nothing_is_recorded_until_it_works() {
+    let tmp = TempDir::new("sync-faults");
+    let src = tmp.join("src/card");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random_file(&src.join("photo.bin"), 2 << 20, 81);
+    let file = tmp.join("card.torrent");
+    let hash = InfoHash::parse(&create_torrent(&src, &file, "64K")).unwrap();
+    let seeder = common::daemon::start_seeder(
+        tmp.path(),
+        "seeder",
+        "127.0.0.84",
+        &src,
+        &file,
+        &hash.to_hex(),
+    );
+
+    let plan_slot: Arc<Mutex<Option<Arc<Mutex<FaultPlan>>>>> = Default::default();
+    let slot = plan_slot.clone();
+    let config = |faulty: bool| {
+        let mut c = EngineConfig::new(
+            "127.0.0.85:0".parse().unwrap(),
+            tmp.join("leech/downloads"),
+            tmp.join("leech/state"),
+        );
+        c.disk_retry = Duration::from_millis(500);
+        c.checkpoint_interval = Duration::from_millis(500);
+        if faulty {
+            let slot = slot.clone();
+            c.storage_factory = Arc::new(move |t, dir| {
+                let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
+                let files = FileStorage::new(dir.to_path_buf(), relative, 8)?;
+                let (faulty, plan) = FaultyStorage::new(files);
+                plan.lock().unwrap().sync_error = Some(libc::EIO);
+                *slot.lock().unwrap() = Some(plan);
+                Ok(Arc::new(faulty) as Arc<dyn Storage>)
+            });
+        }
+        c
+    };
+    let leecher = Daemon::start(config(true), None).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    leecher
+        .handle()
+        .call(Duration::from_secs(10), |reply| Command::Add {
+            source: AddSource::Torrent(bytes),
+            dir: None,
+            peers: vec![seeder.listen.to_string()],
+            paused: false,
+            reply,
+        })
+        .unwrap();
+    let failed = wait_for(
+        &leecher,
+        hash,
+        "the sync error",
+        Duration::from_secs(60),
+        |s| s.state == TorrentState::Error,
+    );
+    let msg = failed.error.clone().unwrap_or_default();
+    assert!(msg.contains("disk error"), "{failed:?}");
+    let resume = tmp.join(&format!("leech/state/torrents/{}.resume", hash.to_hex()));
+    let recorded = |path: &std::path::Path| {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| peerlet::resume::Resume::decode(&b).ok())
+            .map(|r| r.pieces.iter().map(|b| b.count_ones()).sum::<u32>())
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        recorded(&resume),
+        0,
+        "pieces recorded as durable while syncs fail"
+    );
+
+    // Syncs work again: the record catches up, and a restart trusts it.
+    let plan = plan_slot.lock().unwrap().clone().unwrap();
+    *plan.lock().unwrap() = FaultPlan::default();
+    let st = wait_for(&leecher, hash, "recovery", Duration::from_secs(60), |s| {
+        s.pieces_have == s.pieces && s.error.is_none()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while recorded(&resume) < st.pieces {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    leecher.stop();
+    let again = Daemon::start(config(false), None).unwrap();
+    let st = wait_for(&again, hash, "the restart", Duration::from_secs(60), |s| {
+        s.state == TorrentState::Seeding
+    });
+    assert_eq!(st.pieces_resumed, st.pieces, "{st:?}");
+    assert_same_tree(&src, &tmp.join("leech/downloads/card"));
+    again.stop();
+}

@@ -897,9 +897,22 @@ impl Engine {
                         self.save_resume(tid);
                     }
                     Err(e) => {
-                        // Not durable: try again at the next checkpoint.
+                        // Not durable: try again at the next checkpoint,
+                        // with downloading paused and the error shown (a
+                        // failing SD card says so here first).
+                        let lengths = t.meta.lengths;
+                        t.unsynced_bytes += pieces
+                            .iter()
+                            .filter_map(|&p| lengths.piece(p))
+                            .map(|p| u64::from(lengths.piece_size(p)))
+                            .sum::<u64>();
                         t.unsynced.extend(pieces);
+                        // Due again after the interval (it was reset when
+                        // this sync started; a complete torrent gets no new
+                        // pieces to set it).
+                        t.first_unsynced.get_or_insert(now);
                         log::warn!("{}: cannot make data durable: {e}", t.meta.name);
+                        self.disk_error(tid, &e, now);
                     }
                 }
             }
