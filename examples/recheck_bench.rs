@@ -194,7 +194,7 @@ fn run(args: &Args, scratch: &TempDir) -> Result<(), String> {
         "recheck of {} MiB ({total} bytes), page cache warm, median of {rounds} round(s)",
         total >> 20
     );
-    println!("hash backend: {}", hash::BACKEND);
+    println!("hash backend: {}", hash::backend());
     println!(
         "piece size: {piece_length} ({} KiB), {} pieces; peerlet threads: {threads}",
         piece_length / 1024,

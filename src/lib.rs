@@ -10,7 +10,8 @@
 //! - [`swarm`]: sans-IO torrent logic: picker, choker, per-peer protocol state.
 //! - [`tracker`]: sans-IO tracker protocols (UDP, HTTP) and the announcer.
 //! - [`overlay`]: sans-IO discovery overlay: routing table, content table, flooded search.
-//! - [`hash`]: SHA-1 behind one interface (sha1_smol or, with `hw-sha1`, RustCrypto).
+//! - [`hash`]: SHA-1 behind one interface (RustCrypto's where the CPU has SHA-1
+//!   instructions, sha1_smol elsewhere).
 //! - [`storage`]: the only module that touches the filesystem: pieces mapped
 //!   onto files, positioned reads and writes, an LRU of open files, directory walks.
 //! - [`workers`]: the worker pool that hashes and does disk I/O off the network thread.
