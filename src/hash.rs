@@ -53,11 +53,24 @@ pub fn cpu_has_sha1() -> bool {
 static CHOICE: AtomicU8 = AtomicU8::new(0);
 
 fn use_crypto() -> bool {
+    if cfg!(feature = "hw-sha1") {
+        return true;
+    }
+    // No SHA-1 instructions for RustCrypto's code to use on other
+    // architectures: decided at compile time, so its code is not linked
+    // (the static armv7 build stays under 2 MiB).
+    if cfg!(not(any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "aarch64"
+    ))) {
+        return false;
+    }
     match CHOICE.load(Ordering::Relaxed) {
         1 => false,
         2 => true,
         _ => {
-            let crypto = cfg!(feature = "hw-sha1") || cpu_has_sha1();
+            let crypto = cpu_has_sha1();
             CHOICE.store(if crypto { 2 } else { 1 }, Ordering::Relaxed);
             crypto
         }
