@@ -47,6 +47,39 @@ fn wait_for(
     }
 }
 
+/// A storage factory giving every torrent a `FaultyStorage` whose plan
+/// `setup` may change at once (before the first read or write); the plans
+/// by torrent name.
+fn faulty_storage(
+    setup: impl Fn(&mut FaultPlan) + Send + Sync + 'static,
+) -> (peerlet::net::StorageFactory, Plans) {
+    let plans: Plans = Default::default();
+    let by_name = plans.clone();
+    let factory: peerlet::net::StorageFactory = Arc::new(move |t, dir| {
+        let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
+        let files = FileStorage::new(dir.to_path_buf(), relative, 8)?;
+        let (faulty, plan) = FaultyStorage::new(files);
+        setup(&mut plan.lock().unwrap());
+        by_name.lock().unwrap().insert(t.name.clone(), plan);
+        Ok(Arc::new(faulty) as Arc<dyn Storage>)
+    });
+    (factory, plans)
+}
+
+/// Adds a .torrent file to an in-process daemon.
+fn add_file(d: &Daemon, torrent: &std::path::Path, peers: Vec<String>) {
+    let bytes = std::fs::read(torrent).unwrap();
+    d.handle()
+        .call(Duration::from_secs(10), |reply| Command::Add {
+            source: AddSource::Torrent(bytes),
+            dir: None,
+            peers,
+            paused: false,
+            reply,
+        })
+        .unwrap();
+}
+
 #[test]
 fn full_disk_and_permission_errors_pause_one_torrent_and_recover() {
     let tmp = TempDir::new("faults");
@@ -76,37 +109,17 @@ fn full_disk_and_permission_errors_pause_one_torrent_and_recover() {
     }
 
     // The leecher runs in this process, with faulty storage for two torrents.
-    let plans: Plans = Default::default();
-    let plans2 = plans.clone();
     let mut config = EngineConfig::new(
         "127.0.0.82:0".parse().unwrap(),
         tmp.join("leech/downloads"),
         tmp.join("leech/state"),
     );
     config.disk_retry = Duration::from_millis(500);
-    config.storage_factory = Arc::new(move |t, dir| {
-        let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
-        let files = FileStorage::new(dir.to_path_buf(), relative, 8)?;
-        let (faulty, plan) = FaultyStorage::new(files);
-        plans2.lock().unwrap().insert(t.name.clone(), plan);
-        Ok(Arc::new(faulty) as Arc<dyn Storage>)
-    });
+    let (factory, plans) = faulty_storage(|_| {});
+    config.storage_factory = factory;
     let leecher = Daemon::start(config, None).unwrap();
     let plan = |name: &str| plans.lock().unwrap().get(name).cloned().unwrap();
-    let add = |i: usize| {
-        let bytes = std::fs::read(&torrents[i]).unwrap();
-        let peers = vec![seeder.listen.to_string()];
-        leecher
-            .handle()
-            .call(Duration::from_secs(10), |reply| Command::Add {
-                source: AddSource::Torrent(bytes),
-                dir: None,
-                peers,
-                paused: false,
-                reply,
-            })
-            .unwrap();
-    };
+    let add = |i: usize| add_file(&leecher, &torrents[i], vec![seeder.listen.to_string()]);
     add(0);
     add(1);
     // Full disk after 2 MiB (the write that crosses it is short); no access at all for the other from the start.
@@ -207,34 +220,17 @@ fn a_read_error_during_the_check_is_an_error_not_missing_data() {
     let downloads = tmp.join("node/downloads");
     common::daemon::copy_tree(&src, &downloads.join("shelf"));
 
-    let plan_slot: Arc<Mutex<Option<Arc<Mutex<FaultPlan>>>>> = Default::default();
-    let slot = plan_slot.clone();
     let mut config = EngineConfig::new(
         "127.0.0.83:0".parse().unwrap(),
         downloads.clone(),
         tmp.join("node/state"),
     );
     config.disk_retry = Duration::from_millis(500);
-    config.storage_factory = Arc::new(move |t, dir| {
-        let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
-        let files = FileStorage::new(dir.to_path_buf(), relative, 8)?;
-        let (faulty, plan) = FaultyStorage::new(files);
-        // Every read fails from the start: the check is the first reader.
-        plan.lock().unwrap().read_error = Some(libc::EIO);
-        *slot.lock().unwrap() = Some(plan);
-        Ok(Arc::new(faulty) as Arc<dyn Storage>)
-    });
+    // Every read fails from the start: the check is the first reader.
+    let (factory, plans) = faulty_storage(|p| p.read_error = Some(libc::EIO));
+    config.storage_factory = factory;
     let node = Daemon::start(config, None).unwrap();
-    let bytes = std::fs::read(&file).unwrap();
-    node.handle()
-        .call(Duration::from_secs(10), |reply| Command::Add {
-            source: AddSource::Torrent(bytes),
-            dir: None,
-            peers: Vec::new(),
-            paused: false,
-            reply,
-        })
-        .unwrap();
+    add_file(&node, &file, Vec::new());
     let failed = wait_for(
         &node,
         hash,
@@ -257,8 +253,7 @@ fn a_read_error_during_the_check_is_an_error_not_missing_data() {
     assert_eq!(again.downloaded, 0);
 
     // Reads work again: the next retry checks and finds every piece.
-    let plan = plan_slot.lock().unwrap().clone().unwrap();
-    *plan.lock().unwrap() = FaultPlan::default();
+    *plans.lock().unwrap()["shelf"].lock().unwrap() = FaultPlan::default();
     let st = wait_for(
         &node,
         hash,
@@ -293,9 +288,7 @@ fn a_failing_sync_is_shown_and_nothing_is_recorded_until_it_works() {
         &hash.to_hex(),
     );
 
-    let plan_slot: Arc<Mutex<Option<Arc<Mutex<FaultPlan>>>>> = Default::default();
-    let slot = plan_slot.clone();
-    let config = |faulty: bool| {
+    let config = || {
         let mut c = EngineConfig::new(
             "127.0.0.85:0".parse().unwrap(),
             tmp.join("leech/downloads"),
@@ -303,31 +296,13 @@ fn a_failing_sync_is_shown_and_nothing_is_recorded_until_it_works() {
         );
         c.disk_retry = Duration::from_millis(500);
         c.checkpoint_interval = Duration::from_millis(500);
-        if faulty {
-            let slot = slot.clone();
-            c.storage_factory = Arc::new(move |t, dir| {
-                let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
-                let files = FileStorage::new(dir.to_path_buf(), relative, 8)?;
-                let (faulty, plan) = FaultyStorage::new(files);
-                plan.lock().unwrap().sync_error = Some(libc::EIO);
-                *slot.lock().unwrap() = Some(plan);
-                Ok(Arc::new(faulty) as Arc<dyn Storage>)
-            });
-        }
         c
     };
-    let leecher = Daemon::start(config(true), None).unwrap();
-    let bytes = std::fs::read(&file).unwrap();
-    leecher
-        .handle()
-        .call(Duration::from_secs(10), |reply| Command::Add {
-            source: AddSource::Torrent(bytes),
-            dir: None,
-            peers: vec![seeder.listen.to_string()],
-            paused: false,
-            reply,
-        })
-        .unwrap();
+    let mut faulty = config();
+    let (factory, plans) = faulty_storage(|p| p.sync_error = Some(libc::EIO));
+    faulty.storage_factory = factory;
+    let leecher = Daemon::start(faulty, None).unwrap();
+    add_file(&leecher, &file, vec![seeder.listen.to_string()]);
     let failed = wait_for(
         &leecher,
         hash,
@@ -353,8 +328,7 @@ fn a_failing_sync_is_shown_and_nothing_is_recorded_until_it_works() {
     );
 
     // Syncs work again: the record catches up, and a restart trusts it.
-    let plan = plan_slot.lock().unwrap().clone().unwrap();
-    *plan.lock().unwrap() = FaultPlan::default();
+    *plans.lock().unwrap()["card"].lock().unwrap() = FaultPlan::default();
     let st = wait_for(&leecher, hash, "recovery", Duration::from_secs(60), |s| {
         s.pieces_have == s.pieces && s.error.is_none()
     });
@@ -367,7 +341,7 @@ fn a_failing_sync_is_shown_and_nothing_is_recorded_until_it_works() {
         std::thread::sleep(Duration::from_millis(100));
     }
     leecher.stop();
-    let again = Daemon::start(config(false), None).unwrap();
+    let again = Daemon::start(config(), None).unwrap();
     let st = wait_for(&again, hash, "the restart", Duration::from_secs(60), |s| {
         s.state == TorrentState::Seeding
     });
