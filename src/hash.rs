@@ -77,9 +77,18 @@ fn use_crypto() -> bool {
     }
 }
 
+// RustCrypto's backend exists only where it can be chosen: on 32-bit ARM
+// (without `hw-sha1`) its code is not even linked (the static armv7 build
+// stays under 2 MiB).
 #[derive(Clone)]
 enum Inner {
     Smol(sha1_smol::Sha1),
+    #[cfg(any(
+        feature = "hw-sha1",
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "aarch64"
+    ))]
     Crypto(sha1::Sha1),
 }
 
@@ -102,17 +111,38 @@ impl Sha1 {
 
     /// A state of the given backend (RustCrypto's when `crypto`).
     fn with_backend(crypto: bool) -> Self {
-        let inner = if crypto {
-            Inner::Crypto(<sha1::Sha1 as sha1::Digest>::new())
-        } else {
-            Inner::Smol(sha1_smol::Sha1::new())
-        };
-        Sha1 { inner }
+        #[cfg(any(
+            feature = "hw-sha1",
+            target_arch = "x86",
+            target_arch = "x86_64",
+            target_arch = "aarch64"
+        ))]
+        if crypto {
+            return Sha1 {
+                inner: Inner::Crypto(<sha1::Sha1 as sha1::Digest>::new()),
+            };
+        }
+        #[cfg(not(any(
+            feature = "hw-sha1",
+            target_arch = "x86",
+            target_arch = "x86_64",
+            target_arch = "aarch64"
+        )))]
+        let _ = crypto;
+        Sha1 {
+            inner: Inner::Smol(sha1_smol::Sha1::new()),
+        }
     }
 
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.inner {
             Inner::Smol(h) => h.update(data),
+            #[cfg(any(
+                feature = "hw-sha1",
+                target_arch = "x86",
+                target_arch = "x86_64",
+                target_arch = "aarch64"
+            ))]
             Inner::Crypto(h) => sha1::Digest::update(h, data),
         }
     }
@@ -120,6 +150,12 @@ impl Sha1 {
     pub fn finish(self) -> Digest {
         match self.inner {
             Inner::Smol(h) => h.digest().bytes(),
+            #[cfg(any(
+                feature = "hw-sha1",
+                target_arch = "x86",
+                target_arch = "x86_64",
+                target_arch = "aarch64"
+            ))]
             Inner::Crypto(h) => sha1::Digest::finalize(h).into(),
         }
     }
