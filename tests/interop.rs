@@ -325,65 +325,53 @@ fn start_lt(
     peers: &[SocketAddr],
 ) -> (Client, SocketAddr) {
     require_libtorrent();
-    let mut first = String::new();
-    for attempt in 1..=2 {
-        match try_start_lt(logs, name, ip, torrent, save_path, seed, peers) {
-            Ok(started) => return started,
-            Err(why) if attempt == 1 => {
-                eprintln!("libtorrent {name} did not start (trying once more):\n{why}");
-                first = why;
-            }
-            Err(why) => panic!(
-                "libtorrent {name} did not listen on {ip}, twice:\n{first}\n--- again:\n{why}"
-            ),
+    let try_start = || -> Result<(Client, SocketAddr), String> {
+        let mut cmd = Command::new(SYSTEM_PYTHON);
+        cmd.arg(LT_PEER)
+            .arg("--torrent")
+            .arg(torrent)
+            .arg("--save-path")
+            .arg(save_path)
+            .args([
+                "--bind",
+                ip,
+                "--timeout",
+                &TRANSFER_TIMEOUT.as_secs().to_string(),
+            ]);
+        if seed {
+            cmd.arg("--seed");
         }
-    }
-    unreachable!("the second attempt returns or panics")
-}
-
-fn try_start_lt(
-    logs: &Path,
-    name: &str,
-    ip: &str,
-    torrent: &Path,
-    save_path: &Path,
-    seed: bool,
-    peers: &[SocketAddr],
-) -> Result<(Client, SocketAddr), String> {
-    let mut cmd = Command::new(SYSTEM_PYTHON);
-    cmd.arg(LT_PEER)
-        .arg("--torrent")
-        .arg(torrent)
-        .arg("--save-path")
-        .arg(save_path)
-        .args([
-            "--bind",
-            ip,
-            "--timeout",
-            &TRANSFER_TIMEOUT.as_secs().to_string(),
-        ]);
-    if seed {
-        cmd.arg("--seed");
-    }
-    if verbose() {
-        cmd.arg("--verbose");
-    }
-    for p in peers {
-        cmd.args(["--peer", &p.to_string()]);
-    }
-    let mut c = Client::spawn(cmd, logs, name, None);
-    let port = c.wait_stdout(LISTEN_TIMEOUT, |l| {
-        l.strip_prefix("LISTEN ")
-            .and_then(|p| p.trim().parse::<u16>().ok())
-    });
-    match port {
-        Some(port) => Ok((c, addr(ip, port))),
-        None => {
-            let status = match c.child.try_wait() {
-                Ok(Some(s)) => format!("exited: {s}"),
-                _ => format!("still running after {LISTEN_TIMEOUT:?}"),
-            };
-            Err(format!("{status}\n{}", c.logs()))
+        if verbose() {
+            cmd.arg("--verbose");
+        }
+        for p in peers {
+            cmd.args(["--peer", &p.to_string()]);
+        }
+        let mut c = Client::spawn(cmd, logs, name, None);
+        let port = c.wait_stdout(LISTEN_TIMEOUT, |l| {
+            l.strip_prefix("LISTEN ")
+                .and_then(|p| p.trim().parse::<u16>().ok())
+        });
+        match port {
+            Some(port) => Ok((c, addr(ip, port))),
+            None => {
+                let status = match c.child.try_wait() {
+                    Ok(Some(s)) => format!("exited: {s}"),
+                    _ => format!("still running after {LISTEN_TIMEOUT:?}"),
+                };
+                Err(format!("{status}\n{}", c.logs()))
+            }
+        }
+    };
+    let first = match try_start() {
+        Ok(started) => return started,
+        Err(why) => why,
+    };
+    eprintln!("libtorrent {name} did not start (trying once more):\n{first}");
+    match try_start() {
+        Ok(started) => started,
+        Err(why) => {
+            panic!("libtorrent {name} did not listen on {ip}, twice:\n{first}\n--- again:\n{why}")
         }
     }
 }
