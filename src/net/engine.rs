@@ -410,6 +410,25 @@ struct TorrentEntry {
 }
 
 impl TorrentEntry {
+    /// Piece `p` is verified and waits for the next checkpoint's sync
+    /// (which is due after `checkpoint_bytes` or `checkpoint_interval`).
+    fn add_unsynced(&mut self, p: u32, now: Instant) {
+        if let Some(piece) = self.meta.lengths.piece(p) {
+            self.unsynced_bytes += u64::from(self.meta.lengths.piece_size(piece));
+        }
+        self.unsynced.push(p);
+        self.first_unsynced.get_or_insert(now);
+    }
+
+    /// Stops the torrent with an error until `retry_at` (the tick probes
+    /// it again then, or `peerlet resume` does).
+    fn stop_until_retry(&mut self, msg: String, retry_at: Instant) {
+        log::error!("{}: {msg}", self.meta.name);
+        self.error = Some(msg);
+        self.phase = Phase::Stopped;
+        self.retry_at = Some(retry_at);
+    }
+
     fn add_closed_transfer(&mut self, source: &'static str, down: u64, up: u64) {
         match self.closed_transfer.iter_mut().find(|e| e.0 == source) {
             Some(e) => {
@@ -563,7 +582,7 @@ struct Removal {
     info_hash: InfoHash,
     disk: Option<Arc<DiskTorrent>>,
     work: Option<Box<dyn FnOnce() -> io::Result<()> + Send>>,
-    reply: Option<api::Reply<()>>,
+    reply: api::Reply<()>,
     since: Instant,
 }
 
@@ -900,17 +919,12 @@ impl Engine {
                         // Not durable: try again at the next checkpoint,
                         // with downloading paused and the error shown (a
                         // failing SD card says so here first).
-                        let lengths = t.meta.lengths;
-                        t.unsynced_bytes += pieces
-                            .iter()
-                            .filter_map(|&p| lengths.piece(p))
-                            .map(|p| u64::from(lengths.piece_size(p)))
-                            .sum::<u64>();
-                        t.unsynced.extend(pieces);
                         // Due again after the interval (it was reset when
                         // this sync started; a complete torrent gets no new
                         // pieces to set it).
-                        t.first_unsynced.get_or_insert(now);
+                        for p in pieces {
+                            t.add_unsynced(p, now);
+                        }
                         log::warn!("{}: cannot make data durable: {e}", t.meta.name);
                         self.disk_error(tid, &e, now);
                     }
@@ -1086,9 +1100,7 @@ impl Engine {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
-                t.unsynced.push(piece.get());
-                t.unsynced_bytes += u64::from(t.meta.lengths.piece_size(piece));
-                t.first_unsynced.get_or_insert(now);
+                t.add_unsynced(piece.get(), now);
                 t.journal_pending.push(piece.get());
             }
             Out::Complete => {

@@ -109,22 +109,20 @@ impl FilePool {
     /// [`FilePool::unreserve`] gives back.
     fn get_or_reserve(&self, key: Key, write: bool) -> Option<Arc<File>> {
         let mut pool = self.lock();
-        pool.tick += 1;
-        let tick = pool.tick;
-        if let Some(e) = pool.entries.get_mut(&key).filter(|e| e.writable || !write) {
-            e.last_used = tick;
-            e.dirty |= write;
-            return Some(e.file.clone());
+        if let Some(file) = pool.use_entry(key, write) {
+            return Some(file);
         }
-        self.make_room(&mut pool);
-        pool.opening += 1;
+        self.reserve_locked(&mut pool);
         None
     }
 
     /// Takes a slot without looking anything up (a sync reopening a file).
     fn reserve(&self) {
-        let mut pool = self.lock();
-        self.make_room(&mut pool);
+        self.reserve_locked(&mut self.lock());
+    }
+
+    fn reserve_locked(&self, pool: &mut Pool) {
+        self.make_room(pool);
         pool.opening += 1;
     }
 
@@ -163,14 +161,12 @@ impl FilePool {
     fn insert(&self, key: Key, file: Arc<File>, writable: bool, write: bool) -> Arc<File> {
         let mut pool = self.lock();
         pool.opening = pool.opening.saturating_sub(1);
+        if let Some(theirs) = pool.use_entry(key, write) {
+            // Ours closes when dropped, right after the lock.
+            return theirs;
+        }
         pool.tick += 1;
         let tick = pool.tick;
-        if let Some(e) = pool.entries.get_mut(&key).filter(|e| e.writable || !write) {
-            // Ours closes when dropped, right after the lock.
-            e.last_used = tick;
-            e.dirty |= write;
-            return e.file.clone();
-        }
         if let Some(old) = pool.entries.remove(&key) {
             // A read-only handle replaced by a writable one.
             if old.dirty {
@@ -232,16 +228,14 @@ impl FilePool {
                 *idx
             })
             .collect();
-        let mut kept = Vec::new();
-        let mut i = 0;
-        while i < pool.pending_sync.len() {
-            if pool.pending_sync[i].0 .0 == owner {
-                let ((_, idx), file) = pool.pending_sync.remove(i);
-                kept.push((idx, file));
-            } else {
-                i += 1;
-            }
-        }
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut pool.pending_sync)
+            .into_iter()
+            .partition(|((o, _), _)| *o == owner);
+        pool.pending_sync = others;
+        let kept: Vec<(usize, Arc<File>)> = mine
+            .into_iter()
+            .map(|((_, idx), file)| (idx, file))
+            .collect();
         pool.syncing += kept.len();
         let closed = take_owner(&mut pool.dirty_closed, owner);
         Dirty { kept, open, closed }
@@ -274,6 +268,22 @@ impl FilePool {
         pool.entries.retain(|(o, _), _| *o != owner);
         pool.pending_sync.retain(|((o, _), _)| *o != owner);
         take_owner(&mut pool.dirty_closed, owner);
+    }
+}
+
+impl Pool {
+    /// The handle of `key` if open and fit (writable for a write), marked
+    /// used now (and dirty for a write).
+    fn use_entry(&mut self, key: Key, write: bool) -> Option<Arc<File>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let e = self
+            .entries
+            .get_mut(&key)
+            .filter(|e| e.writable || !write)?;
+        e.last_used = tick;
+        e.dirty |= write;
+        Some(e.file.clone())
     }
 }
 

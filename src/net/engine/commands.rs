@@ -66,7 +66,7 @@ impl Engine {
                 delete_data,
                 reply,
             } => {
-                self.cmd_remove(info_hash, delete_data, Some(reply), now);
+                self.cmd_remove(info_hash, delete_data, reply, now);
             }
             Command::Pause { info_hash, reply } => {
                 let _ = reply.send(self.cmd_pause(info_hash, true, now));
@@ -249,13 +249,11 @@ impl Engine {
         &mut self,
         info_hash: InfoHash,
         delete_data: bool,
-        reply: Option<api::Reply<()>>,
+        reply: api::Reply<()>,
         now: Instant,
     ) {
         let Some(tid) = self.by_hash.remove(&info_hash) else {
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(ApiError::NotFound(format!("no torrent {info_hash}"))));
-            }
+            let _ = reply.send(Err(ApiError::NotFound(format!("no torrent {info_hash}"))));
             return;
         };
         for c in self.conns.values_mut() {
@@ -285,9 +283,7 @@ impl Engine {
             return;
         }
         let Some(t) = self.torrents.remove(&tid) else {
-            if let Some(reply) = reply {
-                let _ = reply.send(Ok(()));
-            }
+            let _ = reply.send(Ok(()));
             return;
         };
         self.totals.retire_swarm(t.swarm.as_ref());
@@ -331,7 +327,7 @@ impl Engine {
         info_hash: InfoHash,
         disk: Option<Arc<DiskTorrent>>,
         work: Box<dyn FnOnce() -> io::Result<()> + Send>,
-        reply: Option<api::Reply<()>>,
+        reply: api::Reply<()>,
         now: Instant,
     ) {
         let id = self.next_removal;
@@ -387,9 +383,7 @@ impl Engine {
             log::warn!("removing {}: {e}", r.info_hash);
             ApiError::Internal(format!("removed, but deleting its files failed: {e}"))
         });
-        if let Some(reply) = r.reply {
-            let _ = reply.send(answer);
-        }
+        let _ = r.reply.send(answer);
     }
 
     /// An add of a torrent whose removal is not finished.

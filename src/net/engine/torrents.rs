@@ -169,10 +169,7 @@ impl Engine {
                 t.dir.join(&meta.name).display(),
                 have.count()
             );
-            log::error!("{}: {msg}", meta.name);
-            t.error = Some(msg);
-            t.phase = Phase::Stopped;
-            t.retry_at = Some(now + self.config.disk_retry);
+            t.stop_until_retry(msg, now + self.config.disk_retry);
             return;
         }
         let mut to_check: Vec<u32> = Vec::new();
@@ -326,15 +323,12 @@ impl Engine {
             // before by then, so it would not pick them itself).
             t.journal = std::mem::take(&mut c.pieces);
             t.check = None;
-            t.phase = Phase::Stopped;
             let retry = self.config.disk_retry;
             let msg = format!(
                 "cannot read the data to check it: {e} (retrying in {}s)",
                 retry.as_secs()
             );
-            log::error!("{}: {msg}", t.meta.name);
-            t.error = Some(msg);
-            t.retry_at = Some(now + retry);
+            t.stop_until_retry(msg, now + retry);
             return;
         }
         if c.in_flight == 0 && c.next >= c.pieces.len() {
@@ -360,17 +354,8 @@ impl Engine {
                 // that a crash before then re-hashes it (the resume record
                 // written below already has the file sizes, and the probe
                 // would otherwise trust its empty piece list).
-                t.unsynced.push(p);
+                t.add_unsynced(p, now);
                 t.journal_pending.push(p);
-                t.unsynced_bytes += u64::from(
-                    t.meta.lengths.piece_size(PieceIdx::clone(
-                        &t.meta
-                            .lengths
-                            .piece(p)
-                            .unwrap_or(t.meta.lengths.last_piece()),
-                    )),
-                );
-                t.first_unsynced.get_or_insert(now);
             }
         }
         t.pieces_resumed = have.count();
