@@ -6,142 +6,57 @@
 //! its `.resume` record and `.journal`, and the `clean` marker, which is then
 //! removed so that a crash from here on is recognised at the next start.
 
-use crate::cli::CliError;
+use crate::config::DaemonArgs;
 use crate::control::{self, api::Command, api::EngineHandle, server::ControlServer};
 use crate::net::{self, EngineConfig, EngineThread, LoadedTorrent, Startup};
 use crate::resume::{self, Resume};
 use crate::storage;
 use crate::systemd;
-use argh::FromArgs;
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Default peer port.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:6881";
-/// Default LAN beacon target: an organisation-local multicast group
-/// (RFC 2365) and a port of its own.
-pub const DEFAULT_LAN_BEACON: &str = "239.192.76.80:7442";
-/// The node key in the state directory.
-pub const NODE_KEY_FILE: &str = "node.key";
-/// The saved overlay routing table in the state directory.
-pub const NODES_FILE: &str = "nodes";
-
-#[derive(FromArgs, Debug, Default)]
-/// Run the node (client and server at once) until stopped.
-#[argh(
-    subcommand,
-    name = "daemon",
-    note = "Runs until SIGTERM, SIGINT or `peerlet stop`. Every option can also be set\nin the configuration file or as PEERLET_<OPTION> in the environment;\n`peerlet config show` prints the result. SIGHUP reloads the configuration."
-)]
-pub struct DaemonArgs {
-    /// configuration file (TOML; default $PEERLET_CONFIG, else /etc/peerlet/peerlet.toml if it exists)
-    #[argh(option)]
-    pub config: Option<PathBuf>,
-    /// address for peer connections (default 0.0.0.0:6881; port 0 picks a free one)
-    #[argh(option)]
-    pub listen: Option<SocketAddr>,
-    /// where downloads go (default: $XDG_DATA_HOME/peerlet/downloads, ~/.local/share/peerlet/downloads, or ./peerlet-data/downloads)
-    #[argh(option)]
-    pub download_dir: Option<PathBuf>,
-    /// where state goes: resume records, torrents (default: beside the downloads, in .../state)
-    #[argh(option)]
-    pub state_dir: Option<PathBuf>,
-    /// address of the control API (default 127.0.0.1:7441); off loopback every request needs the API token
-    #[argh(option)]
-    pub api: Option<SocketAddr>,
-    /// require the API token (api.token in the state directory) on loopback too
-    #[argh(switch)]
-    pub api_token_required: bool,
-    /// a host name the API may be reached by besides IP addresses and localhost, like pi.lan (repeatable)
-    #[argh(option)]
-    pub api_allowed_hosts: Vec<String>,
-    /// no web page at / of the API address (the API itself stays)
-    #[argh(switch)]
-    pub no_web: bool,
-    /// global download rate limit in bytes per second; K, M, G suffixes (default 0: none)
-    #[argh(option, from_str_fn(crate::config::parse_size))]
-    pub download_limit: Option<u64>,
-    /// global upload rate limit in bytes per second; K, M, G suffixes (default 0: none)
-    #[argh(option, from_str_fn(crate::config::parse_size))]
-    pub upload_limit: Option<u64>,
-    /// worker threads for hashing and disk I/O (default 0: one per core)
-    #[argh(option)]
-    pub workers: Option<u64>,
-    /// seconds before a torrent stopped by a disk error is retried (default 30)
-    #[argh(option)]
-    pub disk_retry: Option<u64>,
-    /// make verified data durable and record it every this many MiB (default 32)
-    #[argh(option)]
-    pub checkpoint_mib: Option<u64>,
-    /// peer connections at once, all torrents (default 100); each is a file descriptor
-    #[argh(option)]
-    pub max_connections: Option<u64>,
-    /// peer connections one torrent may hold (default 40)
-    #[argh(option)]
-    pub max_connections_per_torrent: Option<u64>,
-    /// connections one IP address may hold, all torrents (default 4)
-    #[argh(option)]
-    pub max_connections_per_ip: Option<u64>,
-    /// data files held open at once, all torrents together (default 128)
-    #[argh(option)]
-    pub max_open_files: Option<u64>,
-    /// memory budget: blocks in flight, uploads, buffers (README, "Memory budget"); K, M, G suffixes (default 8M)
-    #[argh(option, from_str_fn(crate::config::parse_size))]
-    pub memory_limit: Option<u64>,
-    /// an overlay node to contact at start, ADDR:PORT or HOST:PORT (repeatable)
-    #[argh(option)]
-    pub bootstrap: Vec<String>,
-    /// no LAN beacons (sent and heard)
-    #[argh(switch)]
-    pub no_lan_discovery: bool,
-    /// where LAN beacons go: a multicast group or broadcast address with a port (default 239.192.76.80:7442)
-    #[argh(option)]
-    pub lan_beacon: Option<SocketAddr>,
-    /// seconds between LAN beacons (default 30)
-    #[argh(option)]
-    pub beacon_interval: Option<u64>,
-    /// no discovery overlay at all (no search, no beacons; trackers, PEX and --peer still work)
-    #[argh(switch)]
-    pub no_overlay: bool,
-    /// overlay neighbours a search floods to (default 8)
-    #[argh(option)]
-    pub overlay_degree: Option<u64>,
-    /// overlay routing-table size (default 256)
-    #[argh(option)]
-    pub routing_table: Option<u64>,
-    /// TTL of this node's searches, 1 to 7 (default 4)
-    #[argh(option)]
-    pub search_ttl: Option<u64>,
-    /// log filter like RUST_LOG: error, warn, info, debug, or per module ("info,peerlet::net=debug"; default warn)
-    #[argh(option)]
-    pub log: Option<String>,
-    /// private network: the secret file (from `peerlet secret FILE`) every node of the network shares; links are then encrypted and only its nodes get in
-    #[argh(option)]
-    pub network_secret: Option<PathBuf>,
-    /// in a private network, a node public key (64 hex digits, from `peerlet status`) that may connect; repeat for more; none: every node with the secret
-    #[argh(option)]
-    pub allow_node: Vec<String>,
+/// Why `peerlet daemon` could not start.
+#[derive(Debug)]
+pub enum Error {
+    /// The configuration (file, environment, flags) or the state it names.
+    Config(crate::config::Error),
+    Signals(io::Error),
+    /// The control API token could not be read or made.
+    Token(String),
+    /// A listener, the state directory or a thread.
+    Start(io::Error),
+    Thread(io::Error),
 }
 
-/// The data directory when none is given.
-pub fn default_data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("peerlet");
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => e.fmt(f),
+            Error::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            Error::Token(e) => f.write_str(e),
+            Error::Start(e) => e.fmt(f),
+            Error::Thread(e) => write!(f, "cannot start a thread: {e}"),
+        }
     }
-    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h).join(".local/share/peerlet");
+}
+
+impl std::error::Error for Error {}
+
+impl From<crate::config::Error> for Error {
+    fn from(e: crate::config::Error) -> Error {
+        Error::Config(e)
     }
-    PathBuf::from("peerlet-data")
 }
 
 /// Reads the state directory: torrents, resume records, journals, the clean marker.
 pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
-    let torrents_dir = state_dir.join("torrents");
+    let torrents_dir = state_dir.join(crate::state::TORRENTS_DIR);
     storage::create_private_dir(&torrents_dir)?;
-    let marker = state_dir.join("clean");
+    let marker = state_dir.join(crate::state::CLEAN_MARKER);
     let clean = storage::read_limited(&marker, 64).is_ok();
     storage::remove_files(&[marker])?;
     let mut torrents = Vec::new();
@@ -170,14 +85,16 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
         let Some(hex) = name.strip_suffix(".torrent") else {
             continue;
         };
-        let torrent_bytes =
-            match storage::read_limited(&torrents_dir.join(&name), crate::cli::MAX_TORRENT_FILE) {
-                Ok(b) => b,
-                Err(e) => {
-                    log::error!("skipping {name}: {e}");
-                    continue;
-                }
-            };
+        let torrent_bytes = match storage::read_limited(
+            &torrents_dir.join(&name),
+            crate::metainfo::MAX_TORRENT_FILE,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("skipping {name}: {e}");
+                continue;
+            }
+        };
         let resume =
             match storage::read_limited(&torrents_dir.join(format!("{hex}.resume")), 16 << 20) {
                 Ok(bytes) => match Resume::decode(&bytes) {
@@ -198,7 +115,7 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
             journal,
         });
     }
-    let nodes = storage::read_limited(&state_dir.join(NODES_FILE), 64 << 10)
+    let nodes = storage::read_limited(&state_dir.join(crate::state::NODES_FILE), 64 << 10)
         .map(|b| crate::overlay::decode_saved(&b, net::MAX_SAVED_NODES))
         .unwrap_or_default();
     Ok(Startup {
@@ -207,68 +124,6 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
         clean,
         nodes,
     })
-}
-
-/// Reads the node key from the state directory, or creates it (mode 0600)
-/// on the first start. A damaged key is an error, never silently replaced:
-/// the key is the node's identity.
-pub fn load_node_key(state_dir: &Path) -> Result<crate::overlay::NodeKey, CliError> {
-    let path = state_dir.join(NODE_KEY_FILE);
-    match storage::read_limited(&path, 1024) {
-        Ok(bytes) => {
-            let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                CliError(format!(
-                    "{} is damaged ({} bytes, expected 32); move it away to create a new node identity",
-                    path.display(),
-                    bytes.len()
-                ))
-            })?;
-            Ok(crate::overlay::NodeKey::from_secret(secret))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            storage::create_private_dir(state_dir)
-                .map_err(|e| CliError(format!("cannot create {}: {e}", state_dir.display())))?;
-            let key = crate::overlay::NodeKey::from_secret(net::random_bytes());
-            storage::write_atomic(&path, key.secret_bytes(), 0o600)
-                .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
-            log::info!("created a new node key in {}", path.display());
-            Ok(key)
-        }
-        Err(e) => Err(CliError(format!("cannot read {}: {e}", path.display()))),
-    }
-}
-
-/// Reads a private network's secret file. A file that others can read is
-/// used, with a warning: anyone who reads it can join the network.
-pub fn load_network_secret(path: &Path) -> Result<crate::private::NetworkSecret, CliError> {
-    let bytes = storage::read_limited(path, crate::private::MAX_SECRET_FILE)
-        .map_err(|e| CliError(format!("network secret: cannot read {e}")))?;
-    let secret = crate::private::NetworkSecret::parse(&bytes)
-        .map_err(|e| CliError(format!("network secret {}: {e}", path.display())))?;
-    if let Ok(mode) = storage::permissions_of(path) {
-        if mode & 0o077 != 0 {
-            log::warn!(
-                "network secret {} is readable by others (mode {mode:o}); anyone who reads it can join: chmod 600 it",
-                path.display()
-            );
-        }
-    }
-    Ok(secret)
-}
-
-/// `peerlet secret FILE`: writes a new random network secret (mode 0600);
-/// never replaces an existing file.
-pub fn write_network_secret(path: &Path) -> Result<(), CliError> {
-    let secret = crate::private::NetworkSecret::from_bytes(net::random_bytes());
-    let created = storage::create_new_atomic(path, secret.to_file_text().as_bytes(), 0o600)
-        .map_err(|e| CliError(format!("cannot write the secret: {e}")))?;
-    if !created {
-        return Err(CliError(format!(
-            "{} exists: not replaced (a network's nodes must share one secret; remove it first to make a new network)",
-            path.display()
-        )));
-    }
-    Ok(())
 }
 
 /// A running daemon: the engine and the control server.
@@ -355,7 +210,7 @@ impl Daemon {
 }
 
 /// `peerlet daemon`.
-pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
+pub fn run(a: DaemonArgs) -> Result<u8, Error> {
     // Defaults < configuration file < PEERLET_* < command line; this also
     // sets the log filter and remembers what a reload (SIGHUP) needs.
     let settings = crate::config::load_for_daemon(&a)?;
@@ -371,15 +226,15 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ])
-    .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
-    let node_id = config.overlay.key.node_id();
+    .map_err(Error::Signals)?;
+    let node_id = (config.overlay.key.as_ref()).map_or_else(String::new, |k| k.node_id().to_hex());
     // READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 for systemd (no-ops
     // without $NOTIFY_SOCKET), and the bound on an orderly stop.
     let supervisor = systemd::Supervisor::from_env();
     // The token is made at the first start whatever the address, so that
     // moving the API off loopback later needs no new step; it is asked for
     // off loopback, or everywhere with `api_token_required`.
-    let token = control::token::load_or_create(&state_dir).map_err(CliError)?;
+    let token = control::token::load_or_create(&state_dir).map_err(Error::Token)?;
     let server = control::server::Config {
         web: settings.flag("web"),
         token: control::token::required(api, settings.flag("api_token_required")).then_some(token),
@@ -391,7 +246,7 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
         Ok(d) => d,
         Err(e) => {
             supervisor.status(&format!("cannot start: {e}"));
-            return Err(CliError(e.to_string()));
+            return Err(Error::Start(e));
         }
     };
     // Under journald the banner is a notice (sd-daemon priority 5).
@@ -436,7 +291,7 @@ pub fn run(a: DaemonArgs) -> Result<u8, CliError> {
                 break;
             }
         })
-        .map_err(|e| CliError(e.to_string()))?;
+        .map_err(Error::Thread)?;
     // Every listener is bound: the peer port, the UDP socket (trackers,
     // overlay) and the control API.
     if let Err(e) = supervisor.ready(

@@ -5,7 +5,7 @@
 //! - [`load`] assembles the effective [`Config`] for `peerlet daemon` and
 //!   `peerlet config show`; [`Config::engine_config`] turns it into the
 //!   engine's settings.
-//! - [`run`] is `peerlet config check|show`.
+//! - [`args`]: `peerlet daemon`'s flags ([`DaemonArgs`]), the command-line layer.
 //! - [`reload`] re-reads the sources while the daemon runs (SIGHUP) and
 //!   applies what can change without a restart: the global rate limits,
 //!   the log filter ([`logging`]) and bootstrap nodes (added).
@@ -14,21 +14,20 @@
 //! source: `FILE:LINE: key "k": ...`, `environment variable PEERLET_K: ...`
 //! or `--k: ...`.
 
+mod args;
 mod file;
 pub mod logging;
 mod reload;
 #[cfg(test)]
 mod tests;
 
+pub use args::{default_data_dir, DaemonArgs, DEFAULT_LAN_BEACON, DEFAULT_LISTEN};
 pub use file::parse_file;
 pub use reload::reload;
 
-use crate::cli::CliError;
-use crate::daemon::DaemonArgs;
 use crate::net::{self, EngineConfig};
-use argh::FromArgs;
 use std::ffi::OsString;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,6 +41,45 @@ pub const CONFIG_ENV: &str = "PEERLET_CONFIG";
 pub const MAX_FILE: u64 = 1 << 20;
 /// The log filter when nothing sets one.
 pub const DEFAULT_LOG: &str = "warn";
+
+/// Why the configuration cannot be used.
+#[derive(Debug)]
+pub enum Error {
+    /// Problems in the sources, each named with where it was found
+    /// (`FILE:LINE: key "k": ...`, `environment variable ...`, `--k: ...`).
+    Sources(Vec<String>),
+    /// The `log` filter.
+    LogFilter(String),
+    /// The node key or the network secret the configuration names.
+    State(crate::state::Error),
+    AllowedNodesNeedSecret,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // One line: the first problem, and how many more there are.
+            Error::Sources(problems) => match problems.split_first() {
+                Some((first, [])) => f.write_str(first),
+                Some((first, rest)) => write!(f, "{first} (and {} more)", rest.len()),
+                None => f.write_str("the configuration has problems"),
+            },
+            Error::LogFilter(e) => f.write_str(e),
+            Error::State(e) => e.fmt(f),
+            Error::AllowedNodesNeedSecret => {
+                f.write_str("allowed_nodes needs a private network: set network_secret too")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<crate::state::Error> for Error {
+    fn from(e: crate::state::Error) -> Error {
+        Error::State(e)
+    }
+}
 
 const K: u64 = 1024;
 const M: u64 = 1024 * 1024;
@@ -552,7 +590,7 @@ pub fn defaults(data_dir: &Path) -> Layer {
     let mut l = Layer::default();
     let addr = |s: &str| Value::Addr(s.parse().expect("valid default address"));
     let d = Origin::Default;
-    l.set("listen", addr(crate::daemon::DEFAULT_LISTEN), d.clone());
+    l.set("listen", addr(DEFAULT_LISTEN), d.clone());
     l.set("api", addr(crate::control::DEFAULT_API_ADDR), d.clone());
     l.set("api_token_required", Value::Bool(false), d.clone());
     l.set("api_allowed_hosts", Value::List(Vec::new()), d.clone());
@@ -596,11 +634,7 @@ pub fn defaults(data_dir: &Path) -> Layer {
     );
     l.set("bootstrap", Value::List(Vec::new()), d.clone());
     l.set("lan_discovery", Value::Bool(true), d.clone());
-    l.set(
-        "lan_beacon",
-        addr(crate::daemon::DEFAULT_LAN_BEACON),
-        d.clone(),
-    );
+    l.set("lan_beacon", addr(DEFAULT_LAN_BEACON), d.clone());
     l.set("beacon_interval", Value::Num(30), d.clone());
     l.set("overlay", Value::Bool(true), d.clone());
     let o = crate::overlay::Config::default();
@@ -930,7 +964,7 @@ impl Config {
 
     /// The engine's settings and the control API address. Reads (or, the
     /// first time, creates) the node key in the state directory.
-    pub fn engine_config(&self) -> Result<(EngineConfig, SocketAddr), CliError> {
+    pub fn engine_config(&self) -> Result<(EngineConfig, SocketAddr), Error> {
         let state_dir = self.path("state_dir");
         let mut c = EngineConfig::new(
             self.addr("listen"),
@@ -952,10 +986,10 @@ impl Config {
         c.storage_factory = crate::net::file_storage_factory(c.max_open_files);
         c.overlay.enabled = self.flag("overlay");
         // The node id is shown by `peerlet status` even with the overlay off.
-        c.overlay.key = crate::daemon::load_node_key(&state_dir)?;
+        let key = crate::state::load_node_key(&state_dir)?;
         let secret_file = self.path("network_secret");
         if !secret_file.as_os_str().is_empty() {
-            let secret = crate::daemon::load_network_secret(&secret_file)?;
+            let secret = crate::state::load_network_secret(&secret_file)?;
             let keys = self.list("allowed_nodes");
             let allowed = (!keys.is_empty()).then(|| {
                 keys.iter()
@@ -964,14 +998,13 @@ impl Config {
             });
             c.private = Some(std::sync::Arc::new(crate::private::PrivateNetwork::new(
                 &secret,
-                *c.overlay.key.secret_bytes(),
+                *key.secret_bytes(),
                 allowed,
             )));
         } else if !self.list("allowed_nodes").is_empty() {
-            return Err(CliError(
-                "allowed_nodes needs a private network: set network_secret too".into(),
-            ));
+            return Err(Error::AllowedNodesNeedSecret);
         }
+        c.overlay.key = Some(key);
         if c.overlay.enabled {
             c.overlay.bootstrap = self.list("bootstrap");
             if self.flag("lan_discovery") {
@@ -996,9 +1029,10 @@ const FD_RESERVE: u64 = 64;
 /// `LimitNOFILE=`), from `/proc/self/limits`; `None` when unknown or
 /// unlimited.
 pub fn soft_fd_limit() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
+    let bytes = crate::storage::read_limited(Path::new("/proc/self/limits"), 64 << 10).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?
         .split_whitespace()
         .next()?
         .parse()
@@ -1081,7 +1115,7 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-fn env_var(name: &str) -> Option<OsString> {
+pub fn env_var(name: &str) -> Option<OsString> {
     std::env::var_os(name)
 }
 
@@ -1104,7 +1138,7 @@ fn load_with(config: Option<&Path>, cli: &Layer) -> Result<Config, Vec<String>> 
     if !errors.is_empty() {
         return Err(errors);
     }
-    let data = absolute(&crate::daemon::default_data_dir());
+    let data = absolute(&default_data_dir());
     let defaults = defaults(&data);
     let file = file.map(|(p, _)| absolute(&p));
     Ok(Config::resolve(file, &[&defaults, &file_layer, &env, cli]))
@@ -1118,133 +1152,14 @@ pub fn load(a: &DaemonArgs) -> Result<Config, Vec<String>> {
 
 /// [`load`] for the daemon itself: one error line (the first problem),
 /// the log filter applied, and what [`reload`] needs remembered.
-pub fn load_for_daemon(a: &DaemonArgs) -> Result<Config, CliError> {
-    let one = |mut e: Vec<String>| {
-        let n = e.len();
-        let mut first = e.swap_remove(0);
-        if n > 1 {
-            let _ = write!(first, " (and {} more)", n - 1);
-        }
-        CliError(first)
-    };
-    let cli = cli_layer(a, &cwd()).map_err(one)?;
-    let config = load_with(a.config.as_deref(), &cli).map_err(one)?;
-    logging::set_filter(&config.text("log")).map_err(CliError)?;
+pub fn load_for_daemon(a: &DaemonArgs) -> Result<Config, Error> {
+    let cli = cli_layer(a, &cwd()).map_err(Error::Sources)?;
+    let config = load_with(a.config.as_deref(), &cli).map_err(Error::Sources)?;
+    logging::set_filter(&config.text("log")).map_err(Error::LogFilter)?;
     match &config.file {
         Some(f) => log::info!("configuration file {}", f.display()),
         None => log::info!("no configuration file ({DEFAULT_FILE} does not exist); defaults"),
     }
     reload::remember(a.config.clone(), cli, config.clone());
     Ok(config)
-}
-
-// ----- `peerlet config` -----
-
-#[derive(FromArgs, Debug)]
-/// Check a configuration file, or show the effective configuration.
-#[argh(subcommand, name = "config")]
-pub struct ConfigArgs {
-    #[argh(subcommand)]
-    pub command: ConfigCommand,
-}
-
-#[derive(FromArgs, Debug)]
-#[argh(subcommand)]
-pub enum ConfigCommand {
-    Check(CheckArgs),
-    Show(ShowArgs),
-}
-
-#[derive(FromArgs, Debug)]
-/// Check a configuration file: "FILE: ok" (exit 0), or one line per problem (exit 2).
-#[argh(subcommand, name = "check")]
-pub struct CheckArgs {
-    /// the file (default: $PEERLET_CONFIG, else /etc/peerlet/peerlet.toml)
-    #[argh(positional)]
-    pub file: Option<PathBuf>,
-}
-
-#[derive(FromArgs, Debug)]
-/// Print the configuration `peerlet daemon` would run with, as TOML: every key, with where its value came from (default, file, environment, command line).
-#[argh(subcommand, name = "show")]
-pub struct ShowArgs {
-    /// options of `peerlet daemon` (--config FILE, --listen ADDR, ...) to take into account; --json prints JSON instead of TOML
-    #[argh(positional, greedy)]
-    pub options: Vec<String>,
-}
-
-/// `peerlet config check|show`.
-pub fn run(a: ConfigArgs) -> Result<u8, CliError> {
-    match a.command {
-        ConfigCommand::Check(c) => {
-            let given = c.file.is_some();
-            let Some((path, via)) = choose_file(c.file.as_deref(), env_var(CONFIG_ENV)) else {
-                return Err(CliError(format!(
-                    "no configuration file to check: give one, or set {CONFIG_ENV} ({DEFAULT_FILE} does not exist)"
-                )));
-            };
-            match read_file(&path, if given { "" } else { via }) {
-                Ok(_) => {
-                    println!("{}: ok", path.display());
-                    Ok(0)
-                }
-                Err(problems) => {
-                    for p in problems {
-                        eprintln!("{p}");
-                    }
-                    Ok(2)
-                }
-            }
-        }
-        ConfigCommand::Show(s) => {
-            // `--json` is ours; everything else is the daemon's.
-            let json = s.options.iter().any(|o| o == "--json");
-            let opts: Vec<&str> = s
-                .options
-                .iter()
-                .map(String::as_str)
-                .filter(|o| *o != "--json")
-                .collect();
-            let daemon = match DaemonArgs::from_args(&["peerlet config show"], &opts) {
-                Ok(d) => d,
-                Err(early) => {
-                    return match early.status {
-                        Ok(()) => {
-                            // The daemon's options under `config show`'s own description.
-                            let usage = early.output.split("\n\n").next().unwrap_or_default();
-                            let options =
-                                early.output.split_once("\nOptions:").map_or("", |(_, o)| o);
-                            println!(
-                                "{usage}\n\nPrint the configuration `peerlet daemon` would run with \
-                                 (with these options, the environment and the file), as TOML: every \
-                                 key, with where its value came from. With --json: one JSON object, \
-                                 {{\"file\", \"keys\": {{NAME: {{\"value\", \"origin\", ...}}}}}}.\n\nOptions:{options}"
-                            );
-                            Ok(0)
-                        }
-                        Err(()) => Err(CliError(early.output.trim_end().replace('\n', " "))),
-                    };
-                }
-            };
-            match load(&daemon) {
-                Ok(c) => {
-                    // `config show | head` is not an error.
-                    use std::io::Write;
-                    let text = if json {
-                        format!("{}\n", c.to_json())
-                    } else {
-                        c.to_toml()
-                    };
-                    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-                    Ok(0)
-                }
-                Err(problems) => {
-                    for p in problems {
-                        eprintln!("peerlet: {p}");
-                    }
-                    Ok(2)
-                }
-            }
-        }
-    }
 }

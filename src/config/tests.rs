@@ -1,4 +1,5 @@
 use super::*;
+use argh::FromArgs;
 use std::collections::HashMap;
 
 const FILE: &str = "/etc/peerlet/peerlet.toml";
@@ -66,7 +67,7 @@ fn keys_have_flags_and_variables() {
     let (_, k) = key("api_token_required").unwrap();
     assert_eq!(k.flag(), "--api-token-required");
     // Every key of the daemon's command line has a configuration key.
-    let help = crate::daemon::DaemonArgs::from_args(&["peerlet", "daemon"], &["--help"])
+    let help = crate::config::DaemonArgs::from_args(&["peerlet", "daemon"], &["--help"])
         .expect_err("help")
         .output;
     for k in KEYS {
@@ -556,7 +557,7 @@ fn connection_caps_are_checked_and_reach_the_engine() {
                 .to_string()
         ]
     );
-    let args = crate::daemon::DaemonArgs::from_args(
+    let args = crate::config::DaemonArgs::from_args(
         &["peerlet", "daemon"],
         &["--max-connections-per-ip", "0"],
     )
@@ -568,7 +569,7 @@ fn connection_caps_are_checked_and_reach_the_engine() {
     // Good values, command line over environment over file.
     let f = file("max_connections = 500\nmax_connections_per_ip = 8\n").unwrap();
     let e = env(&[("PEERLET_MAX_CONNECTIONS", "1200")]).unwrap();
-    let args = crate::daemon::DaemonArgs::from_args(
+    let args = crate::config::DaemonArgs::from_args(
         &["peerlet", "daemon"],
         &[
             "--max-connections-per-torrent",

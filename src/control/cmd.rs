@@ -303,7 +303,7 @@ pub fn find_token(given: Option<&str>) -> Result<(Option<String>, String), CliEr
             .map_err(|_| CliError(format!("{TOKEN_ENV}: not UTF-8")))?;
         return checked(&t, TOKEN_ENV);
     }
-    let state_dir = match crate::config::load(&crate::daemon::DaemonArgs::default()) {
+    let state_dir = match crate::config::load(&crate::config::DaemonArgs::default()) {
         Ok(c) => c.path("state_dir"),
         Err(_) => {
             return Ok((
@@ -402,7 +402,7 @@ fn read_source(source: &str) -> Result<(&'static str, Vec<u8>), CliError> {
         return Ok(("text/plain", source.as_bytes().to_vec()));
     }
     let path = std::path::Path::new(source);
-    let bytes = storage::read_limited(path, crate::cli::MAX_TORRENT_FILE).map_err(|e| {
+    let bytes = storage::read_limited(path, crate::metainfo::MAX_TORRENT_FILE).map_err(|e| {
         let hint = if path.exists() {
             ""
         } else {

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The token's file in the state directory.
-pub const TOKEN_FILE: &str = "api.token";
+pub const TOKEN_FILE: &str = crate::state::API_TOKEN_FILE;
 /// The environment variable the client reads the token from.
 pub const TOKEN_ENV: &str = "PEERLET_API_TOKEN";
 /// Random bytes in a token.
@@ -45,8 +45,7 @@ impl Token {
     /// A new token from the operating system's random source. There is no
     /// weaker fallback: without randomness the daemon does not start.
     pub fn generate() -> io::Result<Token> {
-        let mut b = [0u8; TOKEN_BYTES];
-        getrandom::fill(&mut b)
+        let b: [u8; TOKEN_BYTES] = crate::rand::bytes()
             .map_err(|e| io::Error::other(format!("no random bytes for the API token: {e}")))?;
         Ok(Token(b.iter().map(|x| format!("{x:02x}")).collect()))
     }

@@ -21,6 +21,9 @@ pub use magnet::{percent_decode, Magnet, MagnetError};
 
 use crate::bencode::{self, Dict, Limits, Node};
 use crate::hash::{self, Digest};
+
+/// Largest .torrent file read (libtorrent's limit).
+pub const MAX_TORRENT_FILE: u64 = 10_000_000;
 use path::PathError;
 use std::fmt;
 

@@ -62,7 +62,7 @@ const UDP: Token = Token(2);
 const BEACON: Token = Token(3);
 const FIRST_CONN: usize = 4;
 
-pub use overlay::{is_beacon_target, random_bytes, LanDiscovery, OverlaySettings, MAX_SAVED_NODES};
+pub use overlay::{is_beacon_target, LanDiscovery, OverlaySettings, MAX_SAVED_NODES};
 
 /// Opens the storage of a torrent whose data lives under `dir`.
 pub type StorageFactory =
@@ -214,18 +214,31 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         .or_else(|_| mio::net::UdpSocket::bind(SocketAddr::new(listen_addr.ip(), 0)))?;
     poll.registry()
         .register(&mut udp, UDP, Interest::READABLE)?;
-    let overlay = config.overlay.enabled.then(|| {
-        overlay::OverlayDriver::new(
-            &config.overlay,
-            listen_addr,
-            udp.local_addr().map_or(listen_addr.port(), |a| a.port()),
-            &startup.nodes,
-            &poll,
-            BEACON,
-            Instant::now(),
-        )
-        .sealed(config.private.as_deref())
-    });
+    // The node key, made now when the configuration has none (tests).
+    let mut config = config;
+    let key = match config.overlay.key.take() {
+        Some(key) => key,
+        None => {
+            crate::overlay::NodeKey::from_secret(crate::rand::bytes().map_err(io::Error::other)?)
+        }
+    };
+    config.overlay.key = Some(key.clone());
+    let overlay = match config.overlay.enabled {
+        true => Some(
+            overlay::OverlayDriver::new(
+                &config.overlay,
+                &key,
+                listen_addr,
+                udp.local_addr().map_or(listen_addr.port(), |a| a.port()),
+                &startup.nodes,
+                &poll,
+                BEACON,
+                Instant::now(),
+            )?
+            .sealed(config.private.as_deref())?,
+        ),
+        false => None,
+    };
     let (cmd_tx, cmd_rx) = bounded::<Command>(64);
     let wake_for_api = waker.clone();
     let handle = EngineHandle {
@@ -328,19 +341,14 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
 }
 
 fn new_peer_id() -> [u8; 20] {
-    use std::hash::{BuildHasher, Hasher};
     let mut id = *b"-PL0100-000000000000";
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id().into());
-    let mut r = h.finish();
-    for b in id[8..].iter_mut() {
+    let mut r = crate::rand::seed(0);
+    for (i, b) in id[8..].iter_mut().enumerate() {
+        if r == 0 {
+            r = crate::rand::seed(i as u64);
+        }
         *b = b"0123456789abcdefghijklmnopqrstuvwxyz"[(r % 36) as usize];
         r /= 36;
-        if r == 0 {
-            let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
-            h2.write_u64(r);
-            r = h2.finish();
-        }
     }
     id
 }

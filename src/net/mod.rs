@@ -18,6 +18,6 @@ pub mod peerlist;
 pub mod slab;
 
 pub use engine::{
-    file_storage_factory, is_beacon_target, random_bytes, spawn, EngineConfig, EngineThread,
-    LanDiscovery, LoadedTorrent, OverlaySettings, Startup, StorageFactory, MAX_SAVED_NODES,
+    file_storage_factory, is_beacon_target, spawn, EngineConfig, EngineThread, LanDiscovery,
+    LoadedTorrent, OverlaySettings, Startup, StorageFactory, MAX_SAVED_NODES,
 };

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod msg;
 mod node;
 pub mod table;
+pub mod words;
 
 pub use identity::NodeKey;
 pub use msg::{Holder, Item, Target};

@@ -510,7 +510,7 @@ impl Packet {
                         .get(b"w")
                         .and_then(|v| v.as_str())
                         .ok_or(Error::Missing("ih or w"))?;
-                    if w.len() > MAX_WORDS || super::content::words(w).is_empty() {
+                    if w.len() > MAX_WORDS || super::words::words(w).is_empty() {
                         return Err(Error::BadValue("w"));
                     }
                     Target::Words(w.to_string())

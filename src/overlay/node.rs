@@ -12,9 +12,10 @@
 //!   queries per neighbour; duplicates are dropped by query id (a bounded,
 //!   expiring cache); TTL is capped.
 
-use super::content::{self, ContentTable};
+use super::content::ContentTable;
 use super::msg::{self, flags, Body, HitResult, Holder, Item, Packet, QueryId, Target, Token, Tx};
 use super::table::{self, RoutingTable, Source};
+use super::words;
 use super::{NodeId, Rng};
 use crate::hash::Sha1;
 use crate::metainfo::InfoHash;
@@ -223,7 +224,7 @@ impl Route {
 fn target_matches(target: &Target, item: &Item) -> bool {
     match target {
         Target::Hash(ih) => item.info_hash == *ih,
-        Target::Words(w) => content::matches(&content::words(w), &item.name),
+        Target::Words(w) => words::matches(&words::words(w), &item.name),
     }
 }
 
@@ -286,7 +287,7 @@ fn kind_index(kind: &str) -> usize {
 /// An address we may put in our tables: the PEX rule (a real unicast
 /// address and port; loopback only when heard from loopback).
 fn acceptable(addr: &SocketAddr, from: &SocketAddr) -> bool {
-    crate::swarm::pex::connectable(*addr, from.ip())
+    crate::wire::connectable(*addr, from.ip())
 }
 
 impl Overlay {
@@ -798,8 +799,8 @@ impl Overlay {
                 }
             }
             Target::Words(w) => {
-                let q = content::words(w);
-                for mine in self.local.iter().filter(|i| content::matches(&q, &i.name)) {
+                let q = words::words(w);
+                for mine in self.local.iter().filter(|i| words::matches(&q, &i.name)) {
                     if results.len() >= msg::MAX_ITEMS {
                         break;
                     }
@@ -1000,7 +1001,7 @@ impl Overlay {
             Target::Hash(ih) => self.content.get(ih, now).into_iter().collect(),
             Target::Words(w) => self
                 .content
-                .search_words(&content::words(w), now, msg::MAX_ITEMS),
+                .search_words(&words::words(w), now, msg::MAX_ITEMS),
         };
         let direct_holders: Vec<Holder> = match &target {
             Target::Hash(_) => known

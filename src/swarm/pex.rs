@@ -45,7 +45,7 @@
 use super::torrent::PeerKey;
 use crate::wire::extension::{pex_flags, ExtendedHandshake, PexMessage, PexPeer, UT_PEX};
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Least time between two messages we send to one peer.
@@ -372,17 +372,7 @@ fn is_own(own: &[SocketAddr], addr: SocketAddr) -> bool {
     })
 }
 
-/// Worth connecting to: a real port, a unicast address, and loopback only
-/// when the sender is on loopback itself. (The overlay applies the same rule
-/// to the addresses it is told of.)
-pub fn connectable(addr: SocketAddr, sender: IpAddr) -> bool {
-    let ip = addr.ip();
-    addr.port() != 0
-        && !ip.is_unspecified()
-        && !ip.is_multicast()
-        && ip != IpAddr::V4(Ipv4Addr::BROADCAST)
-        && (!ip.is_loopback() || sender.is_loopback())
-}
+pub use crate::wire::connectable;
 
 #[cfg(test)]
 mod tests {

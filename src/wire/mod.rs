@@ -9,3 +9,17 @@
 
 pub mod extension;
 pub mod peer;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Worth connecting to: a real port, a unicast address, and loopback only
+/// when the sender is on loopback itself. PEX (BEP 11) and the overlay apply it to
+/// the addresses they are told of.
+pub fn connectable(addr: SocketAddr, sender: IpAddr) -> bool {
+    let ip = addr.ip();
+    addr.port() != 0
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && ip != IpAddr::V4(Ipv4Addr::BROADCAST)
+        && (!ip.is_loopback() || sender.is_loopback())
+}

@@ -618,8 +618,11 @@ impl Engine {
             version: env!("CARGO_PKG_VERSION").to_string(),
             listen: self.listen_addr.to_string(),
             peer_id: String::from_utf8_lossy(&self.peer_id).into_owned(),
-            node_id: self.config.overlay.key.node_id().to_hex(),
-            public_key: crate::hash::to_hex(&self.config.overlay.key.public()),
+            // Set at start (`spawn`), so never empty.
+            node_id: (self.config.overlay.key.as_ref())
+                .map_or_else(String::new, |k| k.node_id().to_hex()),
+            public_key: (self.config.overlay.key.as_ref())
+                .map_or_else(String::new, |k| crate::hash::to_hex(&k.public())),
             network: match self.config.private.as_deref().map(|p| p.allow_list_len()) {
                 None => "public".into(),
                 Some(None) => "private".into(),

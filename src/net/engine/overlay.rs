@@ -31,7 +31,10 @@ const BEACON_READS: usize = 64;
 #[derive(Clone, Debug)]
 pub struct OverlaySettings {
     pub enabled: bool,
-    pub key: overlay::NodeKey,
+    /// The node's key (`state::load_node_key`); `None`: a fresh one is made
+    /// when the engine starts, and the start fails if the operating
+    /// system's generator does.
+    pub key: Option<overlay::NodeKey>,
     /// Nodes to contact at start (`ip:port` or `host:port`).
     pub bootstrap: Vec<String>,
     pub lan: Option<LanDiscovery>,
@@ -43,11 +46,12 @@ pub struct OverlaySettings {
 }
 
 impl OverlaySettings {
-    /// Enabled, a fresh random key, no bootstrap nodes, no LAN discovery.
+    /// Enabled, no key yet (a fresh one is made at start), no bootstrap
+    /// nodes, no LAN discovery.
     pub fn new() -> OverlaySettings {
         OverlaySettings {
             enabled: true,
-            key: overlay::NodeKey::from_secret(random_bytes()),
+            key: None,
             bootstrap: Vec::new(),
             lan: None,
             capacity: overlay::Config::default().capacity,
@@ -68,21 +72,6 @@ impl Default for OverlaySettings {
 pub struct LanDiscovery {
     pub target: SocketAddr,
     pub interval: Duration,
-}
-
-/// Bytes from the operating system's random source.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    if getrandom::fill(&mut b).is_err() {
-        // Never seen on Linux; fall back to the hasher's per-process keys.
-        use std::hash::{BuildHasher, Hasher};
-        for chunk in b.chunks_mut(8) {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(std::process::id().into());
-            chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
-        }
-    }
-    b
 }
 
 /// True for what `--lan-beacon` accepts: a multicast group, or an IPv4
@@ -191,15 +180,19 @@ pub(super) struct OverlayDriver {
 
 impl OverlayDriver {
     /// Sets up the node; `beacon_token` registers the LAN socket.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         settings: &OverlaySettings,
+        key: &overlay::NodeKey,
         listen: SocketAddr,
         udp_port: u16,
         saved: &[(overlay::NodeId, SocketAddr)],
         poll: &Poll,
         beacon_token: Token,
         now: Instant,
-    ) -> OverlayDriver {
+    ) -> io::Result<OverlayDriver> {
+        // Keys the address tokens: a secret.
+        let token_secret = crate::rand::bytes().map_err(io::Error::other)?;
         let (local, tcp_port) = (listen.ip(), listen.port());
         let config = overlay::Config {
             tcp_port,
@@ -209,7 +202,7 @@ impl OverlayDriver {
             default_ttl: settings.ttl.clamp(1, overlay::Config::default().max_ttl),
             ..overlay::Config::default()
         };
-        let mut node = Overlay::new(settings.key.node_id(), config, random_bytes(), now);
+        let mut node = Overlay::new(key.node_id(), config, token_secret, now);
         node.add_saved(saved, now);
         for b in &settings.bootstrap {
             if let Ok(addr) = b.parse::<SocketAddr>() {
@@ -242,11 +235,11 @@ impl OverlayDriver {
                 }
             }
         });
-        OverlayDriver {
+        Ok(OverlayDriver {
             node,
             seal: None,
             refused: 0,
-            public_key: settings.key.public(),
+            public_key: key.public(),
             beacon,
             searches: HashMap::new(),
             lookups: HashMap::new(),
@@ -258,15 +251,21 @@ impl OverlayDriver {
             next_save: now + SAVE_INTERVAL,
             next_local: now,
             save_in_flight: false,
-        }
+        })
     }
 }
 
 impl OverlayDriver {
     /// In a private network: every packet sealed, only sealed ones opened.
-    pub(super) fn sealed(mut self, private: Option<&crate::private::PrivateNetwork>) -> Self {
-        self.seal = private.map(|p| p.overlay_seal(random_bytes()));
-        self
+    pub(super) fn sealed(
+        mut self,
+        private: Option<&crate::private::PrivateNetwork>,
+    ) -> io::Result<Self> {
+        self.seal = match private {
+            Some(p) => Some(p.overlay_seal(crate::rand::bytes().map_err(io::Error::other)?)),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// The overlay packet in a datagram: as it is in public mode; opened
@@ -565,7 +564,7 @@ impl Engine {
         }
         o.saving = bytes.clone();
         o.save_in_flight = true;
-        let path = self.config.state_dir.join(crate::daemon::NODES_FILE);
+        let path = self.config.state_dir.join(crate::state::NODES_FILE);
         self.run_job(Ctx::Other("saving the routing table"), move || {
             Box::new(storage::write_atomic(&path, &bytes, 0o600))
         });
@@ -607,7 +606,7 @@ impl Engine {
         let target = match query {
             api::SearchQuery::Hash(ih) => Target::Hash(ih),
             api::SearchQuery::Words(w) => {
-                if overlay::content::words(&w).is_empty() || w.len() > overlay::msg::MAX_WORDS {
+                if overlay::words::words(&w).is_empty() || w.len() > overlay::msg::MAX_WORDS {
                     return Err(ApiError::BadRequest(
                         "search words: give 1 to 100 bytes with at least one letter or digit"
                             .into(),

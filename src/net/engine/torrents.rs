@@ -362,12 +362,7 @@ impl Engine {
         let mut config = self.config.swarm.clone();
         // Set for real by `rebalance_downloads` below.
         config.max_in_flight_bytes = self.caps.downloads;
-        let seed = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u32(tid);
-            h.finish()
-        };
+        let seed = crate::rand::seed(tid.into());
         let mut swarm = Swarm::new(config, t.meta.lengths, have, seed);
         if t.paused || t.error.is_some() {
             swarm.set_download_enabled(false, now);

@@ -4,6 +4,8 @@
 //! Exit status: 0 on success, 1 when `verify` finds missing or wrong pieces,
 //! 2 on usage or input errors (with a one-line message naming the problem).
 
+mod config;
+
 use crate::control::cmd::printable;
 use crate::hash::Digest;
 use crate::json::Json;
@@ -16,9 +18,6 @@ use std::fmt;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Largest .torrent file read (libtorrent's limit).
-pub const MAX_TORRENT_FILE: u64 = 10_000_000;
 
 #[derive(FromArgs, Debug)]
 /// peerlet: a lean peer-to-peer file-sharing daemon for small machines.
@@ -43,7 +42,7 @@ pub struct Args {
 // The order here is the order of `peerlet --help`: the daemon, the commands
 // that talk to it, then those that work without one.
 pub enum Command {
-    Daemon(crate::daemon::DaemonArgs),
+    Daemon(crate::config::DaemonArgs),
     Add(crate::control::cmd::AddArgs),
     Get(crate::control::cmd::GetArgs),
     Ls(crate::control::cmd::LsArgs),
@@ -58,7 +57,7 @@ pub enum Command {
     Create(CreateArgs),
     Inspect(InspectArgs),
     Verify(VerifyArgs),
-    Config(crate::config::ConfigArgs),
+    Config(config::ConfigArgs),
     Secret(SecretArgs),
 }
 
@@ -174,6 +173,18 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
+impl From<crate::daemon::Error> for CliError {
+    fn from(e: crate::daemon::Error) -> CliError {
+        CliError(e.to_string())
+    }
+}
+
+impl From<crate::state::Error> for CliError {
+    fn from(e: crate::state::Error) -> CliError {
+        CliError(e.to_string())
+    }
+}
+
 fn fail<T>(msg: impl Into<String>) -> Result<T, CliError> {
     Err(CliError(msg.into()))
 }
@@ -189,8 +200,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Create(a)) => create(a),
         Some(Command::Inspect(a)) => inspect(a),
         Some(Command::Verify(a)) => verify(a),
-        Some(Command::Daemon(a)) => crate::daemon::run(a),
-        Some(Command::Config(a)) => crate::config::run(a),
+        Some(Command::Daemon(a)) => Ok(crate::daemon::run(a)?),
+        Some(Command::Config(a)) => config::run(a),
         Some(Command::Add(a)) => crate::control::cmd::run_add(a),
         Some(Command::Get(a)) => crate::control::cmd::run_get(a),
         Some(Command::Ls(a)) => crate::control::cmd::run_ls(a),
@@ -203,7 +214,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Peers(a)) => crate::control::cmd::run_peers(a),
         Some(Command::Stop(a)) => crate::control::cmd::run_stop(a),
         Some(Command::Secret(a)) => {
-            crate::daemon::write_network_secret(&a.file)?;
+            crate::state::write_network_secret(&a.file)?;
             eprintln!(
                 "wrote a new network secret to {}; copy it to every node of the network (keep it private)",
                 a.file.display()
@@ -228,7 +239,7 @@ fn threads(requested: Option<usize>) -> usize {
 
 /// Reads and validates a .torrent file, with the file name in any error.
 pub fn load_torrent(path: &Path) -> Result<Torrent, CliError> {
-    let bytes = storage::read_limited(path, MAX_TORRENT_FILE)
+    let bytes = storage::read_limited(path, crate::metainfo::MAX_TORRENT_FILE)
         .map_err(|e| CliError(format!("cannot read torrent: {e}")))?;
     Torrent::from_bytes(&bytes).map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
