@@ -7,7 +7,8 @@
 //! removed so that a crash from here on is recognised at the next start.
 
 use crate::config::DaemonArgs;
-use crate::control::{self, api::Command, api::EngineHandle, server::ControlServer};
+use crate::control::{self, server::ControlServer};
+use crate::net::api::{Command, EngineHandle};
 use crate::net::{self, EngineConfig, EngineThread, LoadedTorrent, Startup};
 use crate::resume::{self, Resume};
 use crate::storage;

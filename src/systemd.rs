@@ -28,7 +28,7 @@
 //! warning, `<6>` info, `<7>` debug and trace), without colours or
 //! timestamps (journald adds its own); otherwise env_logger's usual format.
 
-use crate::control::api::{Command, EngineHandle, NodeStatus};
+use crate::net::api::{Command, EngineHandle, NodeStatus};
 use crate::progress::human_bytes;
 use crossbeam_channel::{bounded, RecvTimeoutError, SendTimeoutError};
 use std::ffi::OsStr;

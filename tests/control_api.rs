@@ -6,14 +6,14 @@ mod common;
 
 use common::{field, write_random_file, TempDir};
 use crossbeam_channel::{bounded, Receiver};
-use peerlet::control::api::{
-    AddResult, AddSource, ApiError, Command, EngineHandle, FileStatus, NodeStatus, PeerStatus,
-    SourceStats, TorrentDetail, TorrentState, TorrentStatus, TrackerInfo,
-};
-use peerlet::control::client::{Client, ClientError};
+use peerlet::cli::client::{Client, ClientError};
 use peerlet::control::server::{self, Config, ControlServer};
 use peerlet::json::{self, Json};
 use peerlet::metainfo::{InfoHash, Magnet, Torrent};
+use peerlet::net::api::{
+    AddResult, AddSource, ApiError, Command, EngineHandle, FileStatus, NodeStatus, PeerStatus,
+    SourceStats, TorrentDetail, TorrentState, TorrentStatus, TrackerInfo,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -294,7 +294,7 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
             // A version that needs escaping in a label value.
             Command::Metrics { reply } => {
                 note("metrics".into());
-                let _ = reply.send(Ok(peerlet::control::api::MetricsSnapshot {
+                let _ = reply.send(Ok(peerlet::net::api::MetricsSnapshot {
                     version: "0.1.0 \"x\"\\y".into(),
                     downloaded_bytes: 5 << 20,
                     torrents: vec![("downloading", 1), ("error", 1)],

@@ -8,9 +8,9 @@ mod common;
 
 use common::daemon::{assert_same_tree, create_torrent, DaemonProc};
 use common::{write_random_file, TempDir};
-use peerlet::control::api::{AddSource, Command, TorrentState, TorrentStatus};
 use peerlet::daemon::Daemon;
 use peerlet::metainfo::InfoHash;
+use peerlet::net::api::{AddSource, Command, TorrentState, TorrentStatus};
 use peerlet::net::EngineConfig;
 use peerlet::storage::{FaultPlan, FaultyStorage, FileStorage, Storage};
 use std::collections::HashMap;

@@ -7,14 +7,14 @@
 mod common;
 
 use crossbeam_channel::{bounded, Receiver};
-use peerlet::control::api::{
-    AddResult, AddSource, ApiError, Command, EngineHandle, NodeStatus, OverlayNode, OverlayStatus,
-    SearchHit, SearchPage, SearchQuery, TorrentDetail, TorrentState, TorrentStatus,
-};
-use peerlet::control::client::{Client, ClientError};
+use peerlet::cli::client::{Client, ClientError};
 use peerlet::control::server::{self, Config, ControlServer};
 use peerlet::json::{self, Json};
 use peerlet::metainfo::{InfoHash, Magnet};
+use peerlet::net::api::{
+    AddResult, AddSource, ApiError, Command, EngineHandle, NodeStatus, OverlayNode, OverlayStatus,
+    SearchHit, SearchPage, SearchQuery, TorrentDetail, TorrentState, TorrentStatus,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread;

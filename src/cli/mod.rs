@@ -4,9 +4,11 @@
 //! Exit status: 0 on success, 1 when `verify` finds missing or wrong pieces,
 //! 2 on usage or input errors (with a one-line message naming the problem).
 
+pub mod client;
+pub mod cmd;
 mod config;
 
-use crate::control::cmd::printable;
+use crate::cli::cmd::printable;
 use crate::hash::Digest;
 use crate::json::Json;
 use crate::metainfo::{self, path, InfoFile, Magnet, PieceIdx, Torrent, TorrentBuilder};
@@ -43,17 +45,17 @@ pub struct Args {
 // that talk to it, then those that work without one.
 pub enum Command {
     Daemon(crate::config::DaemonArgs),
-    Add(crate::control::cmd::AddArgs),
-    Get(crate::control::cmd::GetArgs),
-    Ls(crate::control::cmd::LsArgs),
-    Status(crate::control::cmd::StatusArgs),
-    Pause(crate::control::cmd::PauseArgs),
-    Resume(crate::control::cmd::ResumeArgs),
-    Limit(crate::control::cmd::LimitArgs),
-    Rm(crate::control::cmd::RmArgs),
-    Search(crate::control::cmd::SearchArgs),
-    Peers(crate::control::cmd::PeersArgs),
-    Stop(crate::control::cmd::StopArgs),
+    Add(crate::cli::cmd::AddArgs),
+    Get(crate::cli::cmd::GetArgs),
+    Ls(crate::cli::cmd::LsArgs),
+    Status(crate::cli::cmd::StatusArgs),
+    Pause(crate::cli::cmd::PauseArgs),
+    Resume(crate::cli::cmd::ResumeArgs),
+    Limit(crate::cli::cmd::LimitArgs),
+    Rm(crate::cli::cmd::RmArgs),
+    Search(crate::cli::cmd::SearchArgs),
+    Peers(crate::cli::cmd::PeersArgs),
+    Stop(crate::cli::cmd::StopArgs),
     Create(CreateArgs),
     Inspect(InspectArgs),
     Verify(VerifyArgs),
@@ -202,17 +204,17 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Verify(a)) => verify(a),
         Some(Command::Daemon(a)) => Ok(crate::daemon::run(a)?),
         Some(Command::Config(a)) => config::run(a),
-        Some(Command::Add(a)) => crate::control::cmd::run_add(a),
-        Some(Command::Get(a)) => crate::control::cmd::run_get(a),
-        Some(Command::Ls(a)) => crate::control::cmd::run_ls(a),
-        Some(Command::Status(a)) => crate::control::cmd::run_status(a),
-        Some(Command::Rm(a)) => crate::control::cmd::run_rm(a),
-        Some(Command::Pause(a)) => crate::control::cmd::run_pause(a),
-        Some(Command::Resume(a)) => crate::control::cmd::run_resume(a),
-        Some(Command::Limit(a)) => crate::control::cmd::run_limit(a),
-        Some(Command::Search(a)) => crate::control::cmd::run_search(a),
-        Some(Command::Peers(a)) => crate::control::cmd::run_peers(a),
-        Some(Command::Stop(a)) => crate::control::cmd::run_stop(a),
+        Some(Command::Add(a)) => crate::cli::cmd::run_add(a),
+        Some(Command::Get(a)) => crate::cli::cmd::run_get(a),
+        Some(Command::Ls(a)) => crate::cli::cmd::run_ls(a),
+        Some(Command::Status(a)) => crate::cli::cmd::run_status(a),
+        Some(Command::Rm(a)) => crate::cli::cmd::run_rm(a),
+        Some(Command::Pause(a)) => crate::cli::cmd::run_pause(a),
+        Some(Command::Resume(a)) => crate::cli::cmd::run_resume(a),
+        Some(Command::Limit(a)) => crate::cli::cmd::run_limit(a),
+        Some(Command::Search(a)) => crate::cli::cmd::run_search(a),
+        Some(Command::Peers(a)) => crate::cli::cmd::run_peers(a),
+        Some(Command::Stop(a)) => crate::cli::cmd::run_stop(a),
         Some(Command::Secret(a)) => {
             crate::state::write_network_secret(&a.file)?;
             eprintln!(

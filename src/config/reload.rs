@@ -7,7 +7,7 @@
 //! needing a restart. A file with a problem changes nothing.
 
 use super::{load_with, logging, Config, Layer, Value, KEYS};
-use crate::control::api::{Command, EngineHandle};
+use crate::net::api::{Command, EngineHandle};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;

@@ -13,7 +13,7 @@
 //! `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names `[a-zA-Z_][a-zA-Z0-9_]*` (not
 //! starting with `__`, which is reserved).
 
-use super::api::{MetricsSnapshot, OverlayMetrics};
+use crate::net::api::{MetricsSnapshot, OverlayMetrics};
 
 /// The `Content-Type` of the answer.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,17 +1,13 @@
-//! The local control API and the command-line client that uses it.
+//! The local control API: an HTTP + JSON server over the engine's commands
+//! (`net::api`). The command-line client of it lives in `cli`.
 //!
-//! - `api`: commands and status types shared with the engine (no I/O).
 //! - `server`: the HTTP + JSON server on its own thread; talks to the
-//!   engine only through an [`api::EngineHandle`].
+//!   engine only through a [`crate::net::api::EngineHandle`].
 //! - `http`: the minimal HTTP/1.1 both ends share (limits, Host check).
 //! - `token`: the API token (`api.token` in the state directory).
 //! - `metrics`: the Prometheus text that `GET /metrics` answers.
 //! - `web`: the web page at `/` (HTML, script, style sheet; no I/O).
-//! - `client` / `cmd`: the client side of `peerlet add|get|ls|status|rm|pause|resume|stop`.
 
-pub mod api;
-pub mod client;
-pub mod cmd;
 pub mod http;
 pub mod metrics;
 pub mod server;

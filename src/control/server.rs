@@ -18,13 +18,13 @@
 //! (Prometheus text, written by [`super::metrics`]) and the web page's
 //! files at `/`, `/app.js` and `/app.css` ([`super::web`]).
 
-use super::api::{AddSource, ApiError, Command, EngineHandle, SearchQuery};
 use super::http::{self, Head, HttpError};
 use super::metrics;
 use super::token::Token;
 use super::web;
 use crate::json::Json;
 use crate::metainfo::InfoHash;
+use crate::net::api::{AddSource, ApiError, Command, EngineHandle, SearchQuery};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
@@ -1014,7 +1014,7 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
             let bans = engine.call(t, |reply| Command::Bans { reply })?;
             Answer::ok(Json::obj().with(
                 "bans",
-                Json::Arr(bans.iter().map(super::api::BanInfo::to_json).collect()),
+                Json::Arr(bans.iter().map(crate::net::api::BanInfo::to_json).collect()),
             ))
         }
         Route::Shutdown => {

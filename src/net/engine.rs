@@ -21,12 +21,12 @@ use super::conn::{Conn, ConnState};
 use super::memory::MemoryCaps;
 use super::peerlist::PeerList;
 use super::slab::{index_of, Slab};
-use crate::control::api::{
+use crate::hash::Digest;
+use crate::metainfo::{InfoHash, PieceIdx, Torrent};
+use crate::net::api::{
     self, AddResult, AddSource, ApiError, Command, EngineHandle, FileStatus, NodeStatus,
     PeerStatus, TorrentDetail, TorrentState, TorrentStatus,
 };
-use crate::hash::Digest;
-use crate::metainfo::{InfoHash, PieceIdx, Torrent};
 use crate::resume::{self, Resume};
 use crate::storage::{self, FilePool, FileStorage, Storage};
 use crate::swarm::rate::TokenBucket;

@@ -10,6 +10,7 @@
 //! Architecture Invariant: nothing here hashes or touches files; that is
 //! work for the pool (`crate::workers`), submitted as jobs.
 
+pub mod api;
 pub mod bans;
 pub mod conn;
 pub mod engine;

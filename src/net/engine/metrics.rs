@@ -8,7 +8,7 @@
 //! connections, the pool and the overlay already keep, once per scrape.
 
 use super::*;
-use crate::control::api::{MetricsSnapshot, OverlayMetrics};
+use crate::net::api::{MetricsSnapshot, OverlayMetrics};
 use crate::tracker::announcer::Announcer;
 
 /// Counts kept by the engine itself: bans, and what removed torrents and

@@ -5,10 +5,10 @@
 //! no daemon answering.
 
 use super::client::{Client, ClientError};
-use super::http::percent_encode;
-use super::server::plausible_peer;
-use super::token::{self, TOKEN_ENV};
 use crate::cli::CliError;
+use crate::control::http::percent_encode;
+use crate::control::server::plausible_peer;
+use crate::control::token::{self, TOKEN_ENV};
 use crate::json::Json;
 use crate::metainfo::{InfoHash, Magnet, Torrent};
 use crate::progress::human_bytes;
@@ -45,7 +45,7 @@ pub struct AddArgs {
     #[argh(switch)]
     pub json: bool,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -78,7 +78,7 @@ pub struct GetArgs {
     #[argh(switch)]
     pub json: bool,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -98,7 +98,7 @@ pub struct LsArgs {
     #[argh(switch)]
     pub json: bool,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -120,7 +120,7 @@ pub struct StatusArgs {
     #[argh(switch)]
     pub json: bool,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -142,7 +142,7 @@ pub struct RmArgs {
     #[argh(switch)]
     pub delete_data: bool,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -157,7 +157,7 @@ pub struct PauseArgs {
     #[argh(positional)]
     pub hash: String,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -172,7 +172,7 @@ pub struct ResumeArgs {
     #[argh(positional)]
     pub hash: String,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -193,13 +193,13 @@ pub struct SearchArgs {
     #[argh(positional)]
     pub words: Vec<String>,
     /// seconds the search collects results, 1 to 300 (default 10)
-    #[argh(option, default = "super::server::DEFAULT_SEARCH_SECS")]
+    #[argh(option, default = "crate::control::server::DEFAULT_SEARCH_SECS")]
     pub timeout: u64,
     /// print JSON (for scripts): the final results, nothing while waiting
     #[argh(switch)]
     pub json: bool,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -218,7 +218,7 @@ pub struct PeersArgs {
     #[argh(switch)]
     pub json: bool,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -230,7 +230,7 @@ pub struct PeersArgs {
 #[argh(subcommand, name = "stop")]
 pub struct StopArgs {
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]
@@ -1111,10 +1111,10 @@ pub fn detail_text(j: &Json) -> String {
 /// holders (`hash=HEX`); anything else is words, joined with spaces and
 /// checked as the daemon checks them (`q=WORDS`).
 pub fn search_query(words: &[String], timeout: u64) -> Result<String, CliError> {
-    if !(1..=super::server::MAX_SEARCH_SECS).contains(&timeout) {
+    if !(1..=crate::control::server::MAX_SEARCH_SECS).contains(&timeout) {
         return Err(CliError(format!(
             "--timeout {timeout}: give 1 to {} seconds",
-            super::server::MAX_SEARCH_SECS
+            crate::control::server::MAX_SEARCH_SECS
         )));
     }
     if words.is_empty() {
@@ -1130,7 +1130,7 @@ pub fn search_query(words: &[String], timeout: u64) -> Result<String, CliError> 
         Some(h) => format!("hash={}", h.to_hex()),
         None => {
             let joined = words.join(" ");
-            let q = super::server::check_search_words(&joined).map_err(CliError)?;
+            let q = crate::control::server::check_search_words(&joined).map_err(CliError)?;
             format!("q={}", percent_encode(q))
         }
     };
@@ -1507,7 +1507,7 @@ pub struct LimitArgs {
     #[argh(option, from_str_fn(crate::cli::parse_size))]
     pub up: Option<u32>,
     /// address of the daemon's control API (default 127.0.0.1:7441)
-    #[argh(option, default = "super::DEFAULT_API_ADDR.to_string()")]
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
     pub api: String,
     /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
     #[argh(option)]

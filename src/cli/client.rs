@@ -3,7 +3,7 @@
 //! on the size of the answer, which is parsed as JSON. With a token, every
 //! request carries `Authorization: Bearer TOKEN`.
 
-use super::http;
+use crate::control::http;
 use crate::json::{self, Json};
 use std::fmt;
 use std::io::{self, Read, Write};
