@@ -4,9 +4,10 @@
 
 mod common;
 
+use common::fake_engine::{self, client, Log};
 use common::{field, write_random_file, TempDir};
 use crossbeam_channel::{bounded, Receiver};
-use peerlet::cli::client::{Client, ClientError};
+use peerlet::cli::client::ClientError;
 use peerlet::control::server::{self, Config, ControlServer};
 use peerlet::json::{self, Json};
 use peerlet::metainfo::{InfoHash, Magnet, Torrent};
@@ -17,7 +18,7 @@ use peerlet::net::api::{
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -101,25 +102,8 @@ fn detail(s: TorrentStatus) -> TorrentDetail {
     }
 }
 
-/// Every command the fake engine received, in short form.
-type Log = Arc<Mutex<Vec<String>>>;
-
-/// A stand-in for the net thread: canned answers, some errors, one
-/// torrent that progresses as it is polled.
-fn fake_engine() -> (EngineHandle, Log) {
-    let (tx, rx) = bounded::<Command>(16);
-    let log: Log = Arc::default();
-    let log2 = log.clone();
-    thread::spawn(move || engine_loop(rx, log2));
-    (
-        EngineHandle {
-            commands: tx,
-            wake: Arc::new(|| {}),
-        },
-        log,
-    )
-}
-
+/// The fake engine: canned answers, some errors, one torrent that
+/// progresses as it is polled.
 fn engine_loop(rx: Receiver<Command>, log: Log) {
     let mut torrents = vec![status(ALPHA, "alpha"), {
         let mut b = status(BETA, "beta");
@@ -137,21 +121,14 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
         match cmd {
             Command::Node { reply } => {
                 let _ = reply.send(Ok(NodeStatus {
-                    version: "0.1.0".into(),
-                    listen: "0.0.0.0:6881".into(),
-                    peer_id: "-PL0010-abcdefghijkl".into(),
-                    node_id: "0123456789abcdef0123456789abcdef01234567".into(),
-                    public_key: "ab".repeat(32),
-                    network: "public".into(),
                     torrents: torrents.len() as u32,
                     peers: 3,
                     download_rate: 1536,
                     upload_rate: 512,
-                    download_limit: 0,
                     upload_limit: 4096,
                     bytes_in_flight: 1 << 20,
-                    memory_budget: 64 << 20,
                     uptime_secs: 3725,
+                    ..fake_engine::node_status("0123456789abcdef0123456789abcdef01234567")
                 }));
             }
             Command::List { reply } => {
@@ -323,13 +300,7 @@ fn test_config() -> Config {
 }
 
 fn start(config: Config) -> (ControlServer, Log) {
-    let (engine, log) = fake_engine();
-    let server = server::spawn_with("127.0.0.1:0".parse().unwrap(), engine, config).unwrap();
-    (server, log)
-}
-
-fn client(server: &ControlServer) -> Client {
-    Client::new(&server.local_addr().to_string())
+    fake_engine::serve(config, engine_loop)
 }
 
 /// Sends raw bytes, returns (status, parsed JSON body); status 0 when the

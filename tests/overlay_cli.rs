@@ -6,18 +6,17 @@
 
 mod common;
 
-use crossbeam_channel::{bounded, Receiver};
-use peerlet::cli::client::{Client, ClientError};
-use peerlet::control::server::{self, Config, ControlServer};
+use common::fake_engine::{self, client, logged, Log};
+use crossbeam_channel::Receiver;
+use peerlet::cli::client::ClientError;
+use peerlet::control::server::{Config, ControlServer};
 use peerlet::json::{self, Json};
 use peerlet::metainfo::{InfoHash, Magnet};
 use peerlet::net::api::{
-    AddResult, AddSource, ApiError, Command, EngineHandle, NodeStatus, OverlayNode, OverlayStatus,
-    SearchHit, SearchPage, SearchQuery, TorrentDetail, TorrentState, TorrentStatus,
+    AddResult, AddSource, ApiError, Command, OverlayNode, OverlayStatus, SearchHit, SearchPage,
+    SearchQuery, TorrentDetail, TorrentState, TorrentStatus,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 const UBUNTU: &str = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
@@ -37,27 +36,10 @@ fn hit(h: &str, name: &str, holders: usize) -> SearchHit {
     }
 }
 
-/// Every command the fake engine received, in short form.
-type Log = Arc<Mutex<Vec<String>>>;
-
 /// One open search of the fake engine: what it asked for, how often it was polled.
 struct FakeSearch {
     query: SearchQuery,
     polls: u32,
-}
-
-fn fake_engine() -> (EngineHandle, Log) {
-    let (tx, rx) = bounded::<Command>(16);
-    let log: Log = Arc::default();
-    let log2 = log.clone();
-    thread::spawn(move || engine_loop(rx, log2));
-    (
-        EngineHandle {
-            commands: tx,
-            wake: Arc::new(|| {}),
-        },
-        log,
-    )
 }
 
 /// Canned answers. Searches by words: `ubuntu` finds one torrent on the
@@ -72,23 +54,7 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
     for cmd in rx {
         match cmd {
             Command::Node { reply } => {
-                let _ = reply.send(Ok(NodeStatus {
-                    version: "0.1.0".into(),
-                    listen: "0.0.0.0:6881".into(),
-                    peer_id: "-PL0010-abcdefghijkl".into(),
-                    node_id: NODE_ID.into(),
-                    public_key: "ab".repeat(32),
-                    network: "public".into(),
-                    torrents: 0,
-                    peers: 0,
-                    download_rate: 0,
-                    upload_rate: 0,
-                    download_limit: 0,
-                    upload_limit: 0,
-                    bytes_in_flight: 0,
-                    memory_budget: 64 << 20,
-                    uptime_secs: 5,
-                }));
+                let _ = reply.send(Ok(fake_engine::node_status(NODE_ID)));
             }
             Command::Search {
                 query,
@@ -235,19 +201,13 @@ fn complete(info_hash: InfoHash) -> TorrentDetail {
 }
 
 fn start() -> (ControlServer, Log) {
-    let (engine, log) = fake_engine();
     let config = Config {
         head_timeout: Duration::from_secs(1),
         io_timeout: Duration::from_secs(1),
         engine_timeout: Duration::from_secs(1),
         ..Config::default()
     };
-    let server = server::spawn_with("127.0.0.1:0".parse().unwrap(), engine, config).unwrap();
-    (server, log)
-}
-
-fn client(server: &ControlServer) -> Client {
-    Client::new(&server.local_addr().to_string())
+    fake_engine::serve(config, engine_loop)
 }
 
 fn api_err(r: Result<Json, ClientError>) -> (u16, String) {
@@ -255,10 +215,6 @@ fn api_err(r: Result<Json, ClientError>) -> (u16, String) {
         Err(ClientError::Api { status, message }) => (status, message),
         other => panic!("expected an API error, got {other:?}"),
     }
-}
-
-fn logged(log: &Log, line: &str) -> bool {
-    log.lock().unwrap().iter().any(|l| l == line)
 }
 
 #[test]

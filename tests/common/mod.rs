@@ -143,6 +143,7 @@ pub fn field(output: &str, key: &str) -> Option<String> {
 }
 
 pub mod daemon;
+pub mod fake_engine;
 pub mod fake_metadata;
 pub mod fake_peer;
 pub mod fake_tracker;
