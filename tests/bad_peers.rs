@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::daemon::{assert_same_tree, create_torrent, DaemonProc};
+use common::daemon::{assert_same_tree, one_file_torrent, DaemonProc};
 use common::fake_peer::FakeSeeder;
-use common::{write_random_file, TempDir};
+use common::TempDir;
 use peerlet::json::Json;
 use peerlet::metainfo::Torrent;
 use std::io::{Read, Write};
@@ -29,10 +29,8 @@ fn copy_payload(from: &std::path::Path, to: &std::path::Path) {
 fn corrupt_seeder_is_banned_and_honest_ones_are_not() {
     let tmp = TempDir::new("corrupt");
     let payload = tmp.join("payload");
-    std::fs::create_dir_all(&payload).unwrap();
-    write_random_file(&payload.join("data.bin"), 12 << 20, 21);
     let torrent_path = tmp.join("p.torrent");
-    let hash = create_torrent(&payload, &torrent_path, "64K");
+    let hash = one_file_torrent(&payload, "data.bin", 12 << 20, 21, &torrent_path, "64K");
     let torrent = Torrent::from_bytes(&std::fs::read(&torrent_path).unwrap()).unwrap();
 
     // The liar corrupts every third piece; the honest seeder is slow, so the liar gets work.
@@ -127,10 +125,8 @@ fn attack(
 fn hostile_connections_are_dropped_and_transfers_go_on() {
     let tmp = TempDir::new("hostile");
     let payload = tmp.join("payload");
-    std::fs::create_dir_all(&payload).unwrap();
-    write_random_file(&payload.join("data.bin"), 16 << 20, 31);
     let torrent_path = tmp.join("p.torrent");
-    let hash = create_torrent(&payload, &torrent_path, "64K");
+    let hash = one_file_torrent(&payload, "data.bin", 16 << 20, 31, &torrent_path, "64K");
     let info_hash = peerlet::hash::from_hex(&hash).unwrap();
 
     let seeder = DaemonProc::start(

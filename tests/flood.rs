@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::daemon::{create_torrent, DaemonProc};
+use common::daemon::{create_torrent, one_file_torrent, DaemonProc};
 use common::{write_random_file, TempDir};
 
 fn proc_kib(pid: u32, key: &str) -> u64 {
@@ -128,10 +128,8 @@ fn info_hash_of(hex: &str) -> [u8; 20] {
 fn a_transfer_survives_a_connection_and_datagram_flood() {
     let tmp = TempDir::new("flood");
     let payload = tmp.join("payload");
-    std::fs::create_dir_all(&payload).unwrap();
-    write_random_file(&payload.join("data.bin"), 64 << 20, 61);
     let torrent = tmp.join("payload.torrent");
-    let hash = create_torrent(&payload, &torrent, "256K");
+    let hash = one_file_torrent(&payload, "data.bin", 64 << 20, 61, &torrent, "256K");
     let info_hash = info_hash_of(&hash);
 
     let seeder = DaemonProc::start(tmp.path(), "seeder", "127.0.1.1", &["--upload-limit", "4M"]);
@@ -362,10 +360,8 @@ fn a_transfer_survives_a_connection_and_datagram_flood() {
 fn per_address_caps_and_strikes() {
     let tmp = TempDir::new("flood-caps");
     let payload = tmp.join("small");
-    std::fs::create_dir_all(&payload).unwrap();
-    write_random_file(&payload.join("data.bin"), 1 << 20, 62);
     let torrent = tmp.join("small.torrent");
-    let hash = create_torrent(&payload, &torrent, "64K");
+    let hash = one_file_torrent(&payload, "data.bin", 1 << 20, 62, &torrent, "64K");
     let info_hash = info_hash_of(&hash);
     let d = DaemonProc::start(tmp.path(), "daemon", "127.0.1.3", &[]);
     let dir = d.download_dir.join("small");

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::daemon::{assert_same_tree, create_torrent, DaemonProc};
-use common::{proc_kib, write_random_file, TempDir};
+use common::daemon::{assert_same_tree, one_file_torrent, DaemonProc};
+use common::{proc_kib, TempDir};
 use std::time::{Duration, Instant};
 
 const LIMIT_MIB: u64 = 16;
@@ -16,10 +16,8 @@ const LIMIT_MIB: u64 = 16;
 fn a_256_mib_download_from_three_seeders_stays_within_memory_limit() {
     let tmp = TempDir::new("memory-budget");
     let payload = tmp.join("payload");
-    std::fs::create_dir_all(&payload).unwrap();
-    write_random_file(&payload.join("big.bin"), 256 << 20, 256);
     let torrent = tmp.join("payload.torrent");
-    let hash = create_torrent(&payload, &torrent, "1M");
+    let hash = one_file_torrent(&payload, "big.bin", 256 << 20, 256, &torrent, "1M");
 
     // Three seeders share the data through hard links (no three copies).
     let seeders: Vec<DaemonProc> = (1..=3)
@@ -74,10 +72,8 @@ fn a_256_mib_download_from_three_seeders_stays_within_memory_limit() {
 fn a_seeder_serving_eight_leechers_stays_within_memory_limit() {
     let tmp = TempDir::new("memory-upload");
     let payload = tmp.join("payload");
-    std::fs::create_dir_all(&payload).unwrap();
-    write_random_file(&payload.join("up.bin"), 48 << 20, 257);
     let torrent = tmp.join("payload.torrent");
-    let hash = create_torrent(&payload, &torrent, "256K");
+    let hash = one_file_torrent(&payload, "up.bin", 48 << 20, 257, &torrent, "256K");
 
     let seeder = DaemonProc::start(
         tmp.path(),

@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::daemon::{create_torrent, start_seeder, DaemonProc};
-use common::{write_random_file, TempDir};
+use common::daemon::{one_file_torrent, start_seeder, DaemonProc};
+use common::TempDir;
 use peerlet::json::{self, Json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -243,11 +243,9 @@ fn metrics_parse_and_counters_move_with_a_transfer() {
     }
     let tmp = TempDir::new("metrics");
     let payload = tmp.join("payload");
-    std::fs::create_dir_all(&payload).unwrap();
     let size: u64 = (3 << 20) + 12_345;
-    write_random_file(&payload.join("data.bin"), size, 7);
     let torrent = tmp.join("payload.torrent");
-    let hash = create_torrent(&payload, &torrent, "256K");
+    let hash = one_file_torrent(&payload, "data.bin", size, 7, &torrent, "256K");
     let n_pieces = size.div_ceil(256 << 10);
 
     let seeder = start_seeder(

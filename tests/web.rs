@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::daemon::{create_torrent, start_seeder, DaemonProc};
+use common::daemon::{create_torrent, one_file_torrent, start_seeder, DaemonProc};
 use common::{write_random_file, TempDir};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -244,11 +244,9 @@ fn web_page_adds_a_torrent_and_shows_it_complete() {
     let started = Instant::now();
     let tmp = TempDir::new("web");
     let payload = tmp.join("webtest-payload");
-    std::fs::create_dir_all(&payload).unwrap();
     let size: u64 = (2 << 20) + 4_321;
-    write_random_file(&payload.join("data.bin"), size, 11);
     let torrent = tmp.join("webtest-payload.torrent");
-    let hash = create_torrent(&payload, &torrent, "256K");
+    let hash = one_file_torrent(&payload, "data.bin", size, 11, &torrent, "256K");
     // A second torrent nobody has, uploaded as a file through the page.
     let other = tmp.join("uploaded-only");
     std::fs::create_dir_all(&other).unwrap();

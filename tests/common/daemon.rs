@@ -347,6 +347,21 @@ pub fn create_torrent(source: &Path, out: &Path, piece_size: &str) -> String {
     create_torrent_with(source, out, piece_size, &[], &[])
 }
 
+/// A directory `dir` holding one file of `size` random bytes (from
+/// `seed`), and its torrent at `out`; the info-hash.
+pub fn one_file_torrent(
+    dir: &Path,
+    file: &str,
+    size: u64,
+    seed: u64,
+    out: &Path,
+    piece_size: &str,
+) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    super::write_random_file(&dir.join(file), size, seed);
+    create_torrent(dir, out, piece_size)
+}
+
 /// `peerlet create` with trackers (one tier each, `-t URL`) and more
 /// arguments (e.g. `--private`); the info-hash.
 pub fn create_torrent_with(
