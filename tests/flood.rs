@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::daemon::{create_torrent, one_file_torrent, DaemonProc};
-use common::{write_random_file, TempDir};
+use common::daemon::{one_file_torrent, DaemonProc};
+use common::TempDir;
 
 fn proc_kib(pid: u32, key: &str) -> u64 {
     common::proc_kib(pid, key).unwrap_or(0)
