@@ -34,7 +34,7 @@ use crate::swarm::{Bitfield, Out, PeerKey, Swarm, SwarmConfig};
 use crate::wire::peer::{BlockRef, Handshake, Message, HANDSHAKE_LEN};
 use crate::workers::{DiskTorrent, Job, JobDone, Pool, PoolConfig, Priority};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
