@@ -6,6 +6,7 @@
 //! - [`memory`]: the memory budget and the per-part caps derived from it.
 //! - [`peerlist`]: the addresses a torrent may dial, with back-off.
 //! - [`slab`]: connection slots with generations.
+//! - [`udp`]: the shared UDP port, each datagram routed by its content.
 //! - [`transport`]: what carries a connection's byte stream (TCP; uTP to come), and dialling.
 //!
 //! Architecture Invariant: nothing here hashes or touches files; that is
@@ -18,6 +19,7 @@ pub mod memory;
 pub mod peerlist;
 pub mod slab;
 pub mod transport;
+pub mod udp;
 
 pub use engine::{
     file_storage_factory, is_beacon_target, random_bytes, spawn, EngineConfig, EngineThread,
