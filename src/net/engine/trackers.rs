@@ -2,8 +2,9 @@
 //! [`TrackerSlot`] in `Engine::trackers`, keyed by torrent id, holding its
 //! [`Announcer`] (sans I/O, `crate::tracker`); this module does the I/O it
 //! asks for. UDP datagrams go out of and come in on the shared UDP port
-//! (`net::udp::UdpPort`, which also routes every datagram it receives:
-//! `on_udp_readable`); name resolution and HTTP announces run on the workers.
+//! (`net::udp::UdpPort`); `on_udp_readable` hands what it receives to the
+//! trackers or the overlay by route. Name resolution and HTTP announces run
+//! on the workers.
 //!
 //! Life of a slot: created when a torrent starts running (or a magnet is
 //! added) with `started`; `stopped` when the torrent is paused, `started`
