@@ -1,4 +1,4 @@
-//! One peer connection: its socket, capped buffers, readiness and timers.
+//! One peer connection: its transport, capped buffers, readiness and timers.
 //!
 //! Readiness is edge-triggered (mio): `readable`/`writable` are set by
 //! events and cleared only when a read or write returns `WouldBlock`, so the
@@ -6,10 +6,10 @@
 //! it later without waiting for a new event.
 
 use super::memory::BASE_READ_BUF;
+use super::transport::Transport;
 use crate::private::SecureLink;
 use crate::swarm::PeerKey;
 use crate::wire::peer::{self, Message, MAX_FRAME};
-use mio::net::TcpStream;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ const MAX_IOV: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnState {
-    /// Outgoing, TCP connect in progress.
+    /// Outgoing, the transport's connect in progress.
     Connecting,
     /// Waiting for the peer's 68-byte handshake.
     Handshake,
@@ -40,7 +40,8 @@ pub enum ConnState {
 
 pub struct Conn {
     pub key: PeerKey,
-    pub sock: TcpStream,
+    /// What carries the bytes (TCP today), beneath `secure`.
+    pub sock: Transport,
     pub addr: SocketAddr,
     pub outgoing: bool,
     pub state: ConnState,
@@ -83,7 +84,7 @@ pub struct Conn {
 impl Conn {
     pub fn new(
         key: PeerKey,
-        sock: TcpStream,
+        sock: Transport,
         addr: SocketAddr,
         outgoing: bool,
         now: Instant,
@@ -354,12 +355,12 @@ impl Conn {
     }
 }
 
-/// Reads from a private link: ciphertext from the socket until a whole
+/// Reads from a private link: ciphertext from the transport until a whole
 /// frame yields plaintext for `dst`. The same contract as `Read::read`:
 /// `Ok(0)` is the end of the stream, `WouldBlock` nothing more for now, and
 /// `Interrupted` "call again" (handshake frames were answered, or the loop
 /// bound was reached).
-fn read_secure(link: &mut SecureLink, sock: &mut TcpStream, dst: &mut [u8]) -> io::Result<usize> {
+fn read_secure(link: &mut SecureLink, sock: &mut Transport, dst: &mut [u8]) -> io::Result<usize> {
     for _ in 0..8 {
         let n = link.read_plain(dst)?;
         if n > 0 {

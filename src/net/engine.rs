@@ -34,7 +34,7 @@ use crate::swarm::{Bitfield, Out, PeerKey, Swarm, SwarmConfig};
 use crate::wire::peer::{BlockRef, Handshake, Message, HANDSHAKE_LEN};
 use crate::workers::{DiskTorrent, Job, JobDone, Pool, PoolConfig, Priority};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
@@ -209,9 +209,8 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     let listen_addr = listener.local_addr()?;
-    // One UDP socket for trackers (and, later, the overlay): the peer port when free.
-    let mut udp = mio::net::UdpSocket::bind(listen_addr)
-        .or_else(|_| mio::net::UdpSocket::bind(SocketAddr::new(listen_addr.ip(), 0)))?;
+    // The shared UDP port (trackers, the overlay): the peer port when free.
+    let mut udp = crate::net::udp::UdpPort::bind(listen_addr)?;
     poll.registry()
         .register(&mut udp, UDP, Interest::READABLE)?;
     // The node key, made now when the configuration has none (tests).
@@ -610,7 +609,7 @@ struct Shutdown {
 struct Engine {
     poll: Poll,
     listener: TcpListener,
-    udp: mio::net::UdpSocket,
+    udp: crate::net::udp::UdpPort,
     /// The UDP socket may hold more datagrams (edge-triggered readiness).
     udp_readable: bool,
     beacon_readable: bool,

@@ -2,10 +2,12 @@
 //!
 //! - [`engine`]: the poll loop, torrents, jobs, resume checkpoints, control commands.
 //! - [`bans`]: banned addresses with expiry, strikes for protocol violations.
-//! - [`conn`]: one peer connection (socket, capped buffers, readiness, timers).
+//! - [`conn`]: one peer connection (transport, capped buffers, readiness, timers).
 //! - [`memory`]: the memory budget and the per-part caps derived from it.
 //! - [`peerlist`]: the addresses a torrent may dial, with back-off.
 //! - [`slab`]: connection slots with generations.
+//! - [`udp`]: the shared UDP port, each datagram routed by its content.
+//! - [`transport`]: what carries a connection's byte stream (TCP; uTP to come), and dialling.
 //!
 //! Architecture Invariant: nothing here hashes or touches files; that is
 //! work for the pool (`crate::workers`), submitted as jobs.
@@ -17,6 +19,8 @@ pub mod engine;
 pub mod memory;
 pub mod peerlist;
 pub mod slab;
+pub mod transport;
+pub mod udp;
 
 pub use engine::{
     file_storage_factory, is_beacon_target, spawn, EngineConfig, EngineThread, LanDiscovery,

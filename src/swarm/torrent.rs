@@ -165,6 +165,9 @@ struct Peer {
     snubbed: bool,
     current_piece: Option<u32>,
     optimistic_since: Option<Instant>,
+    /// The UDP port of its Mainline DHT node, from its `port` message (BEP
+    /// 5), for the DHT to ping; a port of 0 is ignored.
+    dht_port: Option<u16>,
 }
 
 /// Counters for the status API.
@@ -362,6 +365,7 @@ impl Swarm {
                 snubbed: false,
                 current_piece: None,
                 optimistic_since: None,
+                dht_port: None,
             },
         );
         if fast && self.have.is_full() {
@@ -423,10 +427,8 @@ impl Swarm {
             return;
         };
         match msg {
-            Message::KeepAlive
-            | Message::Port(_)
-            | Message::Suggest(_)
-            | Message::Extended { .. } => {}
+            Message::KeepAlive | Message::Suggest(_) | Message::Extended { .. } => {}
+            Message::Port(port) => peer.dht_port = (port != 0).then_some(port),
             Message::Unknown { id, .. } => {
                 log::trace!("peer {} sent unknown message id {id}", peer.addr)
             }
@@ -1184,6 +1186,20 @@ impl Swarm {
     /// Bytes received from and sent to a connected peer: (down, up).
     pub fn peer_transfer(&self, key: PeerKey) -> Option<(u64, u64)> {
         self.peers.get(&key).map(|p| (p.down.total, p.up.total))
+    }
+
+    /// The UDP port of the peer's DHT node (BEP 5 `port` message), if it sent one.
+    pub fn dht_port(&self, key: PeerKey) -> Option<u16> {
+        self.peers.get(&key).and_then(|p| p.dht_port)
+    }
+
+    /// The DHT nodes of the connected peers that sent a `port` message:
+    /// their IP address with that port (what the DHT driver pings).
+    pub fn dht_nodes(&self) -> impl Iterator<Item = (PeerKey, SocketAddr)> + '_ {
+        self.peers.iter().filter_map(|(&key, p)| {
+            p.dht_port
+                .map(|port| (key, SocketAddr::new(p.addr.ip(), port)))
+        })
     }
 
     /// We are waiting for blocks we requested from this peer.

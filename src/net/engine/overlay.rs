@@ -1,7 +1,7 @@
 //! The discovery overlay on the net thread: feeds [`Overlay`] the
-//! datagrams of the shared UDP socket that start with `d` (tracker answers
-//! start with a zero byte) and those of the LAN beacon socket, sends what it
-//! queues, announces the public torrents we hold, turns search results into
+//! datagrams of the shared UDP port routed to it (`net::udp`: plain and
+//! sealed overlay packets) and those of the LAN beacon socket, sends what
+//! it queues, announces the public torrents we hold, turns search results into
 //! API results and into peers for torrents and magnets, and saves the
 //! routing table when it changed.
 

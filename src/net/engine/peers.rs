@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::net::peerlist::PeerList;
+use crate::net::transport::{self, Transport};
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
 use crate::wire::peer::PIECE_HEADER;
 
@@ -160,25 +161,9 @@ impl Engine {
         info_hash: [u8; 20],
         now: Instant,
     ) -> io::Result<PeerKey> {
-        use socket2::{Domain, Socket, Type};
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        socket.set_nonblocking(true)?;
-        socket.set_tcp_nodelay(true)?;
         // Dial from our listening address when it is a specific one, so the
         // peer sees the address we serve on.
-        let local = self.listen_addr.ip();
-        if !local.is_unspecified() && local.is_ipv4() == addr.is_ipv4() {
-            socket.bind(&SocketAddr::new(local, 0).into())?;
-        }
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e)
-                if e.raw_os_error() == Some(libc::EINPROGRESS)
-                    || e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        let std_stream: std::net::TcpStream = socket.into();
-        let mut sock = TcpStream::from_std(std_stream);
+        let mut sock = transport::dial(addr, Some(self.listen_addr.ip()))?;
         let key = self.conns.next_key();
         self.poll.registry().register(
             &mut sock,
@@ -203,12 +188,12 @@ impl Engine {
                 return;
             }
             match self.listener.accept() {
-                Ok((mut sock, addr)) => {
+                Ok((sock, addr)) => {
                     if let Some(why) = self.refuse_incoming(addr.ip(), now) {
                         log::debug!("{addr}: not accepted: {why}");
                         continue;
                     }
-                    let _ = sock.set_nodelay(true);
+                    let mut sock = Transport::accepted(sock);
                     let key = self.conns.next_key();
                     let token = Token(index_of(key) + FIRST_CONN);
                     if self
@@ -259,13 +244,9 @@ impl Engine {
             return;
         };
         if c.state == ConnState::Connecting && c.writable {
-            match c.sock.take_error() {
-                Ok(None) => {}
-                Ok(Some(e)) | Err(e) => return c.close(format!("connect failed: {e}")),
-            }
-            match c.sock.peer_addr() {
-                Ok(_) => c.state = ConnState::Handshake,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+            match c.sock.connect_done() {
+                Ok(true) => c.state = ConnState::Handshake,
+                Ok(false) => return,
                 Err(e) => return c.close(format!("connect failed: {e}")),
             }
         }

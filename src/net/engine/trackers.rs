@@ -1,8 +1,10 @@
 //! Trackers on the net thread. Every torrent or magnet with trackers has a
 //! [`TrackerSlot`] in `Engine::trackers`, keyed by torrent id, holding its
 //! [`Announcer`] (sans I/O, `crate::tracker`); this module does the I/O it
-//! asks for. UDP datagrams go out of and come in on the engine's one UDP
-//! socket; name resolution and HTTP announces run on the workers.
+//! asks for. UDP datagrams go out of and come in on the shared UDP port
+//! (`net::udp::UdpPort`); `on_udp_readable` hands what it receives to the
+//! trackers or the overlay by route. Name resolution and HTTP announces run
+//! on the workers.
 //!
 //! Life of a slot: created when a torrent starts running (or a magnet is
 //! added) with `started`; `stopped` when the torrent is paused, `started`
@@ -12,10 +14,12 @@
 //! shutdown every slot sends `stopped`.
 
 use super::*;
+use crate::net::udp::Route;
 use crate::tracker::announcer::{Action, Announcer, AnnouncerConfig, AnnouncerParams, TrackerId};
 use crate::tracker::{self, Event, Stats, TrackerError};
 
-/// Largest tracker datagram read (a BEP 15 answer with 1,000 IPv6 peers fits).
+/// Largest datagram read from the shared UDP port (a BEP 15 answer with
+/// 1,000 IPv6 peers fits).
 const MAX_DATAGRAM: usize = 20 + 18 * 1000;
 
 /// `left` announced for a magnet whose size is not known yet: not zero, so
@@ -296,13 +300,15 @@ impl Engine {
         self.pump_announcer(tid, now);
     }
 
-    /// Reads every waiting datagram and hands each to the announcer it answers.
+    /// Reads every waiting datagram of the shared UDP port and hands each
+    /// to the driver its route names (`net::udp`: trackers, the overlay;
+    /// KRPC and uTP are counted there and dropped until their drivers come).
     pub(super) fn on_udp_readable(&mut self, now: Instant) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         // Bounded: at most this many datagrams per turn, the rest next turn.
         for _ in 0..256 {
-            let (n, from) = match self.udp.recv_from(&mut buf) {
-                Ok(x) => x,
+            let d = match self.udp.recv(&mut buf) {
+                Ok(d) => d,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -310,26 +316,28 @@ impl Engine {
                     return;
                 }
             };
-            let from = match from {
-                SocketAddr::V6(v6) => v6
-                    .ip()
-                    .to_ipv4_mapped()
-                    .map_or(from, |v4| SocketAddr::new(v4.into(), v6.port())),
-                v4 => v4,
-            };
-            if matches!(buf[..n].first(), Some(&b'd' | &crate::private::SEAL_TAG)) {
-                // An overlay packet (bencoded, or sealed in a private
-                // network); tracker packets start with a 0 byte.
-                self.overlay_input(&buf[..n], from, now);
-                continue;
-            }
-            let taker = self
-                .trackers
-                .iter_mut()
-                .find_map(|(&tid, s)| s.announcer.on_udp(from, &buf[..n], now).then_some(tid));
-            match taker {
-                Some(tid) => self.pump_announcer(tid, now),
-                None => log::debug!("UDP datagram from {from} ({n} bytes) answers no request"),
+            let (from, bytes) = (d.from, d.bytes);
+            match d.route {
+                Route::Tracker => {
+                    let taker = self
+                        .trackers
+                        .iter_mut()
+                        .find_map(|(&tid, s)| s.announcer.on_udp(from, bytes, now).then_some(tid));
+                    match taker {
+                        Some(tid) => self.pump_announcer(tid, now),
+                        None => log::debug!(
+                            "UDP datagram from {from} ({} bytes) answers no request",
+                            bytes.len()
+                        ),
+                    }
+                }
+                // Plain or sealed: the overlay driver opens what it may.
+                Route::Overlay | Route::Sealed => self.overlay_input(bytes, from, now),
+                Route::Dht | Route::Utp | Route::Junk => log::trace!(
+                    "UDP datagram from {from} ({} bytes, {}) dropped",
+                    bytes.len(),
+                    d.route.as_str()
+                ),
             }
         }
         // More may be waiting: the socket stays readable (edge-triggered), so look again next turn.

@@ -257,6 +257,28 @@ fn bad_have_and_bitfield_disconnect() {
 }
 
 #[test]
+fn port_message_is_kept_for_the_dht() {
+    let (mut s, now) = swarm(4, false);
+    s.add_peer(1, addr(1), false, now);
+    s.add_peer(2, addr(2), false, now);
+    s.add_peer(3, addr(3), false, now);
+    assert_eq!(s.dht_port(1), None);
+    s.on_message(1, Message::Port(6882), now);
+    s.on_message(2, Message::Port(0), now);
+    assert_eq!(s.dht_port(1), Some(6882));
+    assert_eq!(s.dht_port(2), None, "port 0 is no DHT node");
+    assert_eq!(s.dht_port(3), None);
+    // A later `port` replaces the earlier one; nothing is sent back.
+    s.on_message(1, Message::Port(7000), now);
+    assert!(s.drain().all(|o| !matches!(o, Out::Disconnect(..))));
+    let nodes: Vec<_> = s.dht_nodes().collect();
+    assert_eq!(nodes, vec![(1, SocketAddr::from(([127, 0, 0, 1], 7000)))]);
+    s.remove_peer(1);
+    assert_eq!(s.dht_port(1), None);
+    assert_eq!(s.dht_nodes().count(), 0);
+}
+
+#[test]
 fn smart_ban_catches_the_liar_and_spares_the_honest() {
     // One piece of two blocks: the liar sends block 0, the honest peer block 1.
     let lengths = Lengths::new(u64::from(PIECE), PIECE).unwrap();
