@@ -45,7 +45,7 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Layer, Vec<String>> {
     if errors.is_empty() {
         Ok(layer)
     } else {
-        errors.sort();
+        crate::sort::sort_by(&mut errors, Ord::cmp);
         Err(errors.into_iter().map(|(_, e)| e).collect())
     }
 }
