@@ -10,6 +10,7 @@
 //! - [`swarm`]: sans-IO torrent logic: picker, choker, per-peer protocol state.
 //! - [`tracker`]: sans-IO tracker protocols (UDP, HTTP) and the announcer.
 //! - [`overlay`]: sans-IO discovery overlay: routing table, content table, flooded search.
+//! - [`sort`]: stable sorting with one copy of the sorting code.
 //! - [`hash`]: SHA-1 behind one interface (RustCrypto's where the CPU has SHA-1
 //!   instructions, sha1_smol elsewhere).
 //! - [`storage`]: the only module that touches the filesystem: pieces mapped
@@ -41,6 +42,7 @@ pub mod private;
 pub mod progress;
 pub mod rand;
 pub mod resume;
+pub mod sort;
 pub mod state;
 pub mod storage;
 pub mod swarm;

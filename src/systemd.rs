@@ -26,7 +26,8 @@
 //! (`$JOURNAL_STREAM` names stderr's device and inode), [`init_logging`]
 //! writes each line with an sd-daemon priority prefix (`<3>` error, `<4>`
 //! warning, `<6>` info, `<7>` debug and trace), without colours or
-//! timestamps (journald adds its own); otherwise env_logger's usual format.
+//! timestamps (journald adds its own); otherwise env_logger's usual format
+//! (written by [`init_logging`]'s own small logger).
 
 use crate::net::api::{Command, EngineHandle, NodeStatus};
 use crate::progress::human_bytes;
@@ -432,23 +433,103 @@ pub fn priority_prefix(level: log::Level) -> &'static str {
     }
 }
 
-/// Sets up `log` (env_logger): journald's form when stderr is the journal
-/// ([`stderr_is_journal`]), the usual one otherwise. The filter
-/// (`PEERLET_LOG`, `RUST_LOG`, default `warn`; then the configuration's
-/// `log`, also on SIGHUP) is kept by [`crate::config::logging`].
+/// Sets up `log`: journald's form when stderr is the journal
+/// ([`stderr_is_journal`]), the usual one otherwise (env_logger's default
+/// format, which this replaced to save its code: `[LEVEL target] message`,
+/// coloured on a terminal; `RUST_LOG_STYLE`, `NO_COLOR`, `CLICOLOR` and
+/// `CLICOLOR_FORCE` are honoured by anstream as before, and escape
+/// sequences are stripped when not colouring). The filter (`PEERLET_LOG`,
+/// `RUST_LOG`, default `warn`; then the configuration's `log`, also on
+/// SIGHUP) is kept by [`crate::config::logging`].
 pub fn init_logging() {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::new().write_style("RUST_LOG_STYLE"));
-    if stderr_is_journal() {
-        builder
-            .write_style(env_logger::WriteStyle::Never)
-            .format(|buf, record| {
-                use std::io::Write;
-                let line = journal_line(record.level(), record.target(), &record.args());
-                buf.write_all(line.as_bytes())
-            });
+    let journal = stderr_is_journal();
+    let style = std::env::var("RUST_LOG_STYLE").ok();
+    let choice = match (journal, style.as_deref()) {
+        (true, _) | (_, Some("never")) => anstream::ColorChoice::Never,
+        (_, Some("always")) => anstream::ColorChoice::Always,
+        _ => anstream::AutoStream::choice(&io::stderr()),
+    };
+    let colour = matches!(
+        choice,
+        anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi
+    );
+    crate::config::logging::install(StderrLog {
+        journal,
+        colour,
+        choice: if colour {
+            anstream::ColorChoice::Always
+        } else {
+            anstream::ColorChoice::Never
+        },
+    });
+}
+
+/// Log records to stderr, one write (and flush) each.
+struct StderrLog {
+    journal: bool,
+    colour: bool,
+    /// Always or Never (Never strips escape sequences from the output).
+    choice: anstream::ColorChoice,
+}
+
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
     }
-    crate::config::logging::install(&mut builder);
+
+    fn log(&self, record: &log::Record<'_>) {
+        use std::io::Write;
+        let line = if self.journal {
+            journal_line(record.level(), record.target(), record.args())
+        } else {
+            plain_line(record.level(), record.target(), record.args(), self.colour)
+        };
+        let mut out = anstream::AutoStream::new(io::stderr(), self.choice).lock();
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    }
+
+    fn flush(&self) {}
+}
+
+/// One log record in env_logger's default form: `[LEVEL target] message`,
+/// the level padded to five, later lines of the message indented by four;
+/// with `colour`, the brackets grey and the level in its colour.
+fn plain_line(
+    level: log::Level,
+    target: &str,
+    args: &dyn std::fmt::Display,
+    colour: bool,
+) -> String {
+    use std::fmt::Write;
+    const RESET: &str = "\x1b[0m";
+    let (open, close, level_style) = if colour {
+        let style = match level {
+            log::Level::Trace => "\x1b[36m",
+            log::Level::Debug => "\x1b[34m",
+            log::Level::Info => "\x1b[32m",
+            log::Level::Warn => "\x1b[33m",
+            log::Level::Error => "\x1b[1m\x1b[31m",
+        };
+        ("\x1b[90m[\x1b[0m", "\x1b[90m]\x1b[0m", style)
+    } else {
+        ("[", "]", "")
+    };
+    let reset = if colour { RESET } else { "" };
+    let mut out = format!("{open}{level_style}{level:<5}{reset}");
+    if !target.is_empty() {
+        out.push(' ');
+        out.push_str(target);
+    }
+    out.push_str(close);
+    out.push(' ');
+    let at = out.len();
+    let _ = write!(out, "{args}");
+    if out[at..].contains('\n') {
+        let message = out.split_off(at);
+        out.push_str(&message.replace('\n', "\n    "));
+    }
+    out.push('\n');
+    out
 }
 
 /// One log record in journald's form: every line of the message carries
@@ -573,6 +654,26 @@ mod tests {
         assert!(!journal_stream_matches("8", 8, 1234));
         assert!(!journal_stream_matches("", 8, 1234));
         assert!(!journal_stream_matches("x:1234", 8, 1234));
+    }
+
+    #[test]
+    fn plain_lines_are_env_loggers_default_format() {
+        assert_eq!(
+            plain_line(log::Level::Info, "peerlet::net", &"up", false),
+            "[INFO  peerlet::net] up\n"
+        );
+        assert_eq!(
+            plain_line(log::Level::Warn, "", &"two\nlines", false),
+            "[WARN ] two\n    lines\n"
+        );
+        assert_eq!(
+            plain_line(log::Level::Error, "peerlet", &"x", true),
+            "\x1b[90m[\x1b[0m\x1b[1m\x1b[31mERROR\x1b[0m peerlet\x1b[90m]\x1b[0m x\n"
+        );
+        assert_eq!(
+            plain_line(log::Level::Debug, "p", &"y", true),
+            "\x1b[90m[\x1b[0m\x1b[34mDEBUG\x1b[0m p\x1b[90m]\x1b[0m y\n"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("hash", 0),
     ("json", 0),
     ("rand", 0),
+    ("sort", 0),
     // Codecs.
     ("bencode", 1),
     ("http", 1),
@@ -622,8 +623,8 @@ fn every_module_of_the_tree_has_a_rank() {
 }
 
 const PURE: &[&str] = &[
-    "text", "hash", "json", "bencode", "http", "metainfo", "wire", "swarm", "tracker", "overlay",
-    "private", "resume",
+    "text", "hash", "json", "sort", "bencode", "http", "metainfo", "wire", "swarm", "tracker",
+    "overlay", "private", "resume",
 ];
 
 #[test]

@@ -1,5 +1,5 @@
 //! Arbitrary text into `config::parse_file`, the TOML configuration file's
-//! parser and checker (the `toml` crate's span-keeping parser, then every
+//! parser and checker (src/config/file.rs's own TOML reader, then every
 //! key's kind, range and form), as `peerlet daemon`, `peerlet config check`
 //! and SIGHUP reload read `/etc/peerlet/peerlet.toml`.
 //!

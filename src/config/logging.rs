@@ -1,7 +1,7 @@
 //! A log filter that can change while the daemon runs.
 //!
-//! The process's logger (env_logger, with whatever format the caller
-//! chose) is wrapped by [`install`] in a filter kept here: the `log` key of
+//! The process's logger (`systemd::init_logging`'s, with whatever format
+//! it chose) is wrapped by [`install`] in a filter kept here: the `log` key of
 //! the configuration sets it at start ([`set_filter`]) and again on SIGHUP.
 //! Before the configuration is read, `PEERLET_LOG`, else `RUST_LOG`, else
 //! [`super::DEFAULT_LOG`] applies.
@@ -88,15 +88,20 @@ fn initial_filter() -> Filter {
         .unwrap_or_else(|| parse_filter(super::DEFAULT_LOG).expect("valid default"))
 }
 
-/// Installs the process's logger: `builder` for the format and output;
-/// its own filter is opened wide and the filter here decides.
-pub fn install(builder: &mut env_logger::Builder) {
-    builder.filter_level(LevelFilter::Trace);
-    let inner = builder.build();
+/// Installs the process's logger: `inner` formats and writes; the filter
+/// here decides. As env_logger did, `RUST_LOG` also filters below it (its
+/// module directives, warnings for parts it cannot read), whatever the
+/// level.
+pub fn install(inner: impl Log + 'static) {
+    let mut env = env_filter::Builder::new();
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        env.parse(&spec);
+    }
+    let env = env.filter_level(LevelFilter::Trace).build();
     let filter = initial_filter();
     let max = filter.filter();
     *FILTER.write().unwrap_or_else(|e| e.into_inner()) = Some(filter);
-    if log::set_logger(Box::leak(Box::new(Reloadable { inner }))).is_ok() {
+    if log::set_logger(Box::leak(Box::new(Reloadable { inner, env }))).is_ok() {
         INSTALLED.store(true, Ordering::Release);
         log::set_max_level(max);
     }
@@ -120,15 +125,19 @@ fn passes(f: impl FnOnce(&Filter) -> bool) -> bool {
 
 struct Reloadable<L> {
     inner: L,
+    /// `RUST_LOG`'s own filter (any level).
+    env: Filter,
 }
 
 impl<L: Log> Log for Reloadable<L> {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        passes(|f| f.enabled(metadata)) && self.inner.enabled(metadata)
+        passes(|f| f.enabled(metadata))
+            && self.env.enabled(metadata)
+            && self.inner.enabled(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
-        if passes(|f| f.matches(record)) {
+        if passes(|f| f.matches(record)) && self.env.matches(record) {
             self.inner.log(record);
         }
     }

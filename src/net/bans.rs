@@ -190,7 +190,9 @@ impl BanList {
             .filter(|(_, b)| now < b.until)
             .map(|(ip, b)| (*ip, b))
             .collect();
-        out.sort_by(|a, b| b.1.since.cmp(&a.1.since).then(a.0.cmp(&b.0)));
+        crate::sort::sort_by(&mut out, |a, b| {
+            b.1.since.cmp(&a.1.since).then(a.0.cmp(&b.0))
+        });
         out
     }
 }

@@ -131,7 +131,7 @@ impl ContentTable {
         if hs.is_empty() {
             return None;
         }
-        hs.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+        crate::sort::sort_by_key(&mut hs, |(_, t)| std::cmp::Reverse(*t));
         Some((e.item.clone(), hs.into_iter().map(|(h, _)| h).collect()))
     }
 

@@ -401,19 +401,19 @@ impl Overlay {
     /// set always gives the same bytes.
     pub fn saved_nodes(&self, max: usize) -> Vec<(NodeId, SocketAddr)> {
         let mut nodes: Vec<&table::Node> = self.table.iter().filter(|n| n.verified()).collect();
-        nodes.sort_by_key(|n| (n.failures, n.addr));
+        crate::sort::sort_by_key(&mut nodes, |n| (n.failures, n.addr));
         let mut out: Vec<(NodeId, SocketAddr)> = nodes
             .into_iter()
             .take(max)
             .filter_map(|n| Some((n.id?, n.addr)))
             .collect();
-        out.sort_by_key(|(_, a)| *a);
+        crate::sort::sort_by_key(&mut out, |(_, a)| *a);
         out
     }
 
     /// What this node holds and shares (public torrents only).
     pub fn set_local(&mut self, mut items: Vec<Item>) {
-        items.sort_by_key(|i| i.info_hash);
+        crate::sort::sort_by_key(&mut items, |i| i.info_hash);
         if items != self.local {
             self.local = items;
             self.announced_to.clear();

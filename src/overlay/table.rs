@@ -341,7 +341,7 @@ impl RoutingTable {
             .iter()
             .filter(|n| n.ping.is_none() && n.next_ping <= now)
             .collect();
-        due.sort_by_key(|n| n.next_ping);
+        crate::sort::sort_by_key(&mut due, |n| n.next_ping);
         due.into_iter().take(max).map(|n| n.addr).collect()
     }
 
@@ -375,7 +375,9 @@ impl RoutingTable {
         for i in (1..candidates.len()).rev() {
             candidates.swap(i, rng.below(i + 1));
         }
-        candidates.sort_by_key(|n| n.rtt.map_or(u128::MAX, |r| r.as_millis() / 20));
+        crate::sort::sort_by_key(&mut candidates, |n| {
+            n.rtt.map_or(u128::MAX, |r| r.as_millis() / 20)
+        });
         let mut groups: Vec<[u8; 6]> = self.neighbours.iter().map(|a| group(a.ip())).collect();
         let mut chosen = Vec::new();
         for n in &candidates {

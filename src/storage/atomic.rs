@@ -147,7 +147,7 @@ pub fn remove_torrent_data(dir: &Path, relative: &[Vec<String>]) -> io::Result<(
         }
     }
     // Deepest first; only empty directories go.
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    crate::sort::sort_by_key(&mut dirs, |d| std::cmp::Reverse(d.components().count()));
     for d in dirs {
         let _ = std::fs::remove_dir(&d);
     }

@@ -656,7 +656,7 @@ mod tests {
                     .map(|(_, idx)| *idx),
             )
             .collect();
-        all.sort_unstable();
+        crate::sort::sort_by(&mut all, Ord::cmp);
         all
     }
 

@@ -74,7 +74,7 @@ pub fn walk(root: &Path) -> io::Result<Vec<WalkedFile>> {
             }
         }
     }
-    out.sort_by_cached_key(|f| f.relative.join("/"));
+    crate::sort::sort_by_cached_key(&mut out, |f| f.relative.join("/"));
     Ok(out)
 }
 

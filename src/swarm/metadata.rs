@@ -433,7 +433,7 @@ impl MetadataFetch {
         }
         self.n_hash_failures = self.n_hash_failures.saturating_add(1);
         let mut contributors: Vec<PeerKey> = self.pieces.iter().filter_map(|p| p.from).collect();
-        contributors.sort_unstable();
+        crate::sort::sort_by(&mut contributors, Ord::cmp);
         contributors.dedup();
         // Start over: forget the size, so the vote of the peers left
         // decides (in `assign`, which follows).
@@ -541,7 +541,7 @@ impl MetadataFetch {
                 ready.push((p.order, key));
             }
         }
-        ready.sort_unstable();
+        crate::sort::sort_by(&mut ready, Ord::cmp);
         if self.solo {
             // The peer that already holds this attempt's requests or pieces,
             // else the earliest ready one (and the pieces of a peer that

@@ -1137,7 +1137,7 @@ impl Swarm {
             };
             ranked.push((key, rate));
         }
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        crate::sort::sort_by(&mut ranked, |a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let regular = self.config.upload_slots.saturating_sub(1).max(1);
         let mut unchoke: Vec<PeerKey> = ranked.iter().take(regular).map(|(k, _)| *k).collect();
         // Optimistic unchoke: keep the current one until its time is up.
@@ -1254,7 +1254,7 @@ impl Swarm {
                 flags,
             });
         }
-        out.sort_by_key(|p| p.addr);
+        crate::sort::sort_by_key(&mut out, |p| p.addr);
         out
     }
 }

@@ -264,7 +264,7 @@ impl ExtendedHandshake {
         e.bytes(b"m");
         e.begin_dict();
         let mut m: Vec<&(Vec<u8>, u8)> = self.m.iter().collect();
-        m.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::sort::sort_by(&mut m, |a, b| a.0.cmp(&b.0));
         m.dedup_by(|a, b| a.0 == b.0);
         for (name, id) in m {
             e.bytes(name);
