@@ -63,7 +63,7 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
     let mut torrents = Vec::new();
     let mut magnets = Vec::new();
     let mut names = storage::list_dir(&torrents_dir)?;
-    names.sort();
+    crate::sort::sort_by(&mut names, |a, b| a.cmp(b));
     for name in &names {
         let Some(hex) = name.strip_suffix(".magnet") else {
             continue;

@@ -783,7 +783,7 @@ pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
             format!("{:?}", a.api_allowed_hosts),
         );
     }
-    given.sort_by_key(|(name, _, _)| index(name));
+    crate::sort::sort_by_key(&mut given, |(name, _, _)| index(name));
     let mut layer = Layer::default();
     let mut errors = Vec::new();
     for (name, v, got) in given {
