@@ -32,11 +32,10 @@ use crate::storage::{self, FilePool, FileStorage, Storage};
 use crate::swarm::rate::TokenBucket;
 use crate::swarm::{Bitfield, Out, PeerKey, Swarm, SwarmConfig};
 use crate::wire::peer::{BlockRef, Handshake, Message, HANDSHAKE_LEN};
-use crate::workers::{DiskTorrent, Job, JobDone, Pool, PoolConfig, Priority};
+use crate::workers::{DiskTorrent, Job, JobDone, Pool, PoolConfig, Priority, RunResult};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -568,7 +567,42 @@ enum Ctx {
     Remove {
         id: u64,
     },
-    Other(&'static str),
+    /// Resolving the overlay's bootstrap node names.
+    Bootstrap,
+    /// Writing the overlay's routing table (`<state>/nodes`); a shutdown
+    /// waits for it.
+    SaveNodes,
+    /// Removing the journals and writing the `clean` marker, the last
+    /// step of a shutdown.
+    CleanMarker,
+    /// Work whose result is only logged when it fails.
+    Chore(Chore),
+}
+
+/// Jobs whose failure is logged and changes nothing else (the next start
+/// copes: a missing journal entry means a recheck, a missing .torrent or
+/// magnet file a torrent to add again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chore {
+    /// Appending verified pieces to a torrent's journal.
+    Journal,
+    /// Writing a torrent's metainfo into the state directory.
+    SaveTorrentFile,
+    /// Writing a magnet link's record.
+    SaveMagnet,
+    /// Giving every file of a complete torrent its full length.
+    CompleteFiles,
+}
+
+impl std::fmt::Display for Chore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Chore::Journal => "journal",
+            Chore::SaveTorrentFile => "saving the torrent file",
+            Chore::SaveMagnet => "saving a magnet link",
+            Chore::CompleteFiles => "completing files",
+        })
+    }
 }
 
 /// A torrent taken out of the engine whose files are still to be deleted.
@@ -787,7 +821,7 @@ impl Engine {
         }
     }
 
-    fn run_job(&mut self, ctx: Ctx, work: impl FnOnce() -> Box<dyn Any + Send> + Send + 'static) {
+    fn run_job(&mut self, ctx: Ctx, work: impl FnOnce() -> RunResult + Send + 'static) {
         self.submit(
             |tag| Job::Run {
                 tag,
@@ -801,11 +835,7 @@ impl Engine {
     /// A blocking network call (name resolution, an HTTP tracker request)
     /// on the pool's network threads, never on the disk workers. Waits in
     /// its own backlog when that queue is full, so it never holds up disk jobs.
-    fn run_net_job(
-        &mut self,
-        ctx: Ctx,
-        work: impl FnOnce() -> Box<dyn Any + Send> + Send + 'static,
-    ) {
+    fn run_net_job(&mut self, ctx: Ctx, work: impl FnOnce() -> RunResult + Send + 'static) {
         let tag = self.next_tag;
         self.next_tag += 1;
         self.jobs.insert(tag, ctx);
@@ -838,11 +868,7 @@ impl Engine {
     fn drain_jobs(&mut self, now: Instant) {
         self.wake_pending
             .store(false, std::sync::atomic::Ordering::Release);
-        loop {
-            let done = match self.jobs_rx.try_recv() {
-                Ok(d) => d,
-                Err(_) => break,
-            };
+        while let Ok(done) = self.jobs_rx.try_recv() {
             let Some(ctx) = self.jobs.remove(&done.tag()) else {
                 continue;
             };
@@ -930,71 +956,101 @@ impl Engine {
                     }
                 }
             }
-            (Ctx::Save { tid }, JobDone::Ran { result, .. }) => {
+            (
+                Ctx::Save { tid },
+                JobDone::Ran {
+                    result: RunResult::Io(result),
+                    ..
+                },
+            ) => {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
                 t.save_in_flight = false;
-                if let Ok(r) = result.downcast::<io::Result<()>>() {
-                    if let Err(e) = *r {
-                        log::warn!("{}: cannot save resume state: {e}", t.meta.name);
-                        t.save_dirty = true;
-                    }
+                if let Err(e) = result {
+                    log::warn!("{}: cannot save resume state: {e}", t.meta.name);
+                    t.save_dirty = true;
                 }
             }
-            (Ctx::Probe { tid }, JobDone::Ran { result, .. }) => {
-                if let Ok(files) = result.downcast::<Vec<(Option<u64>, Option<i64>)>>() {
-                    self.on_probe(tid, *files, now);
+            (
+                Ctx::Probe { tid },
+                JobDone::Ran {
+                    result: RunResult::Files(files),
+                    ..
+                },
+            ) => self.on_probe(tid, files, now),
+            (
+                Ctx::Resolve { tid, source },
+                JobDone::Ran {
+                    result: RunResult::Addrs(addrs),
+                    ..
+                },
+            ) => {
+                for addr in addrs {
+                    self.add_known_peer(tid, addr, source, now);
                 }
+                self.connect_peers(tid, now);
             }
-            (Ctx::Resolve { tid, source }, JobDone::Ran { result, .. }) => {
-                if let Ok(addrs) = result.downcast::<Vec<SocketAddr>>() {
-                    for addr in *addrs {
-                        self.add_known_peer(tid, addr, source, now);
-                    }
-                    self.connect_peers(tid, now);
+            (
+                Ctx::TrackerResolve { tid, tracker },
+                JobDone::Ran {
+                    result: RunResult::Addrs(addrs),
+                    ..
+                },
+            ) => self.on_tracker_resolved(tid, tracker, addrs, now),
+            (
+                Ctx::TrackerHttp { tid, tracker },
+                JobDone::Ran {
+                    result: RunResult::Http(r),
+                    ..
+                },
+            ) => self.on_tracker_http(tid, tracker, r, now),
+            (
+                Ctx::Bootstrap,
+                JobDone::Ran {
+                    result: RunResult::Addrs(addrs),
+                    ..
+                },
+            ) => self.on_bootstrap_resolved(addrs, now),
+            (
+                Ctx::SaveNodes,
+                JobDone::Ran {
+                    result: RunResult::Io(r),
+                    ..
+                },
+            ) => {
+                if let Err(e) = &r {
+                    log::warn!("saving the routing table: {e}");
                 }
-            }
-            (Ctx::TrackerResolve { tid, tracker }, JobDone::Ran { result, .. }) => {
-                if let Ok(addrs) = result.downcast::<Vec<SocketAddr>>() {
-                    self.on_tracker_resolved(tid, tracker, *addrs, now);
-                }
-            }
-            (Ctx::TrackerHttp { tid, tracker }, JobDone::Ran { result, .. }) => {
-                if let Ok(r) = result.downcast::<Result<Vec<u8>, crate::tracker::TrackerError>>() {
-                    self.on_tracker_http(tid, tracker, *r, now);
-                }
-            }
-            (Ctx::Other("bootstrap"), JobDone::Ran { result, .. }) => {
-                if let Ok(addrs) = result.downcast::<Vec<SocketAddr>>() {
-                    self.on_bootstrap_resolved(*addrs, now);
-                }
-            }
-            (Ctx::Other(what @ "saving the routing table"), JobDone::Ran { result, .. }) => {
-                let ok = match result.downcast::<io::Result<()>>() {
-                    Ok(r) => match *r {
-                        Ok(()) => true,
-                        Err(e) => {
-                            log::warn!("{what}: {e}");
-                            false
-                        }
-                    },
-                    Err(_) => false,
-                };
-                self.on_nodes_saved(ok);
+                self.on_nodes_saved(r.is_ok());
             }
             (Ctx::Remove { id }, JobDone::Ran { result, .. }) => {
-                let result = match result.downcast::<io::Result<()>>() {
-                    Ok(r) => *r,
-                    Err(_) => Err(io::Error::other("the job gave no result")),
+                let result = match result {
+                    RunResult::Io(r) => r,
+                    _ => Err(io::Error::other("the job gave no result")),
                 };
                 self.on_removed(id, result);
             }
-            (Ctx::Other(what), JobDone::Ran { result, .. }) => {
-                if let Ok(r) = result.downcast::<io::Result<()>>() {
-                    if let Err(e) = *r {
-                        log::warn!("{what}: {e}");
-                    }
+            (
+                Ctx::CleanMarker,
+                JobDone::Ran {
+                    result: RunResult::Io(r),
+                    ..
+                },
+            ) => {
+                if let Err(e) = r {
+                    log::warn!("clean marker: {e}");
+                }
+            }
+            (
+                Ctx::Chore(what),
+                JobDone::Ran {
+                    result: RunResult::Io(r),
+                    ..
+                },
+            ) => {
+                if let Err(e) = r {
+                    log::warn!("{what}: {e}");
                 }
             }
             _ => log::error!("a job result did not match its context"),
@@ -1109,12 +1165,13 @@ impl Engine {
                     // Empty files get no blocks: create them, and give every file its full length.
                     let disk = t.disk.clone();
                     let lengths: Vec<u64> = t.meta.files.iter().map(|f| f.length).collect();
-                    self.run_job(Ctx::Other("completing files"), move || {
-                        let res = lengths
-                            .iter()
-                            .enumerate()
-                            .try_for_each(|(i, &len)| disk.storage.ensure_len(i, len));
-                        Box::new(res)
+                    self.run_job(Ctx::Chore(Chore::CompleteFiles), move || {
+                        RunResult::Io(
+                            lengths
+                                .iter()
+                                .enumerate()
+                                .try_for_each(|(i, &len)| disk.storage.ensure_len(i, len)),
+                        )
                     });
                 }
                 self.checkpoint(tid, now, true);
@@ -1327,10 +1384,11 @@ impl Engine {
                     .values()
                     .map(|t| self.config.state_file(t.meta.info_hash, "journal"))
                     .collect();
-                self.run_job(Ctx::Other("clean marker"), move || {
-                    let res = storage::remove_files(&journals)
-                        .and_then(|()| storage::write_atomic(&clean, b"clean\n", 0o600));
-                    Box::new(res)
+                self.run_job(Ctx::CleanMarker, move || {
+                    RunResult::Io(
+                        storage::remove_files(&journals)
+                            .and_then(|()| storage::write_atomic(&clean, b"clean\n", 0o600)),
+                    )
                 });
                 if let Some(sd) = self.shutdown.as_mut() {
                     sd.marking = true;
@@ -1342,7 +1400,7 @@ impl Engine {
             && !self
                 .jobs
                 .values()
-                .any(|c| matches!(c, Ctx::Other("clean marker" | "saving the routing table")));
+                .any(|c| matches!(c, Ctx::CleanMarker | Ctx::SaveNodes));
         if (marking_done && self.announcers_stopped()) || timed_out {
             if timed_out {
                 log::warn!("shutdown: state could not be saved in time");

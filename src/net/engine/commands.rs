@@ -218,9 +218,9 @@ impl Engine {
         let path = self.config.state_file(info_hash, "torrent");
         // The job holds the torrent's storage: a removal waits for it.
         let hold = self.torrents.get(&tid).map(|t| t.disk.clone());
-        self.run_job(Ctx::Other("saving the torrent file"), move || {
+        self.run_job(Ctx::Chore(Chore::SaveTorrentFile), move || {
             let _hold = hold;
-            Box::new(storage::write_atomic(&path, &bytes, 0o600))
+            RunResult::Io(storage::write_atomic(&path, &bytes, 0o600))
         });
         self.add_manual_peers(tid, peers, now)?;
         self.probe(tid);
@@ -369,7 +369,7 @@ impl Engine {
             }
         }
         for (id, work) in ready {
-            self.run_job(Ctx::Remove { id }, move || Box::new(work()));
+            self.run_job(Ctx::Remove { id }, move || RunResult::Io(work()));
         }
     }
 

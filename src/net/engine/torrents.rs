@@ -144,7 +144,7 @@ impl Engine {
                     )
                 })
                 .collect();
-            Box::new(files)
+            RunResult::Files(files)
         });
     }
 
@@ -472,7 +472,7 @@ impl Engine {
             record.file_mtimes = (0..disk.storage.n_files())
                 .map(|i| disk.storage.file_mtime(i).ok().flatten().unwrap_or(0))
                 .collect();
-            Box::new(storage::write_atomic(&path, &record.encode(), 0o600))
+            RunResult::Io(storage::write_atomic(&path, &record.encode(), 0o600))
         });
     }
 
@@ -487,9 +487,9 @@ impl Engine {
         let path = self.config.state_file(t.meta.info_hash, "journal");
         // Holds the storage: a removal waits for the append.
         let hold = t.disk.clone();
-        self.run_job(Ctx::Other("journal"), move || {
+        self.run_job(Ctx::Chore(Chore::Journal), move || {
             let _hold = hold;
-            Box::new(storage::append_file(&path, &bytes))
+            RunResult::Io(storage::append_file(&path, &bytes))
         });
     }
 }
