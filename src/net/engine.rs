@@ -17,6 +17,7 @@
 //! `checkpoint_interval`, at completion and at shutdown. Nothing is written
 //! while a torrent is idle.
 
+use super::checkpoint::{Checkpoint, Due};
 use super::conn::{Conn, ConnState};
 use super::memory::MemoryCaps;
 use super::peerlist::PeerList;
@@ -391,14 +392,8 @@ struct TorrentEntry {
     check: Option<Check>,
     known: PeerList,
     manual_peers: Vec<String>,
-    durable: Bitfield,
-    unsynced: Vec<u32>,
-    unsynced_bytes: u64,
-    first_unsynced: Option<Instant>,
-    sync_in_flight: bool,
-    save_dirty: bool,
-    save_in_flight: bool,
-    journal_pending: Vec<u32>,
+    /// Verified pieces on their way to the journal, a sync and the record.
+    checkpoint: Checkpoint,
     pieces_resumed: u32,
     /// Write jobs not yet finished (shutdown waits for them).
     writes_in_flight: u32,
@@ -409,16 +404,6 @@ struct TorrentEntry {
 }
 
 impl TorrentEntry {
-    /// Piece `p` is verified and waits for the next checkpoint's sync
-    /// (which is due after `checkpoint_bytes` or `checkpoint_interval`).
-    fn add_unsynced(&mut self, p: u32, now: Instant) {
-        if let Some(piece) = self.meta.lengths.piece(p) {
-            self.unsynced_bytes += u64::from(self.meta.lengths.piece_size(piece));
-        }
-        self.unsynced.push(p);
-        self.first_unsynced.get_or_insert(now);
-    }
-
     /// Stops the torrent with an error until `retry_at` (the tick probes
     /// it again then, or `peerlet resume` does).
     fn stop_until_retry(&mut self, msg: String, retry_at: Instant) {
@@ -507,7 +492,7 @@ impl TorrentEntry {
         Resume {
             info_hash: self.meta.info_hash,
             dir: self.dir.clone(),
-            pieces: self.durable.as_bytes().to_vec(),
+            pieces: self.checkpoint.durable().as_bytes().to_vec(),
             peers: self.manual_peers.clone(),
             paused: self.paused,
             file_sizes: self.resume_sizes.clone(),
@@ -549,9 +534,9 @@ enum Ctx {
         tid: u32,
         tracker: crate::tracker::announcer::TrackerId,
     },
+    /// The pieces it covers are in the torrent's `Checkpoint`.
     Sync {
         tid: u32,
-        pieces: Vec<u32>,
     },
     Probe {
         tid: u32,
@@ -928,29 +913,20 @@ impl Engine {
             (Ctx::Check { tid }, JobDone::Hashed { piece, result, .. }) => {
                 self.on_check_result(tid, piece, result, now)
             }
-            (Ctx::Sync { tid, pieces }, JobDone::Synced { result, .. }) => {
+            (Ctx::Sync { tid }, JobDone::Synced { result, .. }) => {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
-                t.sync_in_flight = false;
                 match result {
                     Ok(()) => {
-                        for p in pieces {
-                            t.durable.set(p);
-                        }
-                        t.save_dirty = true;
+                        t.checkpoint.sync_succeeded();
                         self.save_resume(tid);
                     }
                     Err(e) => {
-                        // Not durable: try again at the next checkpoint,
-                        // with downloading paused and the error shown (a
-                        // failing SD card says so here first).
-                        // Due again after the interval (it was reset when
-                        // this sync started; a complete torrent gets no new
-                        // pieces to set it).
-                        for p in pieces {
-                            t.add_unsynced(p, now);
-                        }
+                        // Not durable: due again after the interval, with
+                        // downloading paused and the error shown (a failing
+                        // SD card says so here first).
+                        t.checkpoint.sync_failed(now);
                         log::warn!("{}: cannot make data durable: {e}", t.meta.name);
                         self.disk_error(tid, &e, now);
                     }
@@ -966,11 +942,10 @@ impl Engine {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
-                t.save_in_flight = false;
-                if let Err(e) = result {
+                if let Err(e) = &result {
                     log::warn!("{}: cannot save resume state: {e}", t.meta.name);
-                    t.save_dirty = true;
                 }
+                t.checkpoint.record_finished(result.is_ok());
             }
             (
                 Ctx::Probe { tid },
@@ -1156,8 +1131,7 @@ impl Engine {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
-                t.add_unsynced(piece.get(), now);
-                t.journal_pending.push(piece.get());
+                t.checkpoint.verified(piece.get(), now);
             }
             Out::Complete => {
                 if let Some(t) = self.torrents.get(&tid) {
@@ -1368,7 +1342,8 @@ impl Engine {
         };
         if sd.saving && !sd.marking {
             let busy = self.torrents.values().any(|t| {
-                t.sync_in_flight || t.save_in_flight || (t.save_dirty && t.phase == Phase::Running)
+                t.checkpoint.in_flight()
+                    || (t.checkpoint.record_dirty() && t.phase == Phase::Running)
             });
             if busy {
                 // Saves that became dirty after a sync finished.

@@ -14,7 +14,7 @@ impl Engine {
         let tids: Vec<u32> = self
             .torrents
             .iter()
-            .filter(|(_, t)| !t.journal_pending.is_empty())
+            .filter(|(_, t)| t.checkpoint.journal_pending())
             .map(|(k, _)| *k)
             .collect();
         for tid in tids {
@@ -105,7 +105,7 @@ impl Engine {
                         if let Some(u) = upload {
                             t.up_limit.set_rate(u);
                         }
-                        t.save_dirty = true;
+                        t.checkpoint.record_changed();
                         let tid = t.id;
                         self.save_resume(tid);
                         Ok(())
@@ -166,7 +166,7 @@ impl Engine {
             if let Some(t) = self.torrents.get_mut(&tid) {
                 if !t.manual_peers.contains(&p) && t.manual_peers.len() < 200 {
                     t.manual_peers.push(p.clone());
-                    t.save_dirty = true;
+                    t.checkpoint.record_changed();
                 }
             }
             self.resolve_peer(tid, p, "manual", now);
@@ -432,7 +432,7 @@ impl Engine {
             return Ok(());
         }
         t.paused = pause;
-        t.save_dirty = true;
+        t.checkpoint.record_changed();
         if pause {
             if let Some(s) = t.swarm.as_mut() {
                 s.set_download_enabled(false, now);
