@@ -17,6 +17,7 @@
 //! `checkpoint_interval`, at completion and at shutdown. Nothing is written
 //! while a torrent is idle.
 
+use super::checkpoint::{Checkpoint, Due};
 use super::conn::{Conn, ConnState};
 use super::memory::MemoryCaps;
 use super::peerlist::PeerList;
@@ -32,11 +33,10 @@ use crate::storage::{self, FilePool, FileStorage, Storage};
 use crate::swarm::rate::TokenBucket;
 use crate::swarm::{Bitfield, Out, PeerKey, Swarm, SwarmConfig};
 use crate::wire::peer::{BlockRef, Handshake, Message, HANDSHAKE_LEN};
-use crate::workers::{DiskTorrent, Job, JobDone, Pool, PoolConfig, Priority};
+use crate::workers::{DiskTorrent, Job, JobDone, Pool, PoolConfig, Priority, RunResult};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -399,14 +399,8 @@ struct TorrentEntry {
     check: Option<Check>,
     known: PeerList,
     manual_peers: Vec<String>,
-    durable: Bitfield,
-    unsynced: Vec<u32>,
-    unsynced_bytes: u64,
-    first_unsynced: Option<Instant>,
-    sync_in_flight: bool,
-    save_dirty: bool,
-    save_in_flight: bool,
-    journal_pending: Vec<u32>,
+    /// Verified pieces on their way to the journal, a sync and the record.
+    checkpoint: Checkpoint,
     pieces_resumed: u32,
     /// Write jobs not yet finished (shutdown waits for them).
     writes_in_flight: u32,
@@ -417,16 +411,6 @@ struct TorrentEntry {
 }
 
 impl TorrentEntry {
-    /// Piece `p` is verified and waits for the next checkpoint's sync
-    /// (which is due after `checkpoint_bytes` or `checkpoint_interval`).
-    fn add_unsynced(&mut self, p: u32, now: Instant) {
-        if let Some(piece) = self.meta.lengths.piece(p) {
-            self.unsynced_bytes += u64::from(self.meta.lengths.piece_size(piece));
-        }
-        self.unsynced.push(p);
-        self.first_unsynced.get_or_insert(now);
-    }
-
     /// Stops the torrent with an error until `retry_at` (the tick probes
     /// it again then, or `peerlet resume` does).
     fn stop_until_retry(&mut self, msg: String, retry_at: Instant) {
@@ -515,7 +499,7 @@ impl TorrentEntry {
         Resume {
             info_hash: self.meta.info_hash,
             dir: self.dir.clone(),
-            pieces: self.durable.as_bytes().to_vec(),
+            pieces: self.checkpoint.durable().as_bytes().to_vec(),
             peers: self.manual_peers.clone(),
             paused: self.paused,
             file_sizes: self.resume_sizes.clone(),
@@ -557,9 +541,9 @@ enum Ctx {
         tid: u32,
         tracker: crate::tracker::announcer::TrackerId,
     },
+    /// The pieces it covers are in the torrent's `Checkpoint`.
     Sync {
         tid: u32,
-        pieces: Vec<u32>,
     },
     Probe {
         tid: u32,
@@ -575,7 +559,42 @@ enum Ctx {
     Remove {
         id: u64,
     },
-    Other(&'static str),
+    /// Resolving the overlay's bootstrap node names.
+    Bootstrap,
+    /// Writing the overlay's routing table (`<state>/nodes`); a shutdown
+    /// waits for it.
+    SaveNodes,
+    /// Removing the journals and writing the `clean` marker, the last
+    /// step of a shutdown.
+    CleanMarker,
+    /// Work whose result is only logged when it fails.
+    Chore(Chore),
+}
+
+/// Jobs whose failure is logged and changes nothing else (the next start
+/// copes: a missing journal entry means a recheck, a missing .torrent or
+/// magnet file a torrent to add again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chore {
+    /// Appending verified pieces to a torrent's journal.
+    Journal,
+    /// Writing a torrent's metainfo into the state directory.
+    SaveTorrentFile,
+    /// Writing a magnet link's record.
+    SaveMagnet,
+    /// Giving every file of a complete torrent its full length.
+    CompleteFiles,
+}
+
+impl std::fmt::Display for Chore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Chore::Journal => "journal",
+            Chore::SaveTorrentFile => "saving the torrent file",
+            Chore::SaveMagnet => "saving a magnet link",
+            Chore::CompleteFiles => "completing files",
+        })
+    }
 }
 
 /// A torrent taken out of the engine whose files are still to be deleted.
@@ -794,7 +813,7 @@ impl Engine {
         }
     }
 
-    fn run_job(&mut self, ctx: Ctx, work: impl FnOnce() -> Box<dyn Any + Send> + Send + 'static) {
+    fn run_job(&mut self, ctx: Ctx, work: impl FnOnce() -> RunResult + Send + 'static) {
         self.submit(
             |tag| Job::Run {
                 tag,
@@ -808,11 +827,7 @@ impl Engine {
     /// A blocking network call (name resolution, an HTTP tracker request)
     /// on the pool's network threads, never on the disk workers. Waits in
     /// its own backlog when that queue is full, so it never holds up disk jobs.
-    fn run_net_job(
-        &mut self,
-        ctx: Ctx,
-        work: impl FnOnce() -> Box<dyn Any + Send> + Send + 'static,
-    ) {
+    fn run_net_job(&mut self, ctx: Ctx, work: impl FnOnce() -> RunResult + Send + 'static) {
         let tag = self.next_tag;
         self.next_tag += 1;
         self.jobs.insert(tag, ctx);
@@ -845,11 +860,7 @@ impl Engine {
     fn drain_jobs(&mut self, now: Instant) {
         self.wake_pending
             .store(false, std::sync::atomic::Ordering::Release);
-        loop {
-            let done = match self.jobs_rx.try_recv() {
-                Ok(d) => d,
-                Err(_) => break,
-            };
+        while let Ok(done) = self.jobs_rx.try_recv() {
             let Some(ctx) = self.jobs.remove(&done.tag()) else {
                 continue;
             };
@@ -909,99 +920,119 @@ impl Engine {
             (Ctx::Check { tid }, JobDone::Hashed { piece, result, .. }) => {
                 self.on_check_result(tid, piece, result, now)
             }
-            (Ctx::Sync { tid, pieces }, JobDone::Synced { result, .. }) => {
+            (Ctx::Sync { tid }, JobDone::Synced { result, .. }) => {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
-                t.sync_in_flight = false;
                 match result {
                     Ok(()) => {
-                        for p in pieces {
-                            t.durable.set(p);
-                        }
-                        t.save_dirty = true;
+                        t.checkpoint.sync_succeeded();
                         self.save_resume(tid);
                     }
                     Err(e) => {
-                        // Not durable: try again at the next checkpoint,
-                        // with downloading paused and the error shown (a
-                        // failing SD card says so here first).
-                        // Due again after the interval (it was reset when
-                        // this sync started; a complete torrent gets no new
-                        // pieces to set it).
-                        for p in pieces {
-                            t.add_unsynced(p, now);
-                        }
+                        // Not durable: due again after the interval, with
+                        // downloading paused and the error shown (a failing
+                        // SD card says so here first).
+                        t.checkpoint.sync_failed(now);
                         log::warn!("{}: cannot make data durable: {e}", t.meta.name);
                         self.disk_error(tid, &e, now);
                     }
                 }
             }
-            (Ctx::Save { tid }, JobDone::Ran { result, .. }) => {
+            (
+                Ctx::Save { tid },
+                JobDone::Ran {
+                    result: RunResult::Io(result),
+                    ..
+                },
+            ) => {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
-                t.save_in_flight = false;
-                if let Ok(r) = result.downcast::<io::Result<()>>() {
-                    if let Err(e) = *r {
-                        log::warn!("{}: cannot save resume state: {e}", t.meta.name);
-                        t.save_dirty = true;
-                    }
+                if let Err(e) = &result {
+                    log::warn!("{}: cannot save resume state: {e}", t.meta.name);
                 }
+                t.checkpoint.record_finished(result.is_ok());
             }
-            (Ctx::Probe { tid }, JobDone::Ran { result, .. }) => {
-                if let Ok(files) = result.downcast::<Vec<(Option<u64>, Option<i64>)>>() {
-                    self.on_probe(tid, *files, now);
+            (
+                Ctx::Probe { tid },
+                JobDone::Ran {
+                    result: RunResult::Files(files),
+                    ..
+                },
+            ) => self.on_probe(tid, files, now),
+            (
+                Ctx::Resolve { tid, source },
+                JobDone::Ran {
+                    result: RunResult::Addrs(addrs),
+                    ..
+                },
+            ) => {
+                for addr in addrs {
+                    self.add_known_peer(tid, addr, source, now);
                 }
+                self.connect_peers(tid, now);
             }
-            (Ctx::Resolve { tid, source }, JobDone::Ran { result, .. }) => {
-                if let Ok(addrs) = result.downcast::<Vec<SocketAddr>>() {
-                    for addr in *addrs {
-                        self.add_known_peer(tid, addr, source, now);
-                    }
-                    self.connect_peers(tid, now);
+            (
+                Ctx::TrackerResolve { tid, tracker },
+                JobDone::Ran {
+                    result: RunResult::Addrs(addrs),
+                    ..
+                },
+            ) => self.on_tracker_resolved(tid, tracker, addrs, now),
+            (
+                Ctx::TrackerHttp { tid, tracker },
+                JobDone::Ran {
+                    result: RunResult::Http(r),
+                    ..
+                },
+            ) => self.on_tracker_http(tid, tracker, r, now),
+            (
+                Ctx::Bootstrap,
+                JobDone::Ran {
+                    result: RunResult::Addrs(addrs),
+                    ..
+                },
+            ) => self.on_bootstrap_resolved(addrs, now),
+            (
+                Ctx::SaveNodes,
+                JobDone::Ran {
+                    result: RunResult::Io(r),
+                    ..
+                },
+            ) => {
+                if let Err(e) = &r {
+                    log::warn!("saving the routing table: {e}");
                 }
-            }
-            (Ctx::TrackerResolve { tid, tracker }, JobDone::Ran { result, .. }) => {
-                if let Ok(addrs) = result.downcast::<Vec<SocketAddr>>() {
-                    self.on_tracker_resolved(tid, tracker, *addrs, now);
-                }
-            }
-            (Ctx::TrackerHttp { tid, tracker }, JobDone::Ran { result, .. }) => {
-                if let Ok(r) = result.downcast::<Result<Vec<u8>, crate::tracker::TrackerError>>() {
-                    self.on_tracker_http(tid, tracker, *r, now);
-                }
-            }
-            (Ctx::Other("bootstrap"), JobDone::Ran { result, .. }) => {
-                if let Ok(addrs) = result.downcast::<Vec<SocketAddr>>() {
-                    self.on_bootstrap_resolved(*addrs, now);
-                }
-            }
-            (Ctx::Other(what @ "saving the routing table"), JobDone::Ran { result, .. }) => {
-                let ok = match result.downcast::<io::Result<()>>() {
-                    Ok(r) => match *r {
-                        Ok(()) => true,
-                        Err(e) => {
-                            log::warn!("{what}: {e}");
-                            false
-                        }
-                    },
-                    Err(_) => false,
-                };
-                self.on_nodes_saved(ok);
+                self.on_nodes_saved(r.is_ok());
             }
             (Ctx::Remove { id }, JobDone::Ran { result, .. }) => {
-                let result = match result.downcast::<io::Result<()>>() {
-                    Ok(r) => *r,
-                    Err(_) => Err(io::Error::other("the job gave no result")),
+                let result = match result {
+                    RunResult::Io(r) => r,
+                    _ => Err(io::Error::other("the job gave no result")),
                 };
                 self.on_removed(id, result);
             }
-            (Ctx::Other(what), JobDone::Ran { result, .. }) => {
-                if let Ok(r) = result.downcast::<io::Result<()>>() {
-                    if let Err(e) = *r {
-                        log::warn!("{what}: {e}");
-                    }
+            (
+                Ctx::CleanMarker,
+                JobDone::Ran {
+                    result: RunResult::Io(r),
+                    ..
+                },
+            ) => {
+                if let Err(e) = r {
+                    log::warn!("clean marker: {e}");
+                }
+            }
+            (
+                Ctx::Chore(what),
+                JobDone::Ran {
+                    result: RunResult::Io(r),
+                    ..
+                },
+            ) => {
+                if let Err(e) = r {
+                    log::warn!("{what}: {e}");
                 }
             }
             _ => log::error!("a job result did not match its context"),
@@ -1107,8 +1138,7 @@ impl Engine {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
-                t.add_unsynced(piece.get(), now);
-                t.journal_pending.push(piece.get());
+                t.checkpoint.verified(piece.get(), now);
             }
             Out::Complete => {
                 if let Some(t) = self.torrents.get(&tid) {
@@ -1116,12 +1146,13 @@ impl Engine {
                     // Empty files get no blocks: create them, and give every file its full length.
                     let disk = t.disk.clone();
                     let lengths: Vec<u64> = t.meta.files.iter().map(|f| f.length).collect();
-                    self.run_job(Ctx::Other("completing files"), move || {
-                        let res = lengths
-                            .iter()
-                            .enumerate()
-                            .try_for_each(|(i, &len)| disk.storage.ensure_len(i, len));
-                        Box::new(res)
+                    self.run_job(Ctx::Chore(Chore::CompleteFiles), move || {
+                        RunResult::Io(
+                            lengths
+                                .iter()
+                                .enumerate()
+                                .try_for_each(|(i, &len)| disk.storage.ensure_len(i, len)),
+                        )
                     });
                 }
                 self.checkpoint(tid, now, true);
@@ -1318,7 +1349,8 @@ impl Engine {
         };
         if sd.saving && !sd.marking {
             let busy = self.torrents.values().any(|t| {
-                t.sync_in_flight || t.save_in_flight || (t.save_dirty && t.phase == Phase::Running)
+                t.checkpoint.in_flight()
+                    || (t.checkpoint.record_dirty() && t.phase == Phase::Running)
             });
             if busy {
                 // Saves that became dirty after a sync finished.
@@ -1334,10 +1366,11 @@ impl Engine {
                     .values()
                     .map(|t| self.config.state_file(t.meta.info_hash, "journal"))
                     .collect();
-                self.run_job(Ctx::Other("clean marker"), move || {
-                    let res = storage::remove_files(&journals)
-                        .and_then(|()| storage::write_atomic(&clean, b"clean\n", 0o600));
-                    Box::new(res)
+                self.run_job(Ctx::CleanMarker, move || {
+                    RunResult::Io(
+                        storage::remove_files(&journals)
+                            .and_then(|()| storage::write_atomic(&clean, b"clean\n", 0o600)),
+                    )
                 });
                 if let Some(sd) = self.shutdown.as_mut() {
                     sd.marking = true;
@@ -1349,7 +1382,7 @@ impl Engine {
             && !self
                 .jobs
                 .values()
-                .any(|c| matches!(c, Ctx::Other("clean marker" | "saving the routing table")));
+                .any(|c| matches!(c, Ctx::CleanMarker | Ctx::SaveNodes));
         if (marking_done && self.announcers_stopped()) || timed_out {
             if timed_out {
                 log::warn!("shutdown: state could not be saved in time");

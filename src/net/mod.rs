@@ -2,6 +2,7 @@
 //!
 //! - [`engine`]: the poll loop, torrents, jobs, resume checkpoints, control commands.
 //! - [`bans`]: banned addresses with expiry, strikes for protocol violations.
+//! - [`checkpoint`]: one torrent's durability bookkeeping (sync, journal, record), sans I/O.
 //! - [`conn`]: one peer connection (transport, capped buffers, readiness, timers).
 //! - [`memory`]: the memory budget and the per-part caps derived from it.
 //! - [`peerlist`]: the addresses a torrent may dial, with back-off.
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod bans;
+pub mod checkpoint;
 pub mod conn;
 pub mod engine;
 pub mod memory;

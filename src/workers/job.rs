@@ -7,10 +7,11 @@
 use crate::hash::{Digest, Sha1};
 use crate::metainfo::{FileMap, Lengths, PieceIdx, BLOCK_SIZE};
 use crate::storage::{self, Storage};
+use crate::tracker::TrackerError;
 use crate::wire::peer::{Message, PIECE_HEADER};
-use std::any::Any;
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// What the workers need to know of a torrent's data on disk.
@@ -134,13 +135,28 @@ pub enum Job {
         torrent: Arc<DiskTorrent>,
         piece: PieceIdx,
     },
-    /// Any other blocking work (state files, metadata checks, name
-    /// resolution), as a closure; its result comes back as `JobDone::Ran`
-    /// for the submitter to downcast.
+    /// Any other blocking work (state files, file probes, removals, name
+    /// resolution, HTTP tracker requests), as a closure; what it gives back
+    /// comes back as `JobDone::Ran`.
     Run {
         tag: u64,
-        work: Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>,
+        work: Box<dyn FnOnce() -> RunResult + Send>,
     },
+}
+
+/// What a [`Job::Run`] closure gives back: one variant per kind of work,
+/// so the submitter matches on values and the compiler lists every case.
+#[derive(Debug)]
+pub enum RunResult {
+    /// A file written, appended, extended or removed.
+    Io(io::Result<()>),
+    /// What a host name resolved to (empty when it did not resolve).
+    Addrs(Vec<SocketAddr>),
+    /// Per file of a torrent: its length and modification time (`None`
+    /// where the file is missing or unreadable).
+    Files(Vec<(Option<u64>, Option<i64>)>),
+    /// An HTTP tracker's response body.
+    Http(Result<Vec<u8>, TrackerError>),
 }
 
 /// A finished job.
@@ -172,7 +188,7 @@ pub enum JobDone {
     },
     Ran {
         tag: u64,
-        result: Box<dyn Any + Send>,
+        result: RunResult,
     },
 }
 

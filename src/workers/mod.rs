@@ -20,7 +20,7 @@
 mod job;
 mod recheck;
 
-pub use job::{DiskTorrent, Job, JobDone};
+pub use job::{DiskTorrent, Job, JobDone, RunResult};
 pub use recheck::{hash_all, PieceCheck};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
@@ -346,7 +346,7 @@ mod tests {
                 tag: 0,
                 work: Box::new(move || {
                     let _ = open_rx.recv_timeout(Duration::from_secs(30));
-                    Box::new(())
+                    RunResult::Io(Ok(()))
                 }),
             },
             Priority::Live,

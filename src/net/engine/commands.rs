@@ -14,7 +14,7 @@ impl Engine {
         let tids: Vec<u32> = self
             .torrents
             .iter()
-            .filter(|(_, t)| !t.journal_pending.is_empty())
+            .filter(|(_, t)| t.checkpoint.journal_pending())
             .map(|(k, _)| *k)
             .collect();
         for tid in tids {
@@ -105,7 +105,7 @@ impl Engine {
                         if let Some(u) = upload {
                             t.up_limit.set_rate(u);
                         }
-                        t.save_dirty = true;
+                        t.checkpoint.record_changed();
                         let tid = t.id;
                         self.save_resume(tid);
                         Ok(())
@@ -166,7 +166,7 @@ impl Engine {
             if let Some(t) = self.torrents.get_mut(&tid) {
                 if !t.manual_peers.contains(&p) && t.manual_peers.len() < 200 {
                     t.manual_peers.push(p.clone());
-                    t.save_dirty = true;
+                    t.checkpoint.record_changed();
                 }
             }
             self.resolve_peer(tid, p, "manual", now);
@@ -218,9 +218,9 @@ impl Engine {
         let path = self.config.state_file(info_hash, "torrent");
         // The job holds the torrent's storage: a removal waits for it.
         let hold = self.torrents.get(&tid).map(|t| t.disk.clone());
-        self.run_job(Ctx::Other("saving the torrent file"), move || {
+        self.run_job(Ctx::Chore(Chore::SaveTorrentFile), move || {
             let _hold = hold;
-            Box::new(storage::write_atomic(&path, &bytes, 0o600))
+            RunResult::Io(storage::write_atomic(&path, &bytes, 0o600))
         });
         self.add_manual_peers(tid, peers, now)?;
         self.probe(tid);
@@ -369,7 +369,7 @@ impl Engine {
             }
         }
         for (id, work) in ready {
-            self.run_job(Ctx::Remove { id }, move || Box::new(work()));
+            self.run_job(Ctx::Remove { id }, move || RunResult::Io(work()));
         }
     }
 
@@ -432,7 +432,7 @@ impl Engine {
             return Ok(());
         }
         t.paused = pause;
-        t.save_dirty = true;
+        t.checkpoint.record_changed();
         if pause {
             if let Some(s) = t.swarm.as_mut() {
                 s.set_download_enabled(false, now);

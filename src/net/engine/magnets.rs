@@ -104,14 +104,14 @@ impl Engine {
         };
         let path = self.config.state_file(m.info_hash, "magnet");
         let (alive, lock) = (m.alive.clone(), self.state_lock.clone());
-        self.run_job(Ctx::Other("saving a magnet link"), move || {
+        self.run_job(Ctx::Chore(Chore::SaveMagnet), move || {
             // Saves, the .torrent that replaces the record and removals run
             // one at a time, so a late save can never bring a record back.
             let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
             if !alive.load(Ordering::Acquire) {
-                return Box::new(Ok::<(), io::Error>(()));
+                return RunResult::Io(Ok(()));
             }
-            Box::new(storage::write_atomic(&path, &record.encode(), 0o600))
+            RunResult::Io(storage::write_atomic(&path, &record.encode(), 0o600))
         });
     }
 
@@ -314,12 +314,13 @@ impl Engine {
             .ok()
             .and_then(|t| self.torrents.get(t))
             .map(|t| t.disk.clone());
-        self.run_job(Ctx::Other("saving the torrent file"), move || {
+        self.run_job(Ctx::Chore(Chore::SaveTorrentFile), move || {
             let _hold = hold;
             let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let res = storage::write_atomic(&path, &bytes, 0o600)
-                .and_then(|()| storage::remove_files(&[magnet_file]));
-            Box::new(res)
+            RunResult::Io(
+                storage::write_atomic(&path, &bytes, 0o600)
+                    .and_then(|()| storage::remove_files(&[magnet_file])),
+            )
         });
         let new_tid = match new_tid {
             Ok(t) => t,

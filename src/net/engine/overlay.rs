@@ -321,7 +321,7 @@ impl Engine {
             if b.parse::<SocketAddr>().is_ok() {
                 continue;
             }
-            self.run_net_job(Ctx::Other("bootstrap"), move || {
+            self.run_net_job(Ctx::Bootstrap, move || {
                 let addrs: Vec<SocketAddr> = b
                     .to_socket_addrs()
                     .map(|a| a.take(4).collect())
@@ -329,7 +329,7 @@ impl Engine {
                         log::warn!("bootstrap node {b}: {e}");
                         Vec::new()
                     });
-                Box::new(addrs)
+                RunResult::Addrs(addrs)
             });
         }
     }
@@ -565,8 +565,8 @@ impl Engine {
         o.saving = bytes.clone();
         o.save_in_flight = true;
         let path = self.config.state_dir.join(crate::state::NODES_FILE);
-        self.run_job(Ctx::Other("saving the routing table"), move || {
-            Box::new(storage::write_atomic(&path, &bytes, 0o600))
+        self.run_job(Ctx::SaveNodes, move || {
+            RunResult::Io(storage::write_atomic(&path, &bytes, 0o600))
         });
     }
 

@@ -45,7 +45,7 @@ impl Engine {
                 .to_socket_addrs()
                 .map(|a| a.take(8).collect())
                 .unwrap_or_default();
-            Box::new(addrs)
+            RunResult::Addrs(addrs)
         });
     }
 

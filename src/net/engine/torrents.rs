@@ -38,7 +38,7 @@ impl Engine {
     pub(super) fn new_entry(&mut self, meta: Torrent, dir: PathBuf) -> Result<u32, String> {
         let storage = (self.config.storage_factory)(&meta, &dir)
             .map_err(|e| format!("cannot open storage: {e}"))?;
-        let n = meta.lengths.n_pieces();
+        let (n, lengths) = (meta.lengths.n_pieces(), meta.lengths);
         let disk = Arc::new(DiskTorrent::new(
             storage,
             meta.file_map.clone(),
@@ -71,14 +71,11 @@ impl Engine {
                 check: None,
                 known: PeerList::default(),
                 manual_peers: Vec::new(),
-                durable: Bitfield::new(n),
-                unsynced: Vec::new(),
-                unsynced_bytes: 0,
-                first_unsynced: None,
-                sync_in_flight: false,
-                save_dirty: false,
-                save_in_flight: false,
-                journal_pending: Vec::new(),
+                checkpoint: Checkpoint::new(
+                    lengths,
+                    self.config.checkpoint_bytes,
+                    self.config.checkpoint_interval,
+                ),
                 pieces_resumed: 0,
                 writes_in_flight: 0,
                 closed_transfer: Vec::new(),
@@ -144,7 +141,7 @@ impl Engine {
                     )
                 })
                 .collect();
-            Box::new(files)
+            RunResult::Files(files)
         });
     }
 
@@ -346,7 +343,9 @@ impl Engine {
             return;
         };
         let mut have = t.resume_have.clone();
-        t.durable = t.resume_have.clone();
+        // The record is written again unless the probe found it true;
+        // pieces found by the check reach it at the next checkpoint.
+        t.checkpoint.begin(t.resume_have.clone(), t.record_matches);
         for &p in &found {
             if have.set(p) {
                 // Found on disk but not recorded as durable: record at the
@@ -354,8 +353,7 @@ impl Engine {
                 // that a crash before then re-hashes it (the resume record
                 // written below already has the file sizes, and the probe
                 // would otherwise trust its empty piece list).
-                t.add_unsynced(p, now);
-                t.journal_pending.push(p);
+                t.checkpoint.verified(p, now);
             }
         }
         t.pieces_resumed = have.count();
@@ -387,8 +385,6 @@ impl Engine {
         let downloads = swarm.download_enabled() && !swarm.is_complete();
         t.swarm = Some(swarm);
         t.phase = Phase::Running;
-        // Pieces found by the check reach the record at the next checkpoint.
-        t.save_dirty = !t.record_matches;
         if downloads {
             self.rebalance_downloads();
         }
@@ -413,49 +409,34 @@ impl Engine {
         }
     }
 
-    /// Syncs verified data and records it, when enough has accumulated.
+    /// Syncs verified data and records it, when enough has accumulated
+    /// (`force`: any pending piece), or writes a record that is behind.
     pub(super) fn checkpoint(&mut self, tid: u32, now: Instant, force: bool) {
-        let (bytes, interval) = (
-            self.config.checkpoint_bytes,
-            self.config.checkpoint_interval,
-        );
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
-        if t.sync_in_flight || t.unsynced.is_empty() {
-            if t.save_dirty && !t.sync_in_flight {
-                self.save_resume(tid);
+        match t.checkpoint.poll(now, force) {
+            Due::Nothing => {}
+            Due::Record => self.save_resume(tid),
+            Due::Sync(_) => {
+                let disk = t.disk.clone();
+                self.submit(
+                    |tag| Job::Sync { tag, torrent: disk },
+                    Ctx::Sync { tid },
+                    Priority::Live,
+                );
             }
-            return;
         }
-        let due = force
-            || t.unsynced_bytes >= bytes
-            || t.first_unsynced
-                .is_some_and(|f| now.duration_since(f) >= interval);
-        if !due {
-            return;
-        }
-        let pieces = std::mem::take(&mut t.unsynced);
-        t.unsynced_bytes = 0;
-        t.first_unsynced = None;
-        t.sync_in_flight = true;
-        let disk = t.disk.clone();
-        self.submit(
-            |tag| Job::Sync { tag, torrent: disk },
-            Ctx::Sync { tid, pieces },
-            Priority::Live,
-        );
     }
 
+    /// Writes the resume record if it is behind (and none is being written).
     pub(super) fn save_resume(&mut self, tid: u32) {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
-        if t.save_in_flight || !t.save_dirty || t.phase != Phase::Running {
+        if t.phase != Phase::Running || !t.checkpoint.start_record() {
             return;
         }
-        t.save_dirty = false;
-        t.save_in_flight = true;
         // Record current file sizes with the pieces (sizes only grow while we download).
         let disk = t.disk.clone();
         let mut record = t.resume_record();
@@ -467,7 +448,7 @@ impl Engine {
             record.file_mtimes = (0..disk.storage.n_files())
                 .map(|i| disk.storage.file_mtime(i).ok().flatten().unwrap_or(0))
                 .collect();
-            Box::new(storage::write_atomic(&path, &record.encode(), 0o600))
+            RunResult::Io(storage::write_atomic(&path, &record.encode(), 0o600))
         });
     }
 
@@ -475,16 +456,16 @@ impl Engine {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
-        if t.journal_pending.is_empty() {
+        let Some(pieces) = t.checkpoint.take_journal() else {
             return;
-        }
-        let bytes = resume::encode_journal(&std::mem::take(&mut t.journal_pending));
+        };
+        let bytes = resume::encode_journal(&pieces);
         let path = self.config.state_file(t.meta.info_hash, "journal");
         // Holds the storage: a removal waits for the append.
         let hold = t.disk.clone();
-        self.run_job(Ctx::Other("journal"), move || {
+        self.run_job(Ctx::Chore(Chore::Journal), move || {
             let _hold = hold;
-            Box::new(storage::append_file(&path, &bytes))
+            RunResult::Io(storage::append_file(&path, &bytes))
         });
     }
 }

@@ -238,7 +238,7 @@ impl Engine {
                             .to_socket_addrs()
                             .map(|a| a.take(16).collect())
                             .unwrap_or_default();
-                        Box::new(addrs)
+                        RunResult::Addrs(addrs)
                     });
                 }
                 Action::SendUdp { to, bytes } => {
@@ -253,7 +253,7 @@ impl Engine {
                     timeout,
                 } => {
                     self.run_net_job(Ctx::TrackerHttp { tid, tracker }, move || {
-                        Box::new(tracker::http::fetch(&url, timeout))
+                        RunResult::Http(tracker::http::fetch(&url, timeout))
                     });
                 }
                 Action::Peers { peers, .. } => {
