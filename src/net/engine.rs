@@ -31,7 +31,7 @@ use crate::net::api::{
 use crate::resume::{self, Resume};
 use crate::storage::{self, FilePool, FileStorage, Storage};
 use crate::swarm::rate::TokenBucket;
-use crate::swarm::{Bitfield, Out, PeerKey, Swarm, SwarmConfig};
+use crate::swarm::{Bitfield, Disconnect, Out, PeerKey, Swarm, SwarmConfig};
 use crate::wire::peer::{BlockRef, Handshake, Message, HANDSHAKE_LEN};
 use crate::workers::{DiskTorrent, Job, JobDone, Pool, PoolConfig, Priority, RunResult};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -1120,17 +1120,16 @@ impl Engine {
                 }
             }
             Out::Disconnect(key, reason) => {
-                if reason == "both sides are seeds" {
+                if reason == Disconnect::BothSeeds {
                     if let Some(t) = self.torrents.get_mut(&tid) {
                         t.known.mark_seed(key);
                     }
                 }
                 if let Some(c) = self.conns.get_mut(key) {
-                    if reason != "both sides are seeds" {
-                        // The swarm closes only for protocol violations.
-                        self.violations.push((c.addr.ip(), reason.clone()));
+                    if reason.is_violation() {
+                        self.violations.push((c.addr.ip(), reason.to_string()));
                     }
-                    c.close(reason);
+                    c.close(reason.to_string());
                 }
             }
             Out::Ban(ip, reason) => self.ban(ip, reason),

@@ -38,6 +38,7 @@ use crate::hash::Digest;
 use crate::metainfo::{Lengths, PieceIdx, BLOCK_SIZE};
 use crate::wire::peer::{BlockRef, Message};
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,60 @@ impl Default for SwarmConfig {
     }
 }
 
+/// Why the swarm drops a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disconnect {
+    /// Neither side wants anything from the other: not the peer's fault.
+    BothSeeds,
+    /// The violations below count as strikes against the peer's address.
+    HaveOutside(u32),
+    BadBitfield,
+    HaveAllWithoutFast,
+    RejectWithoutFast,
+    UnrequestedPiece {
+        index: u32,
+        begin: u32,
+        len: u64,
+    },
+    RequestOutside(BlockRef),
+}
+
+impl Disconnect {
+    /// A protocol violation (a strike), as opposed to a normal end.
+    pub fn is_violation(&self) -> bool {
+        *self != Disconnect::BothSeeds
+    }
+}
+
+impl fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Disconnect::BothSeeds => f.write_str("both sides are seeds"),
+            Disconnect::BadBitfield => {
+                f.write_str("bitfield of the wrong size or with spare bits set")
+            }
+            Disconnect::HaveOutside(index) => {
+                write!(f, "have for piece {index}, which does not exist")
+            }
+            Disconnect::HaveAllWithoutFast => {
+                f.write_str("have-all/have-none without the Fast extension")
+            }
+            Disconnect::RejectWithoutFast => f.write_str("reject without the Fast extension"),
+            Disconnect::UnrequestedPiece { index, begin, len } => {
+                write!(
+                    f,
+                    "piece message for {index}:{begin}+{len} we never requested"
+                )
+            }
+            Disconnect::RequestOutside(b) => write!(
+                f,
+                "request {}:{}+{} outside the torrent",
+                b.index, b.begin, b.length
+            ),
+        }
+    }
+}
+
 /// An action for the net thread.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Out {
@@ -111,7 +166,7 @@ pub enum Out {
     Hash(PieceIdx),
     /// Hash each block of the piece (smart ban), answer with `on_block_hashes`.
     HashBlocks(PieceIdx),
-    Disconnect(PeerKey, String),
+    Disconnect(PeerKey, Disconnect),
     /// Ban this address and drop its connections (1 h at first; see `net::bans`).
     Ban(IpAddr, String),
     /// The piece passed its hash (record it for resume).
@@ -451,8 +506,7 @@ impl Swarm {
             }
             Message::Have(index) => {
                 if self.lengths.piece(index).is_none() {
-                    return self
-                        .disconnect(key, format!("have for piece {index}, which does not exist"));
+                    return self.disconnect(key, Disconnect::HaveOutside(index));
                 }
                 self.peer_has(key, index);
                 self.update_interest(key);
@@ -462,10 +516,7 @@ impl Swarm {
                 // A later bitfield only adds pieces: aria2c sends one instead of
                 // a batch of haves.
                 let Some(bits) = Bitfield::from_bytes(bytes, self.lengths.n_pieces()) else {
-                    return self.disconnect(
-                        key,
-                        "bitfield of the wrong size or with spare bits set".into(),
-                    );
+                    return self.disconnect(key, Disconnect::BadBitfield);
                 };
                 for p in bits.ones() {
                     self.peer_has(key, p);
@@ -475,8 +526,7 @@ impl Swarm {
             }
             Message::HaveAll | Message::HaveNone => {
                 if !peer.fast {
-                    return self
-                        .disconnect(key, "have-all/have-none without the Fast extension".into());
+                    return self.disconnect(key, Disconnect::HaveAllWithoutFast);
                 }
                 if matches!(msg, Message::HaveAll) {
                     for p in 0..self.lengths.n_pieces() {
@@ -497,7 +547,7 @@ impl Swarm {
             }
             Message::Reject(b) => {
                 if !peer.fast {
-                    return self.disconnect(key, "reject without the Fast extension".into());
+                    return self.disconnect(key, Disconnect::RejectWithoutFast);
                 }
                 if let Some(i) = peer.requests_out.iter().position(|r| *r == b) {
                     peer.requests_out.swap_remove(i);
@@ -520,7 +570,7 @@ impl Swarm {
         }
     }
 
-    fn disconnect(&mut self, key: PeerKey, reason: String) {
+    fn disconnect(&mut self, key: PeerKey, reason: Disconnect) {
         self.out.push(Out::Disconnect(key, reason));
     }
 
@@ -767,10 +817,7 @@ impl Swarm {
             self.stats.wasted += len;
             if !requested && !valid {
                 // Data nobody asked for that does not even fit a block.
-                return self.disconnect(
-                    key,
-                    format!("piece message for {index}:{begin}+{len} we never requested"),
-                );
+                return self.disconnect(key, Disconnect::UnrequestedPiece { index, begin, len });
             }
             self.fill_requests(key, now);
             return;
@@ -902,7 +949,7 @@ impl Swarm {
             for key in &keys {
                 let both_seeds = self.peers.get(key).is_some_and(|peer| peer.has.is_full());
                 if both_seeds {
-                    self.disconnect(*key, "both sides are seeds".into());
+                    self.disconnect(*key, Disconnect::BothSeeds);
                 }
             }
         }
@@ -979,13 +1026,7 @@ impl Swarm {
                 && u64::from(b.begin) + u64::from(b.length) <= u64::from(self.lengths.piece_size(p))
         });
         if !valid {
-            return self.disconnect(
-                key,
-                format!(
-                    "request {}:{}+{} outside the torrent",
-                    b.index, b.begin, b.length
-                ),
-            );
+            return self.disconnect(key, Disconnect::RequestOutside(b));
         }
         let have = self.have.get(b.index);
         let Some(peer) = self.peers.get_mut(&key) else {

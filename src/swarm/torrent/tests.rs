@@ -175,7 +175,17 @@ fn choke_without_fast_frees_requests_and_reject_with_fast_frees_one() {
     s.drain().count();
     // A reject from a peer without the Fast extension is a protocol violation.
     s.on_message(1, Message::Reject(r1[0]), now);
-    assert!(s.drain().any(|o| matches!(o, Out::Disconnect(1, _))));
+    let reason = s.drain().find_map(|o| match o {
+        Out::Disconnect(1, reason) => Some(reason),
+        _ => None,
+    });
+    assert_eq!(reason, Some(Disconnect::RejectWithoutFast));
+    assert!(Disconnect::RejectWithoutFast.is_violation());
+    assert!(!Disconnect::BothSeeds.is_violation());
+    assert_eq!(
+        Disconnect::RejectWithoutFast.to_string(),
+        "reject without the Fast extension"
+    );
 }
 
 #[test]
