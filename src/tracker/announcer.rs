@@ -172,6 +172,14 @@ pub enum Action {
     Log(log::Level, String),
 }
 
+/// How the last request to a tracker went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    NotContacted,
+    Answered,
+    Failed,
+}
+
 /// One tracker, as the control API shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrackerStatus {
@@ -181,6 +189,8 @@ pub struct TrackerStatus {
     pub tier: usize,
     /// `not contacted`, `ok: 37 peers`, `error: <reason>`, `timeout after 15 s`, ...
     pub last_result: String,
+    /// What `last_result` says, for code to decide on.
+    pub outcome: Outcome,
     /// A request to this tracker is in flight.
     pub updating: bool,
     /// Seconds until this tracker is next asked (or may be asked again after
@@ -701,6 +711,7 @@ impl Announcer {
                 url: t.url.clone(),
                 tier: t.tier,
                 last_result: t.describe(),
+                outcome: t.outcome(),
                 updating: t.inflight.is_some(),
                 next_announce_secs: next,
                 seeders: t.seeders,
@@ -1203,6 +1214,14 @@ impl Announcer {
 }
 
 impl Tracker {
+    fn outcome(&self) -> Outcome {
+        match (&self.endpoint, &self.last) {
+            (Err(_), _) | (_, LastResult::Err(_)) => Outcome::Failed,
+            (_, LastResult::Never) => Outcome::NotContacted,
+            (_, LastResult::Ok { .. }) => Outcome::Answered,
+        }
+    }
+
     fn describe(&self) -> String {
         match (&self.endpoint, &self.last) {
             (Err(e), _) => format!("error: {e}"),

@@ -82,7 +82,7 @@ pub mod http;
 pub mod udp;
 
 pub use announcer::{
-    Action, Announcer, AnnouncerConfig, AnnouncerParams, TrackerId, TrackerStatus,
+    Action, Announcer, AnnouncerConfig, AnnouncerParams, Outcome, TrackerId, TrackerStatus,
 };
 
 use std::fmt;

@@ -347,13 +347,19 @@ impl Engine {
     /// The trackers in one line for `ls`: the best answer (an `ok` one if
     /// any tracker answered), `None` without trackers.
     pub(super) fn tracker_summary(&self, tid: u32, now: Instant) -> Option<String> {
-        let infos = self.tracker_infos(tid, now);
-        let best = infos
+        use crate::tracker::Outcome;
+        let Some(slot) = self.trackers.get(&tid) else {
+            // Not started: every tracker is "not contacted".
+            let first = self.tracker_infos(tid, now).into_iter().next()?;
+            return Some(first.last_result);
+        };
+        let statuses = slot.announcer.status(now);
+        let best = statuses
             .iter()
-            .find(|t| t.last_result.starts_with("ok"))
-            .or_else(|| infos.iter().find(|t| t.last_result != "not contacted"))
-            .or(infos.first())?;
-        Some(best.last_result.clone())
+            .find(|s| s.outcome == Outcome::Answered)
+            .or_else(|| statuses.iter().find(|s| s.outcome != Outcome::NotContacted))
+            .or(statuses.first())?;
+        Some(shown_result(best))
     }
 
     /// Tracker status for the API.
@@ -385,16 +391,21 @@ impl Engine {
             .status(now)
             .into_iter()
             .map(|s| api::TrackerInfo {
+                last_result: shown_result(&s),
                 url: s.url,
                 tier: s.tier,
-                last_result: match s.warning {
-                    Some(w) => format!("{} (warning: {w})", s.last_result),
-                    None => s.last_result,
-                },
                 next_announce_secs: s.next_announce_secs,
                 seeders: s.seeders,
                 leechers: s.leechers,
             })
             .collect()
+    }
+}
+
+/// A tracker's last result as `ls` and the API show it, with its warning.
+fn shown_result(s: &crate::tracker::TrackerStatus) -> String {
+    match &s.warning {
+        Some(w) => format!("{} (warning: {w})", s.last_result),
+        None => s.last_result.clone(),
     }
 }

@@ -161,6 +161,7 @@ fn started_then_regular_announces() {
     }
     assert!(status_of(&a, id, t0).updating);
     assert_eq!(status_of(&a, id, t0).last_result, "not contacted");
+    assert_eq!(status_of(&a, id, t0).outcome, Outcome::NotContacted);
 
     let t1 = t0 + secs(1);
     a.on_http_result(id, http_ok(1800, &["10.0.0.1:6881", "10.0.0.2:6882"]), t1);
@@ -174,6 +175,7 @@ fn started_then_regular_announces() {
     assert_eq!(a.next_deadline(), Some(t1 + secs(1800)));
     let s = status_of(&a, id, t1);
     assert_eq!(s.last_result, "ok: 2 peers");
+    assert_eq!(s.outcome, Outcome::Answered);
     assert_eq!(s.next_announce_secs, Some(1800));
     assert!(!s.updating);
 
@@ -345,6 +347,7 @@ fn backoff_doubles_and_resets() {
     let s = status_of(&a, id, now);
     assert_eq!(s.failures, 10);
     assert_eq!(s.last_result, "timeout after 30 s");
+    assert_eq!(s.outcome, Outcome::Failed);
     assert!(s.updating);
     a.on_http_result(id, http_ok(1800, &[]), now);
     let s = status_of(&a, id, now);
