@@ -4,7 +4,7 @@
 //! request carries `Authorization: Bearer TOKEN`.
 
 use super::http;
-use crate::json::{self, Json};
+use crate::json::{self, Json, SchemaError};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -81,6 +81,15 @@ impl Client {
 
     pub fn delete(&self, path: &str) -> Result<Json, ClientError> {
         self.request("DELETE", path, None)
+    }
+
+    /// An answer that is JSON but not the shape this client reads (see
+    /// `api`'s `FromJson` impls): a daemon of another version, or not peerlet.
+    pub fn schema_error(&self, e: SchemaError) -> ClientError {
+        ClientError::Transport(format!(
+            "the answer from {} does not match this client's API ({e}): is the daemon the same peerlet version?",
+            self.addr
+        ))
     }
 
     /// Sends a request (`path` with its query) and parses the JSON answer;
