@@ -10,6 +10,8 @@
 //! - [`swarm`]: sans-IO torrent logic: picker, choker, per-peer protocol state.
 //! - [`tracker`]: sans-IO tracker protocols (UDP, HTTP) and the announcer.
 //! - [`overlay`]: sans-IO discovery overlay: routing table, content table, flooded search.
+//! - [`http`]: what the tracker client and the control API share of HTTP
+//!   and URLs (%-encoding, timeouts); pure.
 //! - [`hash`]: SHA-1 behind one interface (RustCrypto's where the CPU has SHA-1
 //!   instructions, sha1_smol elsewhere).
 //! - [`storage`]: the only module that touches the filesystem: pieces mapped
@@ -33,6 +35,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod hash;
+pub mod http;
 pub mod json;
 pub mod metainfo;
 pub mod net;

@@ -3,7 +3,7 @@
 //! on the size of the answer, which is parsed as JSON. With a token, every
 //! request carries `Authorization: Bearer TOKEN`.
 
-use super::http;
+use super::http::{self, is_timeout};
 use crate::json::{self, Json, SchemaError};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -273,13 +273,6 @@ impl Client {
             Ok(r) => Ok(r),
         }
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// Connect errors that mean "nobody is there".
