@@ -1,6 +1,8 @@
-//! A tiny JSON writer (for `--json` output and the control API) and a
-//! parser for untrusted JSON (the client reads the control API's answers
-//! with it). No dependencies.
+//! A tiny JSON writer (for `--json` output and the control API), a parser
+//! for untrusted JSON (the client reads the control API's answers with
+//! it), and [`FromJson`]: reading a parsed value into a typed struct, where
+//! a missing or mistyped field is a [`SchemaError`] naming its path
+//! (`peer_list[2].source`), never a default. No dependencies.
 //!
 //! The parser never panics, refuses text longer than [`MAX_LEN`] bytes and
 //! nesting deeper than [`MAX_DEPTH`], and builds at most one value per input
@@ -509,6 +511,186 @@ impl Json {
     }
 }
 
+// ----- reading typed values (the schema of the control API's answers) -----
+
+/// Why a JSON value does not have the shape its type expects: the path of
+/// the field (`peer_list[2].source`, empty for the value itself) and what
+/// is wrong with it. A missing field is an error, never a default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaError {
+    pub path: String,
+    pub problem: String,
+}
+
+impl SchemaError {
+    pub fn new(problem: impl Into<String>) -> SchemaError {
+        SchemaError {
+            path: String::new(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The same error seen from the object holding it under `key`.
+    pub fn under_key(mut self, key: &str) -> SchemaError {
+        let sep = if self.path.is_empty() || self.path.starts_with('[') {
+            ""
+        } else {
+            "."
+        };
+        self.path = format!("{key}{sep}{}", self.path);
+        self
+    }
+
+    /// The same error seen from the array holding it at `index`.
+    pub fn under_index(mut self, index: usize) -> SchemaError {
+        let sep = if self.path.is_empty() || self.path.starts_with('[') {
+            ""
+        } else {
+            "."
+        };
+        self.path = format!("[{index}]{sep}{}", self.path);
+        self
+    }
+}
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "field '{}': {}", self.path, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+/// A type read back from the JSON its `to_json` writes. Every field is
+/// required: a missing key or a value of the wrong kind is a
+/// [`SchemaError`] naming the field; only `null` reads as `None`, and only
+/// for an `Option`.
+pub trait FromJson: Sized {
+    fn from_json(j: &Json) -> Result<Self, SchemaError>;
+}
+
+impl Json {
+    /// The field `key` of an object, read as `T`; errors name the key.
+    pub fn field<T: FromJson>(&self, key: &str) -> Result<T, SchemaError> {
+        T::from_json(self.member(key)?).map_err(|e| e.under_key(key))
+    }
+
+    /// The value of `key` in an object: an error when this is not an
+    /// object or the key is missing.
+    pub fn member(&self, key: &str) -> Result<&Json, SchemaError> {
+        match self {
+            Json::Obj(_) => self
+                .get(key)
+                .ok_or_else(|| SchemaError::new("missing").under_key(key)),
+            _ => Err(SchemaError::new("expected an object")),
+        }
+    }
+
+    /// The entries of an object.
+    pub fn entries(&self) -> Result<&[(String, Json)], SchemaError> {
+        match self {
+            Json::Obj(entries) => Ok(entries),
+            _ => Err(SchemaError::new("expected an object")),
+        }
+    }
+
+    /// The string value, when it is one of `names` (a closed set of words
+    /// such as a state), as the `'static` name.
+    pub fn one_of(&self, names: &[&'static str]) -> Result<&'static str, SchemaError> {
+        let s = String::from_json(self)?;
+        names
+            .iter()
+            .find(|n| **n == s)
+            .copied()
+            .ok_or_else(|| SchemaError::new(format!("unknown value \"{s}\"")))
+    }
+
+    /// [`Json::one_of`] for the field `key` of an object.
+    pub fn field_one_of(
+        &self,
+        key: &str,
+        names: &[&'static str],
+    ) -> Result<&'static str, SchemaError> {
+        self.member(key)?
+            .one_of(names)
+            .map_err(|e| e.under_key(key))
+    }
+
+    /// A non-negative integer of at most `max`.
+    fn uint(&self, max: u64) -> Result<u64, SchemaError> {
+        match self.as_u64() {
+            Some(n) if n <= max => Ok(n),
+            Some(n) => Err(SchemaError::new(format!("{n} is larger than {max}"))),
+            None => Err(SchemaError::new("expected a non-negative integer")),
+        }
+    }
+}
+
+impl FromJson for String {
+    fn from_json(j: &Json) -> Result<String, SchemaError> {
+        j.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| SchemaError::new("expected a string"))
+    }
+}
+
+impl FromJson for bool {
+    fn from_json(j: &Json) -> Result<bool, SchemaError> {
+        j.as_bool()
+            .ok_or_else(|| SchemaError::new("expected true or false"))
+    }
+}
+
+impl FromJson for u64 {
+    fn from_json(j: &Json) -> Result<u64, SchemaError> {
+        j.uint(u64::MAX)
+    }
+}
+
+impl FromJson for u32 {
+    fn from_json(j: &Json) -> Result<u32, SchemaError> {
+        j.uint(u32::MAX.into()).map(|n| n as u32)
+    }
+}
+
+impl FromJson for u16 {
+    fn from_json(j: &Json) -> Result<u16, SchemaError> {
+        j.uint(u16::MAX.into()).map(|n| n as u16)
+    }
+}
+
+impl FromJson for usize {
+    fn from_json(j: &Json) -> Result<usize, SchemaError> {
+        j.uint(usize::MAX as u64).map(|n| n as usize)
+    }
+}
+
+impl<T: FromJson> FromJson for Option<T> {
+    fn from_json(j: &Json) -> Result<Option<T>, SchemaError> {
+        match j {
+            Json::Null => Ok(None),
+            j => T::from_json(j).map(Some),
+        }
+    }
+}
+
+impl<T: FromJson> FromJson for Vec<T> {
+    fn from_json(j: &Json) -> Result<Vec<T>, SchemaError> {
+        let items = j
+            .as_array()
+            .ok_or_else(|| SchemaError::new("expected an array"))?;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            out.push(T::from_json(item).map_err(|e| e.under_index(i))?);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,5 +876,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn typed_fields_name_what_is_wrong() {
+        let j =
+            parse(r#"{"n": 5, "s": "x", "o": null, "l": [{"a": 1}, {"a": "x"}], "big": 70000}"#)
+                .unwrap();
+        assert_eq!(j.field::<u64>("n"), Ok(5));
+        assert_eq!(j.field::<String>("s").as_deref(), Ok("x"));
+        assert_eq!(j.field::<Option<u32>>("o"), Ok(None));
+        assert_eq!(j.field::<Option<u32>>("n"), Ok(Some(5)));
+        let e = j.field::<u64>("missing").unwrap_err();
+        assert_eq!(e.to_string(), "field 'missing': missing");
+        // Optional fields are present too (as null): missing is an error.
+        assert!(j.field::<Option<u64>>("missing").is_err());
+        assert_eq!(
+            j.field::<String>("n").unwrap_err().to_string(),
+            "field 'n': expected a string"
+        );
+        assert_eq!(
+            j.field::<u16>("big").unwrap_err().to_string(),
+            "field 'big': 70000 is larger than 65535"
+        );
+        #[derive(Debug)]
+        struct A;
+        impl FromJson for A {
+            fn from_json(j: &Json) -> Result<A, SchemaError> {
+                j.field::<u64>("a").map(|_| A)
+            }
+        }
+        let e = j.field::<Vec<A>>("l").unwrap_err();
+        assert_eq!(e.path, "l[1].a");
+        assert_eq!(
+            A::from_json(&Json::UInt(1)).unwrap_err().problem,
+            "expected an object"
+        );
+        assert_eq!(
+            Json::from("dht")
+                .one_of(&["pex", "tracker"])
+                .unwrap_err()
+                .to_string(),
+            "unknown value \"dht\""
+        );
+        assert_eq!(Json::from("pex").one_of(&["pex", "tracker"]), Ok("pex"));
+        assert_eq!(
+            Json::Int(-1).field::<u64>("x").unwrap_err().problem,
+            "expected an object"
+        );
+        assert!(u64::from_json(&Json::Int(-1)).is_err());
+        assert!(u64::from_json(&Json::Float(1.5)).is_err());
     }
 }

@@ -11,6 +11,8 @@
 //! - [`tracker`]: sans-IO tracker protocols (UDP, HTTP) and the announcer.
 //! - [`overlay`]: sans-IO discovery overlay: routing table, content table, flooded search.
 //! - [`sort`]: stable sorting with one copy of the sorting code.
+//! - [`http`]: what the tracker client and the control API share of HTTP
+//!   and URLs (%-encoding, timeouts); pure.
 //! - [`hash`]: SHA-1 behind one interface (RustCrypto's where the CPU has SHA-1
 //!   instructions, sha1_smol elsewhere).
 //! - [`storage`]: the only module that touches the filesystem: pieces mapped
@@ -34,6 +36,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod hash;
+pub mod http;
 pub mod json;
 pub mod metainfo;
 pub mod net;

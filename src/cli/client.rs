@@ -3,8 +3,8 @@
 //! on the size of the answer, which is parsed as JSON. With a token, every
 //! request carries `Authorization: Bearer TOKEN`.
 
-use crate::control::http;
-use crate::json::{self, Json};
+use crate::control::http::{self, is_timeout};
+use crate::json::{self, Json, SchemaError};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -81,6 +81,15 @@ impl Client {
 
     pub fn delete(&self, path: &str) -> Result<Json, ClientError> {
         self.request("DELETE", path, None)
+    }
+
+    /// An answer that is JSON but not the shape this client reads (see
+    /// `api`'s `FromJson` impls): a daemon of another version, or not peerlet.
+    pub fn schema_error(&self, e: SchemaError) -> ClientError {
+        ClientError::Transport(format!(
+            "the answer from {} does not match this client's API ({e}): is the daemon the same peerlet version?",
+            self.addr
+        ))
     }
 
     /// Sends a request (`path` with its query) and parses the JSON answer;
@@ -264,13 +273,6 @@ impl Client {
             Ok(r) => Ok(r),
         }
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// Connect errors that mean "nobody is there".

@@ -9,8 +9,12 @@ use crate::cli::CliError;
 use crate::control::http::percent_encode;
 use crate::control::server::plausible_peer;
 use crate::control::token::{self, TOKEN_ENV};
-use crate::json::Json;
+use crate::json::{FromJson, Json};
 use crate::metainfo::{InfoHash, Magnet, Torrent};
+use crate::net::api::{
+    AddResult, BanInfo, NodeStatus, OverlayNode, OverlayStatus, SearchHit, SearchPage,
+    TorrentDetail, TorrentState, TorrentStatus,
+};
 use crate::progress::human_bytes;
 use crate::storage;
 use argh::FromArgs;
@@ -341,24 +345,16 @@ fn cli_err(msg: impl Into<String>) -> Fail {
     Fail::Cli(CliError(msg.into()))
 }
 
-// ---- reading fields of the daemon's answers (missing fields read as empty) ----
+// ---- the daemon's answers, read as the types the server writes (`api`) ----
 
-fn s<'a>(j: &'a Json, key: &str) -> &'a str {
-    j.get(key).and_then(Json::as_str).unwrap_or("")
+/// An answer read as `T`, or an error naming the field that does not fit.
+fn decode<T: FromJson>(client: &Client, j: &Json) -> Result<T, ClientError> {
+    T::from_json(j).map_err(|e| client.schema_error(e))
 }
 
-fn u(j: &Json, key: &str) -> u64 {
-    j.get(key).and_then(Json::as_u64).unwrap_or(0)
-}
-
-fn b(j: &Json, key: &str) -> bool {
-    j.get(key).and_then(Json::as_bool).unwrap_or(false)
-}
-
-fn error_of(j: &Json) -> Option<&str> {
-    j.get("error")
-        .and_then(Json::as_str)
-        .filter(|e| !e.is_empty())
+/// A torrent's error, if it has one worth showing.
+fn error_of(t: &TorrentStatus) -> Option<&str> {
+    t.error.as_deref().filter(|e| !e.is_empty())
 }
 
 fn percent(have: u64, total: u64) -> f64 {
@@ -448,44 +444,27 @@ fn add(
     dir: Option<&PathBuf>,
     peers: &[String],
     quiet: bool,
-) -> Result<Added, Fail> {
+) -> Result<AddResult, Fail> {
     let (ctype, body) = read_source(source)?;
     let query = add_query(dir, peers)?;
     let j = client.post(&format!("/api/torrents{query}"), Some((ctype, &body)))?;
-    let added = Added {
-        hash: s(&j, "info_hash").to_string(),
-        name: s(&j, "name").to_string(),
-        json: j,
-    };
-    if InfoHash::parse(&added.hash).is_none() {
-        return Err(Fail::Client(ClientError::Transport(format!(
-            "the daemon answered without an info-hash: {}",
-            added.json
-        ))));
-    }
+    let added: AddResult = decode(client, &j)?;
     if !quiet {
-        println!("{}", add_line(&added.json, !peers.is_empty()));
+        println!("{}", add_line(&added, !peers.is_empty()));
     }
     Ok(added)
 }
 
-/// What the daemon answered to an add.
-struct Added {
-    hash: String,
-    name: String,
-    json: Json,
-}
-
 /// `added NAME (HASH)`, `already present: NAME (HASH)[, peers added]`; a
 /// magnet link without a name shows the hash once.
-fn add_line(j: &Json, with_peers: bool) -> String {
-    let (hash, name) = (s(j, "info_hash"), printable(s(j, "name")));
+fn add_line(a: &AddResult, with_peers: bool) -> String {
+    let (hash, name) = (a.info_hash.to_hex(), printable(&a.name));
     let what = if name.is_empty() || name == hash {
         format!("{hash} (name not known yet)")
     } else {
         format!("{name} ({hash})")
     };
-    if b(j, "added") {
+    if a.added {
         format!("added {what}")
     } else if with_peers {
         format!("already present: {what}, peers added")
@@ -499,17 +478,20 @@ pub fn run_add(a: AddArgs) -> Result<u8, CliError> {
         let added = add(c, &a.source, a.dir.as_ref(), &a.peer, a.json)?;
         if !a.wait {
             if a.json {
-                println!("{}", added.json);
+                println!("{}", added.to_json());
             }
             return Ok(0);
         }
         let (mut code, last) = wait_for(c, &added, Until::Checked, None, !a.json)?;
-        if last.as_ref().is_some_and(|j| s(j, "state") == "error") {
+        if last
+            .as_ref()
+            .is_some_and(|d| d.status.state == TorrentState::Error)
+        {
             code = 1;
         }
         if a.json {
             if let Some(last) = last {
-                println!("{}", last.with("added", b(&added.json, "added")));
+                println!("{}", last.to_json().with("added", added.added));
             }
         }
         Ok(code)
@@ -523,7 +505,7 @@ pub fn run_get(a: GetArgs) -> Result<u8, CliError> {
         let (code, last) = wait_for(c, &added, Until::Complete, deadline, !a.json)?;
         if a.json {
             if let Some(last) = last {
-                println!("{last}");
+                println!("{}", last.to_json());
             }
         }
         Ok(code)
@@ -539,15 +521,15 @@ enum Until {
     Checked,
 }
 
-/// True when a torrent's status `j` is what `until` waits for.
-fn reached(j: &Json, until: Until) -> bool {
-    let state = s(j, "state");
+/// True when a torrent's status `t` is what `until` waits for.
+fn reached(t: &TorrentStatus, until: Until) -> bool {
     match until {
         Until::Complete => {
-            let pieces = u(j, "pieces");
-            pieces > 0 && u(j, "pieces_have") == pieces && (state == "seeding" || state == "paused")
+            t.pieces > 0
+                && t.pieces_have == t.pieces
+                && matches!(t.state, TorrentState::Seeding | TorrentState::Paused)
         }
-        Until::Checked => !state.is_empty() && state != "metadata" && state != "checking",
+        Until::Checked => !matches!(t.state, TorrentState::Metadata | TorrentState::Checking),
     }
 }
 
@@ -556,20 +538,27 @@ fn reached(j: &Json, until: Until) -> bool {
 /// the torrent's last status.
 fn wait_for(
     client: &Client,
-    added: &Added,
+    added: &AddResult,
     until: Until,
     deadline: Option<Instant>,
     show: bool,
-) -> Result<(u8, Option<Json>), Fail> {
-    let hash = &added.hash;
+) -> Result<(u8, Option<TorrentDetail>), Fail> {
+    let hash = &added.info_hash.to_hex();
     let mut view = GetView::new(&added.name, show);
     let mut seen_errors: HashSet<String> = HashSet::new();
-    let mut last: Option<Json> = None;
+    let mut last: Option<TorrentDetail> = None;
     let path = format!("/api/torrents/{hash}");
     loop {
         match client.get(&path) {
             Ok(j) => {
-                if let Some(e) = error_of(&j) {
+                let d: TorrentDetail = match decode(client, &j) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        view.finish();
+                        return Err(e.into());
+                    }
+                };
+                if let Some(e) = error_of(&d.status) {
                     if seen_errors.insert(e.to_string()) {
                         view.message(&format!(
                             "peerlet: {}: {} (the daemon keeps retrying)",
@@ -578,15 +567,15 @@ fn wait_for(
                         ));
                     }
                 }
-                if reached(&j, until) {
+                if reached(&d.status, until) {
                     view.finish();
                     if show {
-                        println!("{}", done_line(&j, until));
+                        println!("{}", done_line(&d.status, until));
                     }
-                    return Ok((0, Some(j)));
+                    return Ok((0, Some(d)));
                 }
-                view.show(&j);
-                last = Some(j);
+                view.show(&d.status);
+                last = Some(d);
             }
             Err(ClientError::Api { status: 404, .. }) => {
                 view.finish();
@@ -636,20 +625,20 @@ fn wait_for(
 }
 
 /// The line `get` and `add --wait` end with.
-fn done_line(j: &Json, until: Until) -> String {
-    let (name, hash) = (printable(s(j, "name")), s(j, "info_hash"));
+fn done_line(t: &TorrentStatus, until: Until) -> String {
+    let (name, hash) = (printable(&t.name), t.info_hash.to_hex());
+    let dir = printable(&t.dir.display().to_string());
     match until {
-        Until::Complete => format!("complete: {name} ({hash}) in {}", printable(s(j, "dir"))),
+        Until::Complete => format!("complete: {name} ({hash}) in {dir}"),
         Until::Checked => {
-            let state = s(j, "state");
-            let (have, total) = (u(j, "have_bytes"), u(j, "total_size"));
+            let state = t.state.as_str();
+            let (have, total) = (t.have_bytes, t.total_size);
             let mut line = format!(
-                "{state}: {name} ({hash}), {:.1}% of {} on disk in {}",
+                "{state}: {name} ({hash}), {:.1}% of {} on disk in {dir}",
                 percent(have, total),
                 human_bytes(total),
-                printable(s(j, "dir"))
             );
-            if let Some(e) = error_of(j) {
+            if let Some(e) = error_of(t) {
                 line.push_str(&format!(", error: {}", printable(e)));
             }
             line
@@ -667,7 +656,7 @@ struct GetView {
     drawn: bool,
     last_line: Option<Instant>,
     last_decile: Option<u64>,
-    last_state: String,
+    last_state: Option<TorrentState>,
 }
 
 impl GetView {
@@ -679,7 +668,7 @@ impl GetView {
             drawn: false,
             last_line: None,
             last_decile: None,
-            last_state: String::new(),
+            last_state: None,
         }
     }
 
@@ -710,22 +699,21 @@ impl GetView {
         let _ = std::io::stderr().flush();
     }
 
-    fn show(&mut self, j: &Json) {
-        let n = s(j, "name");
-        if !n.is_empty() {
-            self.name = printable(n);
+    fn show(&mut self, t: &TorrentStatus) {
+        if !t.name.is_empty() {
+            self.name = printable(&t.name);
         }
         if !self.enabled {
             return;
         }
-        let line = progress_line(&self.name, j, self.terminal);
+        let line = progress_line(&self.name, t, self.terminal);
         if self.terminal {
             eprint!("\r{line:<79}");
             let _ = std::io::stderr().flush();
             self.drawn = true;
         } else {
-            let state = s(j, "state").to_string();
-            let decile = (percent(u(j, "have_bytes"), u(j, "total_size")) / 10.0) as u64;
+            let state = Some(t.state);
+            let decile = (percent(t.have_bytes, t.total_size) / 10.0) as u64;
             let now = Instant::now();
             let due = self.last_decile != Some(decile)
                 || state != self.last_state
@@ -745,20 +733,20 @@ impl GetView {
 /// One progress line of `get`: a bar for a terminal
 /// (`album [####----] 20.0% 1.3 MiB/s 1 peer ETA 18s`), else a plain line
 /// (`album: 20.0% of 28.6 MiB, 1.3 MiB/s, 1 peer, ETA 18s (downloading)`).
-fn progress_line(name: &str, j: &Json, terminal: bool) -> String {
-    let state = s(j, "state");
-    let (have, total) = (u(j, "have_bytes"), u(j, "total_size"));
+fn progress_line(name: &str, t: &TorrentStatus, terminal: bool) -> String {
+    let state = t.state;
+    let (have, total) = (t.have_bytes, t.total_size);
     let pct = percent(have, total);
-    let down = u(j, "download_rate");
-    let peers = match u(j, "peers") {
+    let down = t.download_rate;
+    let peers = match t.peers {
         1 => "1 peer".to_string(),
         n => format!("{n} peers"),
     };
     let eta = (down > 0 && total > have).then(|| human_duration((total - have).div_ceil(down)));
     let what = match state {
-        "metadata" => "fetching metadata",
-        "checking" => "checking data on disk",
-        other => other,
+        TorrentState::Metadata => "fetching metadata",
+        TorrentState::Checking => "checking data on disk",
+        other => other.as_str(),
     };
     if terminal {
         let width = 20;
@@ -769,7 +757,11 @@ fn progress_line(name: &str, j: &Json, terminal: bool) -> String {
             short.push('…');
         }
         let eta = eta.map(|e| format!(" ETA {e}")).unwrap_or_default();
-        let what = if state == "downloading" { "" } else { what };
+        let what = if state == TorrentState::Downloading {
+            ""
+        } else {
+            what
+        };
         format!(
             "{short} [{bar}] {pct:5.1}% {} {peers}{eta} {what}",
             rate(down)
@@ -777,7 +769,7 @@ fn progress_line(name: &str, j: &Json, terminal: bool) -> String {
         .trim_end()
         .to_string()
     } else {
-        let size = if total > 0 || state != "metadata" {
+        let size = if total > 0 || state != TorrentState::Metadata {
             format!(" of {}", human_bytes(total))
         } else {
             String::new()
@@ -794,41 +786,43 @@ fn progress_line(name: &str, j: &Json, terminal: bool) -> String {
 
 pub fn run_ls(a: LsArgs) -> Result<u8, CliError> {
     with_client(&a.api, a.token.as_deref(), |c| {
-        let j = c.get("/api/torrents")?;
+        let list: Vec<TorrentStatus> = decode(c, &c.get("/api/torrents")?)?;
         if a.json {
-            println!("{j}");
+            println!(
+                "{}",
+                Json::Arr(list.iter().map(TorrentStatus::to_json).collect())
+            );
             return Ok(0);
         }
-        let list = j.as_array().unwrap_or_default();
         if list.is_empty() {
             println!("no torrents");
             return Ok(0);
         }
-        print!("{}", ls_table(list));
+        print!("{}", ls_table(&list));
         Ok(0)
     })
 }
 
 /// The `ls` table: one row per torrent, an error line under a torrent in trouble.
-pub fn ls_table(list: &[Json]) -> String {
+pub fn ls_table(list: &[TorrentStatus]) -> String {
     let header = [
         "HASH", "STATE", "DONE", "SIZE", "DOWN", "UP", "PEERS", "TRACKER", "NAME",
     ];
     let rows: Vec<([String; 9], Option<String>)> = list
         .iter()
         .map(|t| {
-            let hash: String = s(t, "info_hash").chars().take(8).collect();
+            let hash: String = t.info_hash.to_hex().chars().take(8).collect();
             (
                 [
                     hash,
-                    s(t, "state").to_string(),
-                    format!("{:.1}%", percent(u(t, "have_bytes"), u(t, "total_size"))),
-                    human_bytes(u(t, "total_size")),
-                    rate(u(t, "download_rate")),
-                    rate(u(t, "upload_rate")),
-                    u(t, "peers").to_string(),
+                    t.state.as_str().to_string(),
+                    format!("{:.1}%", percent(t.have_bytes, t.total_size)),
+                    human_bytes(t.total_size),
+                    rate(t.download_rate),
+                    rate(t.upload_rate),
+                    t.peers.to_string(),
                     tracker_word(t),
-                    printable(s(t, "name")),
+                    printable(&t.name),
                 ],
                 error_of(t).map(printable),
             )
@@ -875,8 +869,8 @@ pub(crate) fn printable(text: &str) -> String {
 
 /// The `TRACKER` cell of `ls`: `-` without trackers, else the first word of
 /// the best tracker result (`ok`, `error`, `timeout`, `not`...).
-fn tracker_word(t: &Json) -> String {
-    match t.get("tracker").and_then(Json::as_str) {
+fn tracker_word(t: &TorrentStatus) -> String {
+    match t.tracker.as_deref() {
         None => "-".into(),
         Some(r) if r.starts_with("not contacted") => "waiting".into(),
         Some(r) => printable(r.split([':', ' ']).next().unwrap_or("")),
@@ -895,16 +889,14 @@ fn resolve_hash(client: &Client, given: &str) -> Result<String, Fail> {
             "'{given}' is not an info-hash (40 hex digits, or a unique prefix of at least 4)"
         )));
     }
-    let list = client.get("/api/torrents")?;
-    let matches: Vec<&str> = list
-        .as_array()
-        .unwrap_or_default()
+    let list: Vec<TorrentStatus> = decode(client, &client.get("/api/torrents")?)?;
+    let matches: Vec<String> = list
         .iter()
-        .map(|t| s(t, "info_hash"))
+        .map(|t| t.info_hash.to_hex())
         .filter(|h| h.starts_with(&prefix))
         .collect();
     match matches.as_slice() {
-        [one] => Ok(one.to_string()),
+        [one] => Ok(one.clone()),
         [] => Err(cli_err(format!(
             "no torrent's info-hash starts with '{given}'"
         ))),
@@ -918,187 +910,162 @@ fn resolve_hash(client: &Client, given: &str) -> Result<String, Fail> {
 pub fn run_status(a: StatusArgs) -> Result<u8, CliError> {
     with_client(&a.api, a.token.as_deref(), |c| {
         let Some(given) = &a.hash else {
-            let j = c.get("/api/node")?;
+            let node: NodeStatus = decode(c, &c.get("/api/node")?)?;
             if a.json {
-                println!("{j}");
+                println!("{}", node.to_json());
             } else {
-                print!("{}", node_text(&j));
+                print!("{}", node_text(&node));
             }
             return Ok(0);
         };
         let hash = resolve_hash(c, given)?;
-        let j = c.get(&format!("/api/torrents/{hash}"))?;
+        let d: TorrentDetail = decode(c, &c.get(&format!("/api/torrents/{hash}"))?)?;
         if a.json {
-            println!("{j}");
+            println!("{}", d.to_json());
         } else {
-            print!("{}", detail_text(&j));
+            print!("{}", detail_text(&d));
         }
         Ok(0)
     })
 }
 
-pub fn node_text(j: &Json) -> String {
+pub fn node_text(n: &NodeStatus) -> String {
     let mut out = String::new();
-    out.push_str(&format!("version: {}\n", s(j, "version")));
-    out.push_str(&format!("listen: {}\n", s(j, "listen")));
-    out.push_str(&format!("peer id: {}\n", s(j, "peer_id")));
-    for (label, key) in [
-        ("node id", "node_id"),
-        ("public key", "public_key"),
-        ("network", "network"),
+    out.push_str(&format!("version: {}\n", n.version));
+    out.push_str(&format!("listen: {}\n", n.listen));
+    out.push_str(&format!("peer id: {}\n", n.peer_id));
+    for (label, v) in [
+        ("node id", &n.node_id),
+        ("public key", &n.public_key),
+        ("network", &n.network),
     ] {
-        let v = s(j, key);
         if !v.is_empty() {
             out.push_str(&format!("{label}: {}\n", printable(v)));
         }
     }
-    out.push_str(&format!("torrents: {}\n", u(j, "torrents")));
-    out.push_str(&format!("peers: {}\n", u(j, "peers")));
-    out.push_str(&format!("download: {}\n", rate(u(j, "download_rate"))));
-    out.push_str(&format!("upload: {}\n", rate(u(j, "upload_rate"))));
-    let limit = |key: &str| match u(j, key) {
+    out.push_str(&format!("torrents: {}\n", n.torrents));
+    out.push_str(&format!("peers: {}\n", n.peers));
+    out.push_str(&format!("download: {}\n", rate(n.download_rate)));
+    out.push_str(&format!("upload: {}\n", rate(n.upload_rate)));
+    let limit = |v: u64| match v {
         0 => "none".to_string(),
-        n => rate(n),
+        v => rate(v),
     };
     out.push_str(&format!(
         "limits: download {}, upload {}\n",
-        limit("download_limit"),
-        limit("upload_limit")
+        limit(n.download_limit),
+        limit(n.upload_limit)
     ));
     out.push_str(&format!(
         "memory in flight: {} of {}\n",
-        human_bytes(u(j, "bytes_in_flight")),
-        human_bytes(u(j, "memory_budget"))
+        human_bytes(n.bytes_in_flight),
+        human_bytes(n.memory_budget)
     ));
-    out.push_str(&format!(
-        "uptime: {}\n",
-        human_duration(u(j, "uptime_secs"))
-    ));
+    out.push_str(&format!("uptime: {}\n", human_duration(n.uptime_secs)));
     out
 }
 
-pub fn detail_text(j: &Json) -> String {
+pub fn detail_text(d: &TorrentDetail) -> String {
+    let t = &d.status;
     let mut out = String::new();
     let mut kv = |k: &str, v: String| out.push_str(&format!("{k}: {v}\n"));
-    kv("name", printable(s(j, "name")));
-    kv("info_hash", s(j, "info_hash").to_string());
-    kv("state", s(j, "state").to_string());
-    if let Some(e) = error_of(j) {
+    kv("name", printable(&t.name));
+    kv("info_hash", t.info_hash.to_hex());
+    kv("state", t.state.as_str().to_string());
+    if let Some(e) = error_of(t) {
         kv("error", printable(e));
     }
-    kv("dir", printable(s(j, "dir")));
-    let (have, total) = (u(j, "have_bytes"), u(j, "total_size"));
+    kv("dir", printable(&t.dir.display().to_string()));
+    let (have, total) = (t.have_bytes, t.total_size);
     kv("size", format!("{total} ({})", human_bytes(total)));
     kv(
         "progress",
         format!(
             "{:.1}% ({} of {} pieces, {})",
             percent(have, total),
-            u(j, "pieces_have"),
-            u(j, "pieces"),
+            t.pieces_have,
+            t.pieces,
             human_bytes(have)
         ),
     );
-    kv("piece length", human_bytes(u(j, "piece_length")));
-    kv(
-        "private",
-        if b(j, "private") { "yes" } else { "no" }.to_string(),
-    );
+    kv("piece length", human_bytes(d.piece_length.into()));
+    kv("private", if d.private { "yes" } else { "no" }.to_string());
     kv(
         "download",
         format!(
             "{} ({} this session)",
-            rate(u(j, "download_rate")),
-            human_bytes(u(j, "downloaded"))
+            rate(t.download_rate),
+            human_bytes(t.downloaded)
         ),
     );
     kv(
         "upload",
         format!(
             "{} ({} this session)",
-            rate(u(j, "upload_rate")),
-            human_bytes(u(j, "uploaded"))
+            rate(t.upload_rate),
+            human_bytes(t.uploaded)
         ),
     );
     kv(
         "pieces",
         format!(
             "{} downloaded, {} found on disk, {} failed the hash check",
-            u(j, "pieces_downloaded"),
-            u(j, "pieces_resumed"),
-            u(j, "hash_failures")
+            t.pieces_downloaded, t.pieces_resumed, t.hash_failures
         ),
     );
-    kv("magnet", printable(s(j, "magnet")));
-    let trackers = j
-        .get("trackers")
-        .and_then(Json::as_array)
-        .unwrap_or_default();
-    if !trackers.is_empty() {
-        out.push_str(&format!("trackers: {}\n", trackers.len()));
+    kv("magnet", printable(&d.magnet));
+    if !d.trackers.is_empty() {
+        out.push_str(&format!("trackers: {}\n", d.trackers.len()));
     }
-    for t in trackers {
+    for tr in &d.trackers {
         let mut line = format!(
             "  [{}] {}  {}",
-            u(t, "tier"),
-            printable(s(t, "url")),
-            printable(s(t, "last_result"))
+            tr.tier,
+            printable(&tr.url),
+            printable(&tr.last_result)
         );
-        let counts = (
-            t.get("seeders").and_then(Json::as_u64),
-            t.get("leechers").and_then(Json::as_u64),
-        );
-        if let (Some(seeders), Some(leechers)) = counts {
+        if let (Some(seeders), Some(leechers)) = (tr.seeders, tr.leechers) {
             line.push_str(&format!(", {seeders} seeders, {leechers} leechers"));
         }
-        if let Some(next) = t.get("next_announce_secs").and_then(Json::as_u64) {
+        if let Some(next) = tr.next_announce_secs {
             line.push_str(&format!(", next in {}", human_duration(next)));
         }
         out.push_str(&line);
         out.push('\n');
     }
-    let sources = j
-        .get("sources")
-        .and_then(Json::as_array)
-        .unwrap_or_default();
-    if !sources.is_empty() {
+    if !d.sources.is_empty() {
         out.push_str("peer sources:\n");
     }
-    for src in sources {
+    for src in &d.sources {
         out.push_str(&format!(
             "  {:<9} {:>4} known {:>4} connected  {:>10} down {:>10} up\n",
-            s(src, "source"),
-            u(src, "known"),
-            u(src, "connected"),
-            human_bytes(u(src, "downloaded")),
-            human_bytes(u(src, "uploaded"))
+            src.source,
+            src.known,
+            src.connected,
+            human_bytes(src.downloaded),
+            human_bytes(src.uploaded)
         ));
     }
-    let peers = j
-        .get("peer_list")
-        .and_then(Json::as_array)
-        .unwrap_or_default();
-    out.push_str(&format!("peers: {}\n", peers.len()));
-    for p in peers {
+    out.push_str(&format!("peers: {}\n", d.peers.len()));
+    for p in &d.peers {
         out.push_str(&format!(
             "  {:<40} {:<9} {:>11} {:>11} {:>5.1}% {:<5} {}\n",
-            s(p, "addr"),
-            s(p, "source"),
-            rate(u(p, "download_rate")),
-            rate(u(p, "upload_rate")),
-            u(p, "progress_permille") as f64 / 10.0,
-            printable(s(p, "flags")),
-            printable(s(p, "client"))
+            p.addr,
+            p.source,
+            rate(p.download_rate),
+            rate(p.upload_rate),
+            (p.progress * 1000.0).round() / 10.0,
+            printable(&p.flags),
+            printable(&p.client)
         ));
     }
-    let files = j.get("files").and_then(Json::as_array).unwrap_or_default();
-    out.push_str(&format!("files: {}\n", files.len()));
-    for f in files {
+    out.push_str(&format!("files: {}\n", d.files.len()));
+    for f in &d.files {
         out.push_str(&format!(
             "  {:>10} {:>6.1}%  {}\n",
-            human_bytes(u(f, "size")),
-            percent(u(f, "have_bytes"), u(f, "size")),
-            printable(s(f, "path"))
+            human_bytes(f.size),
+            percent(f.have_bytes, f.size),
+            printable(&f.path)
         ));
     }
     out
@@ -1153,8 +1120,8 @@ pub fn search_header() -> String {
 
 /// One result of `search` on one line: name (cut to fit, terminal escapes
 /// replaced), size, info-hash, number of holders.
-pub fn search_line(hit: &Json) -> String {
-    let name = printable(s(hit, "name"));
+pub fn search_line(hit: &SearchHit) -> String {
+    let name = printable(&hit.name);
     let name = if name.chars().count() > SEARCH_NAME_WIDTH {
         let mut cut: String = name.chars().take(SEARCH_NAME_WIDTH - 1).collect();
         cut.push('…');
@@ -1162,14 +1129,11 @@ pub fn search_line(hit: &Json) -> String {
     } else {
         name
     };
-    let holders = hit
-        .get("holders")
-        .and_then(Json::as_array)
-        .map_or(0, <[Json]>::len);
     format!(
-        "{name:<w$}  {:>10}  {:<40}  {holders:>7}",
-        human_bytes(u(hit, "size")),
-        printable(s(hit, "info_hash")),
+        "{name:<w$}  {:>10}  {:<40}  {:>7}",
+        human_bytes(hit.size),
+        hit.info_hash.to_hex(),
+        hit.holders.len(),
         w = SEARCH_NAME_WIDTH
     )
 }
@@ -1178,7 +1142,7 @@ pub fn run_search(a: SearchArgs) -> Result<u8, CliError> {
     let query = search_query(&a.words, a.timeout)?;
     with_client(&a.api, a.token.as_deref(), |c| {
         let started = c.post(&format!("/api/search?{query}"), None)?;
-        let Some(id) = started.get("id").and_then(Json::as_u64) else {
+        let Ok(id) = started.field::<u64>("id") else {
             return Err(Fail::Client(ClientError::Transport(format!(
                 "the daemon answered without a search id: {started}"
             ))));
@@ -1190,25 +1154,23 @@ pub fn run_search(a: SearchArgs) -> Result<u8, CliError> {
         if show && crate::cli::stdout_is_terminal() {
             println!("{}", search_header());
         }
-        let mut shown: HashSet<String> = HashSet::new();
+        let mut shown: HashSet<InfoHash> = HashSet::new();
         let mut said: HashSet<String> = HashSet::new();
-        let mut last = Json::obj()
-            .with("id", id)
-            .with("done", false)
-            .with("results", Json::Arr(Vec::new()));
+        let mut last = SearchPage {
+            id,
+            results: Vec::new(),
+            done: false,
+        };
         loop {
             match c.get(&format!("/api/search/{id}")) {
                 Ok(page) => {
-                    let results = page
-                        .get("results")
-                        .and_then(Json::as_array)
-                        .unwrap_or_default();
-                    for hit in results {
-                        if shown.insert(s(hit, "info_hash").to_string()) && show {
+                    let page: SearchPage = decode(c, &page)?;
+                    for hit in &page.results {
+                        if shown.insert(hit.info_hash) && show {
                             println!("{}", search_line(hit));
                         }
                     }
-                    let done = b(&page, "done");
+                    let done = page.done;
                     last = page;
                     if done {
                         break;
@@ -1236,7 +1198,7 @@ pub fn run_search(a: SearchArgs) -> Result<u8, CliError> {
         }
         let n = shown.len();
         if a.json {
-            println!("{last}");
+            println!("{}", last.to_json());
         } else if n == 0 {
             println!("no results within {} s", a.timeout);
         } else {
@@ -1250,27 +1212,39 @@ pub fn run_peers(a: PeersArgs) -> Result<u8, CliError> {
     with_client(&a.api, a.token.as_deref(), |c| {
         // Banned addresses (`GET /api/bans`); a daemon without that
         // endpoint shows none.
-        let bans = c.get("/api/bans").ok().and_then(|j| j.get("bans").cloned());
-        let j = match c.get("/api/nodes") {
-            Ok(j) => j,
+        let bans: Option<Vec<BanInfo>> = match c.get("/api/bans") {
+            Ok(j) => Some(j.field("bans").map_err(|e| c.schema_error(e))?),
+            Err(_) => None,
+        };
+        // The overlay, or why it is not there.
+        let overlay: Result<OverlayStatus, String> = match c.get("/api/nodes") {
+            Ok(j) => Ok(decode(c, &j)?),
             // The overlay is off: the bans are still worth showing.
-            Err(ClientError::Api { message, .. }) if bans.is_some() => {
-                Json::obj().with("error", message)
-            }
+            Err(ClientError::Api { message, .. }) if bans.is_some() => Err(message),
             Err(e) => return Err(e.into()),
         };
         if a.json {
-            match bans {
-                Some(list) => println!("{}", j.with("bans", list)),
+            let j = match &overlay {
+                Ok(o) => o.to_json(),
+                Err(message) => Json::obj().with("error", message.as_str()),
+            };
+            match &bans {
+                Some(list) => println!(
+                    "{}",
+                    j.with(
+                        "bans",
+                        Json::Arr(list.iter().map(BanInfo::to_json).collect())
+                    )
+                ),
                 None => println!("{j}"),
             }
         } else {
-            match error_of(&j) {
-                Some(e) => println!("discovery overlay: {}", printable(e)),
-                None => print!("{}", peers_text(&j)),
+            match &overlay {
+                Err(e) => println!("discovery overlay: {}", printable(e)),
+                Ok(o) => print!("{}", peers_text(o)),
             }
-            if let Some(list) = bans {
-                print!("{}", bans_text(list.as_array().unwrap_or_default()));
+            if let Some(list) = &bans {
+                print!("{}", bans_text(list));
             }
         }
         Ok(0)
@@ -1278,13 +1252,13 @@ pub fn run_peers(a: PeersArgs) -> Result<u8, CliError> {
 }
 
 /// The banned addresses of `peers`: one line each, or a line saying none.
-pub fn bans_text(bans: &[Json]) -> String {
+pub fn bans_text(bans: &[BanInfo]) -> String {
     if bans.is_empty() {
         return "banned: none\n".to_string();
     }
     let mut out = format!("banned: {}\n", bans.len());
     for b in bans {
-        let n = u(b, "offences");
+        let n = b.offences;
         let again = if n > 1 {
             format!(", ban {n} in a row")
         } else {
@@ -1292,36 +1266,32 @@ pub fn bans_text(bans: &[Json]) -> String {
         };
         out.push_str(&format!(
             "  {}  {} left{again}: {}\n",
-            printable(s(b, "ip")),
-            human_duration(u(b, "expires_in_secs")),
-            printable(s(b, "reason"))
+            printable(&b.ip),
+            human_duration(b.expires_in_secs),
+            printable(&b.reason)
         ));
     }
     out
 }
 
 /// `peerlet peers`: a summary line, the routing table, the counters.
-pub fn peers_text(j: &Json) -> String {
-    let nodes = j.get("nodes").and_then(Json::as_array).unwrap_or_default();
-    let neighbours = nodes.iter().filter(|n| b(n, "neighbour")).count();
-    let mut summary = format!(
-        "node {} on {}",
-        printable(s(j, "node_id")),
-        printable(s(j, "udp"))
-    );
-    if let Some(ext) = j.get("external").and_then(Json::as_str) {
+pub fn peers_text(o: &OverlayStatus) -> String {
+    let nodes = &o.nodes;
+    let neighbours = nodes.iter().filter(|n| n.neighbour).count();
+    let mut summary = format!("node {} on {}", printable(&o.node_id), printable(&o.udp));
+    if let Some(ext) = &o.external {
         summary.push_str(&format!(", external {}", printable(ext)));
     }
-    match j.get("lan_beacon").and_then(Json::as_str) {
+    match &o.lan_beacon {
         Some(to) => summary.push_str(&format!(", LAN beacons to {}", printable(to))),
         None => summary.push_str(", LAN discovery off"),
     }
     summary.push_str(&format!(
         "; table {}/{}, neighbours {neighbours}/{}, content {} entries\n",
         nodes.len(),
-        u(j, "capacity"),
-        u(j, "degree"),
-        u(j, "content_entries")
+        o.capacity,
+        o.degree,
+        o.content_entries
     ));
     let mut out = summary;
     if nodes.is_empty() {
@@ -1334,18 +1304,11 @@ pub fn peers_text(j: &Json) -> String {
     }
     out.push_str(&format!(
         "content holders: {}, open searches: {}, query ids remembered: {}\n",
-        u(j, "content_holders"),
-        u(j, "open_searches"),
-        u(j, "routes")
+        o.content_holders, o.open_searches, o.routes
     ));
-    let counters: &[(String, Json)] = match j.get("counters") {
-        Some(Json::Obj(entries)) => entries,
-        _ => &[],
-    };
     let (mut sent, mut received, mut dropped, mut other) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (k, v) in counters {
-        let v = v.as_u64().unwrap_or(0);
+    for (k, v) in &o.counters {
         let k = printable(k);
         if let Some(kind) = k.strip_prefix("sent_") {
             sent.push(format!("{kind} {v}"));
@@ -1395,36 +1358,27 @@ fn wrap_list(label: &str, items: &[String]) -> String {
 }
 
 /// The routing table of `peers`: a `*` before neighbours, aligned columns.
-fn nodes_table(nodes: &[Json]) -> String {
+fn nodes_table(nodes: &[OverlayNode]) -> String {
     let header = ["ADDR", "ID", "SOURCE", "RTT", "LAST SEEN", "FAILS"];
     let rows: Vec<(bool, [String; 6])> = nodes
         .iter()
         .map(|n| {
-            let id = n
-                .get("id")
-                .and_then(Json::as_str)
-                .map_or("-".to_string(), |id| {
-                    printable(&id.chars().take(12).collect::<String>())
-                });
-            let rtt = n
-                .get("rtt_ms")
-                .and_then(Json::as_u64)
-                .map_or("-".to_string(), |ms| format!("{ms} ms"));
-            let seen = n
-                .get("last_seen_secs")
-                .and_then(Json::as_u64)
-                .map_or("never".to_string(), |t| {
-                    format!("{} ago", human_duration(t))
-                });
+            let id = n.id.as_deref().map_or("-".to_string(), |id| {
+                printable(&id.chars().take(12).collect::<String>())
+            });
+            let rtt = n.rtt_ms.map_or("-".to_string(), |ms| format!("{ms} ms"));
+            let seen = n.last_seen_secs.map_or("never".to_string(), |t| {
+                format!("{} ago", human_duration(t))
+            });
             (
-                b(n, "neighbour"),
+                n.neighbour,
                 [
-                    printable(s(n, "addr")),
+                    printable(&n.addr),
                     id,
-                    printable(s(n, "source")),
+                    n.source.to_string(),
                     rtt,
                     seen,
-                    u(n, "failures").to_string(),
+                    n.failures.to_string(),
                 ],
             )
         })
@@ -1558,18 +1512,60 @@ pub fn run_stop(a: StopArgs) -> Result<u8, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::api::{FileStatus, PeerStatus};
+
+    const HEX: &str = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
+
+    /// A torrent's status with every number zero and every text empty.
+    fn status() -> TorrentStatus {
+        TorrentStatus {
+            info_hash: InfoHash::parse(HEX).unwrap(),
+            name: String::new(),
+            state: TorrentState::Downloading,
+            error: None,
+            dir: PathBuf::new(),
+            total_size: 0,
+            have_bytes: 0,
+            pieces: 0,
+            pieces_have: 0,
+            download_rate: 0,
+            upload_rate: 0,
+            downloaded: 0,
+            uploaded: 0,
+            peers: 0,
+            hash_failures: 0,
+            pieces_downloaded: 0,
+            pieces_resumed: 0,
+            download_limit: 0,
+            upload_limit: 0,
+            tracker: None,
+        }
+    }
+
+    fn detail(status: TorrentStatus) -> TorrentDetail {
+        TorrentDetail {
+            status,
+            piece_length: 0,
+            private: false,
+            magnet: String::new(),
+            peers: Vec::new(),
+            files: Vec::new(),
+            trackers: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
 
     #[test]
     fn get_progress_lines() {
-        let t = |state: &str, have: u64, rate: u64, peers: u64| {
-            Json::obj()
-                .with("state", state)
-                .with("total_size", 30u64 << 20)
-                .with("have_bytes", have)
-                .with("download_rate", rate)
-                .with("peers", peers)
+        let t = |state, have: u64, rate: u64, peers: u32| TorrentStatus {
+            state,
+            total_size: 30 << 20,
+            have_bytes: have,
+            download_rate: rate,
+            peers,
+            ..status()
         };
-        let j = t("downloading", 6 << 20, 1 << 20, 1);
+        let j = t(TorrentState::Downloading, 6 << 20, 1 << 20, 1);
         assert_eq!(
             progress_line("album", &j, false),
             "album: 20.0% of 30.0 MiB, 1.0 MiB/s, 1 peer, ETA 24s (downloading)"
@@ -1579,44 +1575,58 @@ mod tests {
             "album [####----------------]  20.0% 1.0 MiB/s 1 peer ETA 24s"
         );
         // No rate: no ETA; the state says what is going on.
-        let j = t("checking", 0, 0, 0);
+        let j = t(TorrentState::Checking, 0, 0, 0);
         assert_eq!(
             progress_line("album", &j, false),
             "album: 0.0% of 30.0 MiB, 0 B/s, 0 peers (checking data on disk)"
         );
         assert!(progress_line("album", &j, true).ends_with("0 peers checking data on disk"));
         // A magnet link before its metadata: no size yet.
-        let j = Json::obj().with("state", "metadata").with("peers", 3u64);
+        let j = TorrentStatus {
+            state: TorrentState::Metadata,
+            peers: 3,
+            ..status()
+        };
         assert_eq!(
             progress_line("h", &j, false),
             "h: 0.0%, 0 B/s, 3 peers (fetching metadata)"
         );
         let long = "a-very-long-name-of-a-torrent-indeed.iso";
-        let line = progress_line(long, &t("downloading", 0, 0, 2), true);
+        let line = progress_line(long, &t(TorrentState::Downloading, 0, 0, 2), true);
         assert!(line.starts_with("a-very-long-name-of-a-to… ["), "{line}");
     }
 
     #[test]
     fn ls_and_detail_hide_terminal_escapes() {
         let evil = "x\u{1b}]0;owned\u{7}";
-        let t = Json::obj()
-            .with("info_hash", "c12fe1c06bba254a9dc9f519b335aa7c1367a88a")
-            .with("name", evil)
-            .with("state", "error")
-            .with("error", evil)
-            .with("dir", evil)
-            .with("tracker", evil)
-            .with(
-                "peer_list",
-                Json::Arr(vec![Json::obj()
-                    .with("addr", "1.2.3.4:5")
-                    .with("client", evil)]),
-            )
-            .with(
-                "files",
-                Json::Arr(vec![Json::obj().with("path", evil).with("size", 1u64)]),
-            );
-        for out in [ls_table(std::slice::from_ref(&t)), detail_text(&t)] {
+        let t = TorrentStatus {
+            name: evil.into(),
+            state: TorrentState::Error,
+            error: Some(evil.into()),
+            dir: evil.into(),
+            tracker: Some(evil.into()),
+            ..status()
+        };
+        let d = TorrentDetail {
+            peers: vec![PeerStatus {
+                addr: "1.2.3.4:5".into(),
+                source: "manual",
+                client: evil.into(),
+                download_rate: 0,
+                upload_rate: 0,
+                downloaded: 0,
+                uploaded: 0,
+                progress: 0.0,
+                flags: evil.into(),
+            }],
+            files: vec![FileStatus {
+                path: evil.into(),
+                size: 1,
+                have_bytes: 0,
+            }],
+            ..detail(t.clone())
+        };
+        for out in [ls_table(std::slice::from_ref(&t)), detail_text(&d)] {
             assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
             assert!(out.contains("x?]0;owned?"), "{out}");
         }
@@ -1624,12 +1634,11 @@ mod tests {
 
     #[test]
     fn add_lines() {
-        let hash = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
-        let j = |name: &str, added: bool| {
-            Json::obj()
-                .with("info_hash", hash)
-                .with("name", name)
-                .with("added", added)
+        let hash = HEX;
+        let j = |name: &str, added: bool| AddResult {
+            info_hash: InfoHash::parse(hash).unwrap(),
+            name: name.into(),
+            added,
         };
         assert_eq!(
             add_line(&j("album", true), false),
@@ -1659,17 +1668,16 @@ mod tests {
 
     #[test]
     fn table_aligns() {
-        let t = |h: &str, name: &str, err: Option<&str>, tracker: Option<&str>| {
-            Json::obj()
-                .with("info_hash", h)
-                .with("name", name)
-                .with("state", "downloading")
-                .with("error", err)
-                .with("total_size", 2048u64)
-                .with("have_bytes", 1024u64)
-                .with("download_rate", 1536u64)
-                .with("peers", 12u64)
-                .with("tracker", tracker)
+        let t = |h: &str, name: &str, err: Option<&str>, tracker: Option<&str>| TorrentStatus {
+            info_hash: InfoHash::parse(h).unwrap(),
+            name: name.into(),
+            error: err.map(str::to_string),
+            total_size: 2048,
+            have_bytes: 1024,
+            download_rate: 1536,
+            peers: 12,
+            tracker: tracker.map(str::to_string),
+            ..status()
         };
         let out = ls_table(&[
             t(
@@ -1762,19 +1770,11 @@ mod tests {
 
     #[test]
     fn search_lines_align() {
-        let hit = |name: &str, size: u64, holders: usize| {
-            Json::obj()
-                .with("info_hash", "c12fe1c06bba254a9dc9f519b335aa7c1367a88a")
-                .with("name", name)
-                .with("size", size)
-                .with(
-                    "holders",
-                    Json::Arr(
-                        (0..holders)
-                            .map(|i| format!("10.0.0.{i}:6881").into())
-                            .collect(),
-                    ),
-                )
+        let hit = |name: &str, size: u64, holders: usize| SearchHit {
+            info_hash: InfoHash::parse(HEX).unwrap(),
+            name: name.into(),
+            size,
+            holders: (0..holders).map(|i| format!("10.0.0.{i}:6881")).collect(),
         };
         let header = search_header();
         let a = search_line(&hit("ubuntu-24.04.iso", 6 << 30, 3));
@@ -1795,62 +1795,58 @@ mod tests {
         assert_eq!(header.find("INFO-HASH"), a.find("c12fe1"));
     }
 
-    fn overlay_json() -> Json {
-        let node = |addr: &str, id: Option<&str>, neighbour: bool| {
-            Json::obj()
-                .with("addr", addr)
-                .with("id", id)
-                .with("source", "bootstrap")
-                .with("tcp_port", 6881u64)
-                .with("last_seen_secs", id.map(|_| 75u64))
-                .with("rtt_ms", id.map(|_| 12u64))
-                .with("failures", if id.is_some() { 0u64 } else { 3 })
-                .with("neighbour", neighbour)
+    fn overlay() -> OverlayStatus {
+        let node = |addr: &str, id: Option<&str>, neighbour: bool| OverlayNode {
+            addr: addr.into(),
+            id: id.map(str::to_string),
+            source: "bootstrap",
+            tcp_port: 6881,
+            last_seen_secs: id.map(|_| 75),
+            rtt_ms: id.map(|_| 12),
+            failures: if id.is_some() { 0 } else { 3 },
+            neighbour,
         };
-        Json::obj()
-            .with("node_id", "ab".repeat(20))
-            .with("public_key", "cd".repeat(32))
-            .with("udp", "0.0.0.0:6881")
-            .with("external", Some("203.0.113.5:6881"))
-            .with("lan_beacon", None::<String>)
-            .with("capacity", 64u64)
-            .with("degree", 8u64)
-            .with(
-                "nodes",
-                Json::Arr(vec![
-                    node(
-                        "192.168.1.20:6881",
-                        Some(&"0123456789abcdef".repeat(3)[..40]),
-                        true,
-                    ),
-                    node("[2001:db8::1]:16881", None, false),
-                ]),
-            )
-            .with("content_entries", 42u64)
-            .with("content_holders", 50u64)
-            .with("routes", 7u64)
-            .with("open_searches", 1u64)
-            .with(
-                "counters",
-                Json::obj()
-                    .with("sent_ping", 12u64)
-                    .with("sent_query", 3u64)
-                    .with("received_pong", 11u64)
-                    .with("dropped_rate_limit", 2u64)
-                    .with("searches_flooded", 4u64),
-            )
+        OverlayStatus {
+            node_id: "ab".repeat(20),
+            public_key: "cd".repeat(32),
+            udp: "0.0.0.0:6881".into(),
+            external: Some("203.0.113.5:6881".into()),
+            lan_beacon: None,
+            capacity: 64,
+            degree: 8,
+            nodes: vec![
+                node(
+                    "192.168.1.20:6881",
+                    Some(&"0123456789abcdef".repeat(3)[..40]),
+                    true,
+                ),
+                node("[2001:db8::1]:16881", None, false),
+            ],
+            content_entries: 42,
+            content_holders: 50,
+            routes: 7,
+            open_searches: 1,
+            counters: [
+                ("sent_ping", 12),
+                ("sent_query", 3),
+                ("received_pong", 11),
+                ("dropped_rate_limit", 2),
+                ("searches_flooded", 4),
+            ]
+            .map(|(k, v)| (k.to_string(), v))
+            .to_vec(),
+        }
     }
 
     #[test]
     fn bans_lines() {
         assert_eq!(bans_text(&[]), "banned: none\n");
-        let ban = |ip: &str, left: u64, n: u32, why: &str| {
-            Json::obj()
-                .with("ip", ip)
-                .with("reason", why)
-                .with("banned_secs_ago", 5u64)
-                .with("expires_in_secs", left)
-                .with("offences", n)
+        let ban = |ip: &str, left: u64, n: u32, why: &str| BanInfo {
+            ip: ip.into(),
+            reason: why.into(),
+            banned_secs_ago: 5,
+            expires_in_secs: left,
+            offences: n,
         };
         let out = bans_text(&[
             ban("10.0.0.7", 3595, 1, "sent 5 pieces that failed"),
@@ -1865,7 +1861,7 @@ mod tests {
 
     #[test]
     fn peers_summary_table_and_counters() {
-        let out = peers_text(&overlay_json());
+        let out = peers_text(&overlay());
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
@@ -1898,17 +1894,12 @@ mod tests {
         assert_eq!(lines[9], "other: searches_flooded 4");
         assert_eq!(lines.len(), 10, "{out}");
 
-        let mut j = overlay_json();
-        if let Json::Obj(entries) = &mut j {
-            for (k, v) in entries.iter_mut() {
-                match k.as_str() {
-                    "lan_beacon" => *v = "239.192.152.143:6771".into(),
-                    "external" => *v = Json::Null,
-                    "nodes" => *v = Json::Arr(Vec::new()),
-                    _ => {}
-                }
-            }
-        }
+        let j = OverlayStatus {
+            lan_beacon: Some("239.192.152.143:6771".into()),
+            external: None,
+            nodes: Vec::new(),
+            ..overlay()
+        };
         let out = peers_text(&j);
         assert!(
             out.starts_with(&format!(
@@ -1937,12 +1928,24 @@ mod tests {
 
     #[test]
     fn node_status_shows_overlay_identity() {
-        let j = Json::obj()
-            .with("version", "0.1.0")
-            .with("peer_id", "-PL0010-abcdefghijkl")
-            .with("node_id", "ab".repeat(20))
-            .with("public_key", "cd".repeat(32));
-        let out = node_text(&j);
+        let node = |node_id: String, public_key: String| NodeStatus {
+            version: "0.1.0".into(),
+            listen: "0.0.0.0:6881".into(),
+            peer_id: "-PL0010-abcdefghijkl".into(),
+            node_id,
+            public_key,
+            network: String::new(),
+            torrents: 0,
+            peers: 0,
+            download_rate: 0,
+            upload_rate: 0,
+            download_limit: 0,
+            upload_limit: 0,
+            bytes_in_flight: 0,
+            memory_budget: 0,
+            uptime_secs: 0,
+        };
+        let out = node_text(&node("ab".repeat(20), "cd".repeat(32)));
         assert!(
             out.contains(&format!(
                 "peer id: -PL0010-abcdefghijkl\nnode id: {}\npublic key: {}\n",
@@ -1951,8 +1954,8 @@ mod tests {
             )),
             "{out}"
         );
-        // An older daemon without them: no empty lines.
-        assert!(!node_text(&Json::obj()).contains("node id"));
+        // Empty ones: no empty lines.
+        assert!(!node_text(&node(String::new(), String::new())).contains("node id"));
     }
 
     #[test]

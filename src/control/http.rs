@@ -173,13 +173,6 @@ impl TimedRead for std::net::TcpStream {
     }
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
 /// One `read` that gives up at `deadline` (so a peer sending a byte every
 /// few seconds cannot hold the connection past it).
 fn read_before(
@@ -393,19 +386,12 @@ pub fn valid_host_name(name: &str) -> bool {
         && name.parse::<IpAddr>().is_err()
 }
 
-pub use crate::metainfo::percent_decode;
+pub use crate::http::{is_timeout, percent_decode};
 
-/// Escapes everything but unreserved characters (RFC 3986), for query values.
+/// Escapes everything but unreserved characters (RFC 3986) and `/`, for
+/// query values.
 pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::http::percent_encode(s, crate::http::KEEP_PATH)
 }
 
 /// `a=1&b=x%20y` → [("a","1"), ("b","x y")]; a key without `=` gets "".

@@ -931,10 +931,7 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
             let status = if r.added { 201 } else { 200 };
             Answer {
                 status,
-                body: Json::obj()
-                    .with("info_hash", r.info_hash.to_hex())
-                    .with("name", r.name)
-                    .with("added", r.added),
+                body: r.to_json(),
                 allow: None,
                 headers: Vec::new(),
                 raw: None,

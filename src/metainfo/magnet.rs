@@ -192,54 +192,11 @@ fn valid_host_port(s: &str) -> bool {
     port_ok && host_ok
 }
 
-/// Decodes `%XX` escapes and `+` (a space, as in form encoding). `None` on a
-/// broken escape or bytes that are not UTF-8. Shared with the control API's
-/// query strings.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hi = (hex[0] as char).to_digit(16)?;
-                let lo = (hex[1] as char).to_digit(16)?;
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub use crate::http::percent_decode;
 
 /// Escapes everything but unreserved characters and a few safe in URLs.
 fn percent_encode(s: &str) -> String {
-    // One allocation per value, not one `format!` per escaped byte.
-    let upper_hex = |n: u8| {
-        char::from_digit(u32::from(n), 16)
-            .unwrap_or('0')
-            .to_ascii_uppercase()
-    };
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:/[]".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(upper_hex(b >> 4));
-            out.push(upper_hex(b & 0x0f));
-        }
-    }
-    out
+    crate::http::percent_encode(s, crate::http::KEEP_URL)
 }
 
 /// RFC 4648 base32 (either case), exactly 32 characters → 20 bytes.

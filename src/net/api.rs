@@ -4,8 +4,13 @@
 //! The control thread turns HTTP requests into [`Command`]s, sends them to
 //! the engine's inbox through an [`EngineHandle`], and renders the replies
 //! as JSON. Nothing here knows about sockets or HTTP.
+//!
+//! Each answer type has `to_json` (what the server writes) and
+//! [`FromJson::from_json`] (what the command-line client reads), side by
+//! side so that one schema serves both ends: a field renamed on one side
+//! is an error on the other, never a silent `""` or `0`.
 
-use crate::json::Json;
+use crate::json::{FromJson, Json, SchemaError};
 use crate::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Sender};
 use std::path::PathBuf;
@@ -134,6 +139,53 @@ pub struct AddResult {
     pub added: bool,
 }
 
+impl AddResult {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("info_hash", self.info_hash.to_hex())
+            .with("name", self.name.clone())
+            .with("added", self.added)
+    }
+}
+
+impl FromJson for AddResult {
+    fn from_json(j: &Json) -> Result<AddResult, SchemaError> {
+        Ok(AddResult {
+            info_hash: j.field("info_hash")?,
+            name: j.field("name")?,
+            added: j.field("added")?,
+        })
+    }
+}
+
+impl FromJson for InfoHash {
+    fn from_json(j: &Json) -> Result<InfoHash, SchemaError> {
+        let s = String::from_json(j)?;
+        InfoHash::parse(&s).ok_or_else(|| SchemaError::new(format!("\"{s}\" is not an info-hash")))
+    }
+}
+
+impl FromJson for PathBuf {
+    fn from_json(j: &Json) -> Result<PathBuf, SchemaError> {
+        String::from_json(j).map(PathBuf::from)
+    }
+}
+
+/// Where a connected or known peer's address came from ([`PeerStatus::source`],
+/// [`SourceStats::source`]): every value the engine writes.
+pub const PEER_SOURCES: &[&str] = &["manual", "incoming", "tracker", "pex", "overlay", "magnet"];
+
+/// Where an overlay node was heard of ([`OverlayNode::source`]): every
+/// value `overlay::table::Source::as_str` writes.
+pub const NODE_SOURCES: &[&str] = &[
+    "bootstrap",
+    "beacon",
+    "exchange",
+    "incoming",
+    "saved",
+    "holder",
+];
+
 /// Where a torrent is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TorrentState {
@@ -149,6 +201,15 @@ pub enum TorrentState {
 }
 
 impl TorrentState {
+    pub const ALL: [TorrentState; 6] = [
+        TorrentState::Metadata,
+        TorrentState::Checking,
+        TorrentState::Downloading,
+        TorrentState::Seeding,
+        TorrentState::Paused,
+        TorrentState::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TorrentState::Metadata => "metadata",
@@ -158,6 +219,16 @@ impl TorrentState {
             TorrentState::Paused => "paused",
             TorrentState::Error => "error",
         }
+    }
+}
+
+impl FromJson for TorrentState {
+    fn from_json(j: &Json) -> Result<TorrentState, SchemaError> {
+        let s = String::from_json(j)?;
+        TorrentState::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| SchemaError::new(format!("unknown state \"{s}\"")))
     }
 }
 
@@ -231,6 +302,33 @@ impl TorrentStatus {
     }
 }
 
+impl FromJson for TorrentStatus {
+    fn from_json(j: &Json) -> Result<TorrentStatus, SchemaError> {
+        Ok(TorrentStatus {
+            info_hash: j.field("info_hash")?,
+            name: j.field("name")?,
+            state: j.field("state")?,
+            error: j.field("error")?,
+            dir: j.field("dir")?,
+            total_size: j.field("total_size")?,
+            have_bytes: j.field("have_bytes")?,
+            pieces: j.field("pieces")?,
+            pieces_have: j.field("pieces_have")?,
+            download_rate: j.field("download_rate")?,
+            upload_rate: j.field("upload_rate")?,
+            downloaded: j.field("downloaded")?,
+            uploaded: j.field("uploaded")?,
+            peers: j.field("peers")?,
+            hash_failures: j.field("hash_failures")?,
+            pieces_downloaded: j.field("pieces_downloaded")?,
+            pieces_resumed: j.field("pieces_resumed")?,
+            download_limit: j.field("download_limit")?,
+            upload_limit: j.field("upload_limit")?,
+            tracker: j.field("tracker")?,
+        })
+    }
+}
+
 /// One connected peer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerStatus {
@@ -264,12 +362,48 @@ impl PeerStatus {
     }
 }
 
+impl FromJson for PeerStatus {
+    /// `progress` comes back in steps of 1/1000 (`progress_permille`).
+    fn from_json(j: &Json) -> Result<PeerStatus, SchemaError> {
+        Ok(PeerStatus {
+            addr: j.field("addr")?,
+            source: j.field_one_of("source", PEER_SOURCES)?,
+            client: j.field("client")?,
+            download_rate: j.field("download_rate")?,
+            upload_rate: j.field("upload_rate")?,
+            downloaded: j.field("downloaded")?,
+            uploaded: j.field("uploaded")?,
+            progress: j.field::<u64>("progress_permille")? as f64 / 1000.0,
+            flags: j.field("flags")?,
+        })
+    }
+}
+
 /// One file of a torrent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileStatus {
     pub path: String,
     pub size: u64,
     pub have_bytes: u64,
+}
+
+impl FileStatus {
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("path", self.path.clone())
+            .with("size", self.size)
+            .with("have_bytes", self.have_bytes)
+    }
+}
+
+impl FromJson for FileStatus {
+    fn from_json(j: &Json) -> Result<FileStatus, SchemaError> {
+        Ok(FileStatus {
+            path: j.field("path")?,
+            size: j.field("size")?,
+            have_bytes: j.field("have_bytes")?,
+        })
+    }
 }
 
 /// A torrent's peers by where they came from: `manual`, `tracker`, `pex`,
@@ -294,6 +428,18 @@ impl SourceStats {
             .with("connected", self.connected)
             .with("downloaded", self.downloaded)
             .with("uploaded", self.uploaded)
+    }
+}
+
+impl FromJson for SourceStats {
+    fn from_json(j: &Json) -> Result<SourceStats, SchemaError> {
+        Ok(SourceStats {
+            source: j.field_one_of("source", PEER_SOURCES)?,
+            known: j.field("known")?,
+            connected: j.field("connected")?,
+            downloaded: j.field("downloaded")?,
+            uploaded: j.field("uploaded")?,
+        })
     }
 }
 
@@ -323,6 +469,19 @@ impl TrackerInfo {
     }
 }
 
+impl FromJson for TrackerInfo {
+    fn from_json(j: &Json) -> Result<TrackerInfo, SchemaError> {
+        Ok(TrackerInfo {
+            url: j.field("url")?,
+            tier: j.field("tier")?,
+            last_result: j.field("last_result")?,
+            next_announce_secs: j.field("next_announce_secs")?,
+            seeders: j.field("seeders")?,
+            leechers: j.field("leechers")?,
+        })
+    }
+}
+
 /// One torrent in detail (for `status`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TorrentDetail {
@@ -340,16 +499,7 @@ impl TorrentDetail {
     pub fn to_json(&self) -> Json {
         let mut j = self.status.to_json();
         let peers: Vec<Json> = self.peers.iter().map(PeerStatus::to_json).collect();
-        let files: Vec<Json> = self
-            .files
-            .iter()
-            .map(|f| {
-                Json::obj()
-                    .with("path", f.path.clone())
-                    .with("size", f.size)
-                    .with("have_bytes", f.have_bytes)
-            })
-            .collect();
+        let files: Vec<Json> = self.files.iter().map(FileStatus::to_json).collect();
         if let Json::Obj(entries) = &mut j {
             entries.push(("piece_length".into(), self.piece_length.into()));
             entries.push(("private".into(), self.private.into()));
@@ -366,6 +516,22 @@ impl TorrentDetail {
             ));
         }
         j
+    }
+}
+
+impl FromJson for TorrentDetail {
+    /// The torrent status and the detail's own keys, in one object.
+    fn from_json(j: &Json) -> Result<TorrentDetail, SchemaError> {
+        Ok(TorrentDetail {
+            status: TorrentStatus::from_json(j)?,
+            piece_length: j.field("piece_length")?,
+            private: j.field("private")?,
+            magnet: j.field("magnet")?,
+            peers: j.field("peer_list")?,
+            files: j.field("files")?,
+            trackers: j.field("trackers")?,
+            sources: j.field("sources")?,
+        })
     }
 }
 
@@ -400,6 +566,17 @@ impl SearchHit {
     }
 }
 
+impl FromJson for SearchHit {
+    fn from_json(j: &Json) -> Result<SearchHit, SchemaError> {
+        Ok(SearchHit {
+            info_hash: j.field("info_hash")?,
+            name: j.field("name")?,
+            size: j.field("size")?,
+            holders: j.field("holders")?,
+        })
+    }
+}
+
 /// A search's results so far.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchPage {
@@ -418,6 +595,16 @@ impl SearchPage {
                 "results",
                 Json::Arr(self.results.iter().map(SearchHit::to_json).collect()),
             )
+    }
+}
+
+impl FromJson for SearchPage {
+    fn from_json(j: &Json) -> Result<SearchPage, SchemaError> {
+        Ok(SearchPage {
+            id: j.field("id")?,
+            results: j.field("results")?,
+            done: j.field("done")?,
+        })
     }
 }
 
@@ -447,6 +634,21 @@ impl OverlayNode {
             .with("rtt_ms", self.rtt_ms)
             .with("failures", self.failures)
             .with("neighbour", self.neighbour)
+    }
+}
+
+impl FromJson for OverlayNode {
+    fn from_json(j: &Json) -> Result<OverlayNode, SchemaError> {
+        Ok(OverlayNode {
+            addr: j.field("addr")?,
+            id: j.field("id")?,
+            source: j.field_one_of("source", NODE_SOURCES)?,
+            tcp_port: j.field("tcp_port")?,
+            last_seen_secs: j.field("last_seen_secs")?,
+            rtt_ms: j.field("rtt_ms")?,
+            failures: j.field("failures")?,
+            neighbour: j.field("neighbour")?,
+        })
     }
 }
 
@@ -502,6 +704,32 @@ impl OverlayStatus {
     }
 }
 
+impl FromJson for OverlayStatus {
+    fn from_json(j: &Json) -> Result<OverlayStatus, SchemaError> {
+        let mut counters = Vec::new();
+        let entries = j.member("counters")?.entries();
+        for (k, v) in entries.map_err(|e| e.under_key("counters"))? {
+            let n = u64::from_json(v).map_err(|e| e.under_key(k).under_key("counters"))?;
+            counters.push((k.clone(), n));
+        }
+        Ok(OverlayStatus {
+            node_id: j.field("node_id")?,
+            public_key: j.field("public_key")?,
+            udp: j.field("udp")?,
+            external: j.field("external")?,
+            lan_beacon: j.field("lan_beacon")?,
+            capacity: j.field("capacity")?,
+            degree: j.field("degree")?,
+            nodes: j.field("nodes")?,
+            content_entries: j.field("content_entries")?,
+            content_holders: j.field("content_holders")?,
+            routes: j.field("routes")?,
+            open_searches: j.field("open_searches")?,
+            counters,
+        })
+    }
+}
+
 /// A banned peer address (`GET /api/bans`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BanInfo {
@@ -521,6 +749,18 @@ impl BanInfo {
             .with("banned_secs_ago", self.banned_secs_ago)
             .with("expires_in_secs", self.expires_in_secs)
             .with("offences", self.offences)
+    }
+}
+
+impl FromJson for BanInfo {
+    fn from_json(j: &Json) -> Result<BanInfo, SchemaError> {
+        Ok(BanInfo {
+            ip: j.field("ip")?,
+            reason: j.field("reason")?,
+            banned_secs_ago: j.field("banned_secs_ago")?,
+            expires_in_secs: j.field("expires_in_secs")?,
+            offences: j.field("offences")?,
+        })
     }
 }
 
@@ -568,6 +808,28 @@ impl NodeStatus {
             .with("bytes_in_flight", self.bytes_in_flight)
             .with("memory_budget", self.memory_budget)
             .with("uptime_secs", self.uptime_secs)
+    }
+}
+
+impl FromJson for NodeStatus {
+    fn from_json(j: &Json) -> Result<NodeStatus, SchemaError> {
+        Ok(NodeStatus {
+            version: j.field("version")?,
+            listen: j.field("listen")?,
+            peer_id: j.field("peer_id")?,
+            node_id: j.field("node_id")?,
+            public_key: j.field("public_key")?,
+            network: j.field("network")?,
+            torrents: j.field("torrents")?,
+            peers: j.field("peers")?,
+            download_rate: j.field("download_rate")?,
+            upload_rate: j.field("upload_rate")?,
+            download_limit: j.field("download_limit")?,
+            upload_limit: j.field("upload_limit")?,
+            bytes_in_flight: j.field("bytes_in_flight")?,
+            memory_budget: j.field("memory_budget")?,
+            uptime_secs: j.field("uptime_secs")?,
+        })
     }
 }
 
@@ -676,5 +938,264 @@ impl EngineHandle {
                 "the daemon did not answer in time".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(byte: u8) -> InfoHash {
+        InfoHash([byte; 20])
+    }
+
+    fn status() -> TorrentStatus {
+        TorrentStatus {
+            info_hash: hash(0xc1),
+            name: "album \u{e9}\"\n".into(),
+            state: TorrentState::Downloading,
+            error: Some("disk full".into()),
+            dir: PathBuf::from("/srv/data"),
+            total_size: u64::MAX,
+            have_bytes: 2,
+            pieces: u32::MAX,
+            pieces_have: 4,
+            download_rate: 5,
+            upload_rate: 6,
+            downloaded: 7,
+            uploaded: 8,
+            peers: 9,
+            hash_failures: 10,
+            pieces_downloaded: 11,
+            pieces_resumed: 12,
+            download_limit: 13,
+            upload_limit: 14,
+            tracker: None,
+        }
+    }
+
+    fn detail() -> TorrentDetail {
+        TorrentDetail {
+            status: status(),
+            piece_length: 1 << 20,
+            private: true,
+            magnet: "magnet:?xt=urn:btih:c1c1".into(),
+            peers: vec![PeerStatus {
+                addr: "[::1]:6881".into(),
+                source: "pex",
+                client: "peerlet 0.1.0".into(),
+                download_rate: 1,
+                upload_rate: 2,
+                downloaded: 3,
+                uploaded: 4,
+                progress: 0.123,
+                flags: "DI".into(),
+            }],
+            files: vec![FileStatus {
+                path: "dir/file.bin".into(),
+                size: 4,
+                have_bytes: 2,
+            }],
+            trackers: vec![
+                TrackerInfo {
+                    url: "udp://t.example:6969/announce".into(),
+                    tier: 1,
+                    last_result: "ok: 12 peers".into(),
+                    next_announce_secs: Some(1800),
+                    seeders: Some(3),
+                    leechers: None,
+                },
+                TrackerInfo {
+                    url: "http://t.example/a".into(),
+                    tier: 0,
+                    last_result: "not contacted".into(),
+                    next_announce_secs: None,
+                    seeders: None,
+                    leechers: Some(0),
+                },
+            ],
+            sources: vec![SourceStats {
+                source: "tracker",
+                known: 12,
+                connected: 1,
+                downloaded: 2,
+                uploaded: 0,
+            }],
+        }
+    }
+
+    fn overlay() -> OverlayStatus {
+        OverlayStatus {
+            node_id: "ab".repeat(20),
+            public_key: "cd".repeat(32),
+            udp: "0.0.0.0:6881".into(),
+            external: Some("203.0.113.5:6881".into()),
+            lan_beacon: None,
+            capacity: 64,
+            degree: 8,
+            nodes: vec![OverlayNode {
+                addr: "192.168.1.20:6881".into(),
+                id: None,
+                source: "beacon",
+                tcp_port: u16::MAX,
+                last_seen_secs: Some(75),
+                rtt_ms: None,
+                failures: 3,
+                neighbour: true,
+            }],
+            content_entries: 42,
+            content_holders: 50,
+            routes: 7,
+            open_searches: 1,
+            counters: vec![("sent_ping".into(), 12), ("dropped_rate_limit".into(), 0)],
+        }
+    }
+
+    fn node() -> NodeStatus {
+        NodeStatus {
+            version: "0.1.0".into(),
+            listen: "0.0.0.0:6881".into(),
+            peer_id: "-PL0010-abcdefghijkl".into(),
+            node_id: "ab".repeat(20),
+            public_key: "cd".repeat(32),
+            network: "private (3 allowed)".into(),
+            torrents: 2,
+            peers: 3,
+            download_rate: 4,
+            upload_rate: 5,
+            download_limit: 0,
+            upload_limit: 4096,
+            bytes_in_flight: 1 << 20,
+            memory_budget: 64 << 20,
+            uptime_secs: 3725,
+        }
+    }
+
+    /// `T::from_json(&t.to_json()) == t`, also through the printed text.
+    fn round_trip<T: FromJson + PartialEq + std::fmt::Debug>(t: &T, to_json: fn(&T) -> Json) {
+        let j = to_json(t);
+        assert_eq!(&T::from_json(&j).unwrap(), t);
+        let printed = crate::json::parse(&j.to_string()).unwrap();
+        assert_eq!(&T::from_json(&printed).unwrap(), t);
+    }
+
+    #[test]
+    fn every_answer_reads_back() {
+        round_trip(&status(), TorrentStatus::to_json);
+        let mut t = status();
+        t.error = None;
+        t.tracker = Some("error: refused".into());
+        for state in TorrentState::ALL {
+            t.state = state;
+            round_trip(&t, TorrentStatus::to_json);
+        }
+        round_trip(&detail(), TorrentDetail::to_json);
+        let d = detail();
+        round_trip(&d.peers[0], PeerStatus::to_json);
+        round_trip(&d.files[0], FileStatus::to_json);
+        round_trip(&d.trackers[0], TrackerInfo::to_json);
+        round_trip(&d.sources[0], SourceStats::to_json);
+        round_trip(&node(), NodeStatus::to_json);
+        round_trip(&overlay(), OverlayStatus::to_json);
+        round_trip(&overlay().nodes[0], OverlayNode::to_json);
+        let ban = BanInfo {
+            ip: "10.0.0.7".into(),
+            reason: "sent 5 pieces that failed".into(),
+            banned_secs_ago: 5,
+            expires_in_secs: 3595,
+            offences: 2,
+        };
+        round_trip(&ban, BanInfo::to_json);
+        let hit = SearchHit {
+            info_hash: hash(7),
+            name: "ubuntu".into(),
+            size: 6 << 30,
+            holders: vec!["10.0.0.1:6881".into(), "[::1]:1".into()],
+        };
+        round_trip(&hit, SearchHit::to_json);
+        let page = SearchPage {
+            id: 7,
+            results: vec![hit],
+            done: true,
+        };
+        round_trip(&page, SearchPage::to_json);
+        let added = AddResult {
+            info_hash: hash(9),
+            name: String::new(),
+            added: true,
+        };
+        round_trip(&added, AddResult::to_json);
+    }
+
+    #[test]
+    fn peer_progress_reads_back_in_permille() {
+        for (progress, back) in [(0.0, 0.0), (1.0, 1.0), (0.5, 0.5), (0.1234, 0.123)] {
+            let mut p = detail().peers[0].clone();
+            p.progress = progress;
+            assert_eq!(PeerStatus::from_json(&p.to_json()).unwrap().progress, back);
+        }
+    }
+
+    /// Removes `key` from an object, wherever `path` (keys and indexes) leads.
+    fn without(mut j: Json, path: &[&str], key: &str) -> Json {
+        let mut at = &mut j;
+        for step in path {
+            at = match at {
+                Json::Obj(entries) => &mut entries.iter_mut().find(|(k, _)| k == step).unwrap().1,
+                Json::Arr(items) => &mut items[step.parse::<usize>().unwrap()],
+                _ => panic!("{step}"),
+            };
+        }
+        let Json::Obj(entries) = at else { panic!() };
+        entries.retain(|(k, _)| k != key);
+        j
+    }
+
+    #[test]
+    fn a_missing_or_mistyped_field_is_named() {
+        let j = status().to_json();
+        // Every key of the status is required, optional ones included.
+        let Json::Obj(entries) = &j else { panic!() };
+        for (key, _) in entries {
+            let e = TorrentStatus::from_json(&without(j.clone(), &[], key)).unwrap_err();
+            assert_eq!(e.path, *key);
+            assert_eq!(e.problem, "missing");
+        }
+        let e =
+            TorrentDetail::from_json(&without(detail().to_json(), &["peer_list", "0"], "flags"))
+                .unwrap_err();
+        assert_eq!(e.to_string(), "field 'peer_list[0].flags': missing");
+        let e = OverlayStatus::from_json(&without(overlay().to_json(), &["nodes", "0"], "id"))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "field 'nodes[0].id': missing");
+        let renamed = without(status().to_json(), &[], "state").with("state", "sleeping");
+        assert_eq!(
+            TorrentStatus::from_json(&renamed).unwrap_err().to_string(),
+            "field 'state': unknown state \"sleeping\""
+        );
+        let j = without(node().to_json(), &[], "uptime_secs").with("uptime_secs", "1h");
+        assert_eq!(
+            NodeStatus::from_json(&j).unwrap_err().to_string(),
+            "field 'uptime_secs': expected a non-negative integer"
+        );
+        let j = without(overlay().to_json(), &[], "counters")
+            .with("counters", Json::obj().with("sent_ping", -1i64));
+        assert_eq!(
+            OverlayStatus::from_json(&j).unwrap_err().path,
+            "counters.sent_ping"
+        );
+        let j = without(detail().to_json(), &["sources", "0"], "source");
+        let j = TorrentDetail::from_json(&j).unwrap_err();
+        assert_eq!(j.path, "sources[0].source");
+        assert!(AddResult::from_json(
+            &Json::obj()
+                .with("info_hash", "xyz")
+                .with("name", "")
+                .with("added", true)
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("'info_hash'"));
+        assert!(NodeStatus::from_json(&Json::Arr(Vec::new())).is_err());
     }
 }

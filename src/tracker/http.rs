@@ -374,16 +374,7 @@ fn separator(base: &HttpUrl) -> &'static str {
 /// Percent-encodes raw bytes: RFC 3986 unreserved characters stay, the rest
 /// become `%XX`.
 fn percent_encode_into(bytes: &[u8], out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 0x0f)] as char);
-        }
-    }
+    crate::http::percent_encode_into(bytes, crate::http::KEEP_UNRESERVED, out);
 }
 
 // ---------------------------------------------------------------------------
@@ -739,7 +730,7 @@ fn io_error(e: io::Error) -> TrackerError {
         return tls::error(e);
     }
     match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TrackerError::Timeout(None),
+        _ if crate::http::is_timeout(&e) => TrackerError::Timeout(None),
         io::ErrorKind::UnexpectedEof => TrackerError::Closed,
         _ => TrackerError::Io(e.to_string()),
     }
