@@ -462,54 +462,16 @@ pub fn write_response(
     w.flush()
 }
 
-/// A response as the client sees it.
-#[derive(Clone, Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+pub use crate::http::Response;
 
-/// Splits a complete response (the connection was closed after it).
+/// Reads a complete response (the connection was closed after it) with the
+/// crate's one response reader.
 pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
-    let Some((head_len, body_start)) = find_head_end(raw, 0) else {
-        return Err("incomplete HTTP response".into());
+    let limits = crate::http::ResponseLimits {
+        max_head: MAX_HEAD,
+        max_body: raw.len(),
     };
-    let head = String::from_utf8_lossy(&raw[..head_len]);
-    let mut lines = head.lines();
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-        return Err(format!("malformed HTTP status line '{status_line}'"));
-    };
-    let status: u16 = match code.parse() {
-        Ok(s) if version.starts_with("HTTP/1.") && (100..600).contains(&s) => s,
-        _ => return Err(format!("malformed HTTP status line '{status_line}'")),
-    };
-    let mut headers = Vec::new();
-    for line in lines {
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let mut body = raw[body_start..].to_vec();
-    if let Some((_, v)) = headers.iter().find(|(k, _)| k == "content-length") {
-        let n: usize = v
-            .parse()
-            .map_err(|_| format!("bad Content-Length '{v}' in the response"))?;
-        if body.len() < n {
-            return Err(format!(
-                "response body cut short: {} of {n} bytes",
-                body.len()
-            ));
-        }
-        body.truncate(n);
-    }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    crate::http::read_response(&mut &raw[..], limits).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -55,6 +55,11 @@ pub use tls::TlsRoots;
 pub const MAX_BODY: usize = 835_584;
 /// Largest response head (status line and headers) accepted.
 pub const MAX_HEADERS: usize = 16 * 1024;
+/// What [`get`] reads of a response.
+const RESPONSE_LIMITS: crate::http::ResponseLimits = crate::http::ResponseLimits {
+    max_head: MAX_HEADERS,
+    max_body: MAX_BODY,
+};
 /// Most redirects followed by [`fetch`].
 pub const MAX_REDIRECTS: usize = 3;
 /// Longest tracker URL accepted.
@@ -74,13 +79,6 @@ pub const LIMITS: Limits = Limits {
 
 /// What we send as `User-Agent`.
 pub const USER_AGENT: &str = concat!("peerlet/", env!("CARGO_PKG_VERSION"));
-
-/// Longest chunk-size line (size, extensions) of a chunked body.
-const MAX_CHUNK_LINE: usize = 1024;
-/// Most interim (1xx) responses skipped before the real one.
-const MAX_INTERIM: usize = 4;
-/// Bytes asked of the stream per read.
-const READ_CHUNK: usize = 8 * 1024;
 
 // ---------------------------------------------------------------------------
 // URLs.
@@ -412,49 +410,17 @@ pub fn get<S: Read + Write>(stream: &mut S, url: &HttpUrl) -> Result<HttpRespons
         .write_all(request.as_bytes())
         .and_then(|()| stream.flush())
         .map_err(io_error)?;
-    let mut input = Input {
-        stream,
-        buf: Vec::new(),
-        pos: 0,
-    };
-    let mut head = read_head(&mut input)?;
-    let mut n_interim = 0;
-    while (100..200).contains(&head.status) {
-        if head.status == 101 || n_interim == MAX_INTERIM {
-            return Err(TrackerError::BadHttp(format!(
-                "unexpected status {}",
-                head.status
-            )));
-        }
-        n_interim += 1;
-        head = read_head(&mut input)?;
+    let response = crate::http::read_response(stream, RESPONSE_LIMITS).map_err(read_error)?;
+    if let Some(location) = response.redirect() {
+        return Ok(HttpResponse::Redirect {
+            status: response.status,
+            location: location.to_string(),
+        });
     }
-    if matches!(head.status, 301 | 302 | 303 | 307 | 308) {
-        if let Some(location) = head.location {
-            return Ok(HttpResponse::Redirect {
-                status: head.status,
-                location,
-            });
-        }
-    }
-    let body = if matches!(head.status, 204 | 304) {
-        Vec::new()
-    } else if head.chunked {
-        read_chunked(&mut input)?
-    } else if let Some(len) = head.content_length {
-        if len > MAX_BODY as u64 {
-            return Err(TrackerError::TooLarge);
-        }
-        let mut body = Vec::with_capacity(len as usize);
-        input.take(len as usize, &mut body)?;
-        body
-    } else {
-        input.take_to_end(MAX_BODY)?
-    };
     Ok(HttpResponse::Body {
-        status: head.status,
-        reason: head.reason,
-        body,
+        status: response.status,
+        reason: response.reason,
+        body: response.body,
     })
 }
 
@@ -747,281 +713,15 @@ fn has_failure_reason(body: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// Status line and the headers we act on.
-struct Head {
-    status: u16,
-    reason: String,
-    content_length: Option<u64>,
-    chunked: bool,
-    location: Option<String>,
-}
-
-fn read_head<S: Read>(input: &mut Input<'_, S>) -> Result<Head, TrackerError> {
-    let mut used = 0;
-    let mut next_line = |input: &mut Input<'_, S>| -> Result<Vec<u8>, TrackerError> {
-        let room = MAX_HEADERS.saturating_sub(used);
-        let (line, n) = input.line(room, TrackerError::HeadersTooLarge)?;
-        used += n;
-        Ok(line)
-    };
-    let status_line = next_line(input)?;
-    let (status, reason) = parse_status_line(&status_line)?;
-    let mut head = Head {
-        status,
-        reason,
-        content_length: None,
-        chunked: false,
-        location: None,
-    };
-    loop {
-        let line = next_line(input)?;
-        if line.is_empty() {
-            return Ok(head);
-        }
-        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            return Err(TrackerError::BadHttp("folded header line".into()));
-        }
-        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
-            TrackerError::BadHttp(format!("header line without ':': '{}'", text(&line)))
-        })?;
-        let (name, value) = line.split_at(colon);
-        let value = trim(value.get(1..).unwrap_or(&[]));
-        if name.is_empty() || name.iter().any(|b| !b.is_ascii_graphic()) {
-            return Err(TrackerError::BadHttp(format!(
-                "bad header name '{}'",
-                text(name)
-            )));
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let valid =
-                !value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit);
-            let n = std::str::from_utf8(value)
-                .ok()
-                .filter(|_| valid)
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    TrackerError::BadHttp(format!("bad Content-Length '{}'", text(value)))
-                })?;
-            if head.content_length.is_some_and(|old| old != n) {
-                return Err(TrackerError::BadHttp(
-                    "conflicting Content-Length headers".into(),
-                ));
-            }
-            head.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            for coding in value.split(|&b| b == b',').map(trim) {
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    head.chunked = true;
-                } else if !coding.eq_ignore_ascii_case(b"identity") {
-                    return Err(TrackerError::BadHttp(format!(
-                        "unsupported Transfer-Encoding '{}'",
-                        text(value)
-                    )));
-                }
-            }
-        } else if name.eq_ignore_ascii_case(b"content-encoding") {
-            if !value.is_empty() && !value.eq_ignore_ascii_case(b"identity") {
-                return Err(TrackerError::BadHttp(format!(
-                    "unsupported Content-Encoding '{}' (we asked for identity)",
-                    text(value)
-                )));
-            }
-        } else if name.eq_ignore_ascii_case(b"location") {
-            head.location = std::str::from_utf8(value).ok().map(str::to_string);
-        }
-    }
-}
-
-/// `HTTP/1.x NNN reason` → (status, reason).
-fn parse_status_line(line: &[u8]) -> Result<(u16, String), TrackerError> {
-    let bad = || TrackerError::BadHttp(format!("bad status line '{}'", text(line)));
-    let rest = line
-        .strip_prefix(b"HTTP/1.1 ")
-        .or_else(|| line.strip_prefix(b"HTTP/1.0 "))
-        .ok_or_else(bad)?;
-    let code = rest.get(..3).ok_or_else(bad)?;
-    if !code.iter().all(u8::is_ascii_digit) {
-        return Err(bad());
-    }
-    let status = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-    if !(100..=599).contains(&status) {
-        return Err(bad());
-    }
-    let reason = match rest.get(3..) {
-        None | Some([]) => String::new(),
-        Some([b' ', reason @ ..]) => text(trim(reason)),
-        Some(_) => return Err(bad()),
-    };
-    Ok((status, reason))
-}
-
-fn read_chunked<S: Read>(input: &mut Input<'_, S>) -> Result<Vec<u8>, TrackerError> {
-    let mut body = Vec::new();
-    loop {
-        let (line, _) = input.line(
-            MAX_CHUNK_LINE,
-            TrackerError::BadHttp("chunk size line too long".into()),
-        )?;
-        let size_field = match line.iter().position(|&b| b == b';') {
-            Some(i) => line.get(..i).unwrap_or(&[]),
-            None => &line[..],
-        };
-        let size = parse_hex(trim(size_field))
-            .ok_or_else(|| TrackerError::BadHttp(format!("bad chunk size '{}'", text(&line))))?;
-        if size == 0 {
-            // Trailer fields until an empty line; a server that just closes is fine too.
-            let mut used = 0;
-            loop {
-                match input.line(
-                    MAX_HEADERS.saturating_sub(used),
-                    TrackerError::HeadersTooLarge,
-                ) {
-                    Ok((l, n)) if !l.is_empty() => used += n,
-                    Ok(_) | Err(TrackerError::Closed) => return Ok(body),
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        if size > (MAX_BODY - body.len()) as u64 {
-            return Err(TrackerError::TooLarge);
-        }
-        input.take(size as usize, &mut body)?;
-        let (end, _) = input.line(
-            2,
-            TrackerError::BadHttp("chunk not followed by CRLF".into()),
-        )?;
-        if !end.is_empty() {
-            return Err(TrackerError::BadHttp("chunk not followed by CRLF".into()));
-        }
-    }
-}
-
-fn parse_hex(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 15 {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        let v = (d as char).to_digit(16)?;
-        Some(n * 16 + u64::from(v))
-    })
-}
-
-fn trim(mut b: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = b {
-        b = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = b {
-        b = rest;
-    }
-    b
-}
-
-/// A read buffer over the stream: lines for the head and chunk sizes,
-/// counted bytes for bodies. Holds at most one line or one read ahead.
-struct Input<'s, S> {
-    stream: &'s mut S,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl<S: Read> Input<'_, S> {
-    fn buffered(&self) -> &[u8] {
-        self.buf.get(self.pos..).unwrap_or(&[])
-    }
-
-    /// Reads more bytes; `Ok(false)` at the end of the stream.
-    fn fill(&mut self) -> Result<bool, TrackerError> {
-        if self.pos > 0 {
-            self.buf.drain(..self.pos.min(self.buf.len()));
-            self.pos = 0;
-        }
-        let old_len = self.buf.len();
-        self.buf.resize(old_len + READ_CHUNK, 0);
-        loop {
-            let res = match self.buf.get_mut(old_len..) {
-                Some(space) => self.stream.read(space),
-                None => Ok(0),
-            };
-            match res {
-                Ok(n) => {
-                    self.buf.truncate(old_len + n.min(READ_CHUNK));
-                    return Ok(n > 0);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.buf.truncate(old_len);
-                    return Err(io_error(e));
-                }
-            }
-        }
-    }
-
-    /// The next line without "\n" or "\r\n", and the bytes it took. A line
-    /// longer than `max` bytes (terminator included) is `too_long`; the end
-    /// of the stream before "\n" is [`TrackerError::Closed`].
-    fn line(
-        &mut self,
-        max: usize,
-        too_long: TrackerError,
-    ) -> Result<(Vec<u8>, usize), TrackerError> {
-        let mut scanned = 0;
-        loop {
-            let avail = self.buffered();
-            let unscanned = avail.get(scanned..).unwrap_or(&[]);
-            if let Some(i) = unscanned.iter().position(|&b| b == b'\n') {
-                let used = scanned + i + 1;
-                if used > max {
-                    return Err(too_long);
-                }
-                let mut line = avail.get(..scanned + i).unwrap_or(&[]);
-                if let [rest @ .., b'\r'] = line {
-                    line = rest;
-                }
-                let line = line.to_vec();
-                self.pos += used;
-                return Ok((line, used));
-            }
-            scanned = avail.len();
-            if scanned >= max {
-                return Err(too_long);
-            }
-            if !self.fill()? {
-                return Err(TrackerError::Closed);
-            }
-        }
-    }
-
-    /// Moves exactly `n` bytes to `out`.
-    fn take(&mut self, mut n: usize, out: &mut Vec<u8>) -> Result<(), TrackerError> {
-        loop {
-            let avail = self.buffered();
-            let k = n.min(avail.len());
-            out.extend_from_slice(avail.get(..k).unwrap_or(&[]));
-            self.pos += k;
-            n -= k;
-            if n == 0 {
-                return Ok(());
-            }
-            if !self.fill()? {
-                return Err(TrackerError::Closed);
-            }
-        }
-    }
-
-    /// Everything until the end of the stream, at most `max` bytes.
-    fn take_to_end(&mut self, max: usize) -> Result<Vec<u8>, TrackerError> {
-        let mut out = Vec::new();
-        loop {
-            let avail = self.buffered();
-            if out.len() + avail.len() > max {
-                return Err(TrackerError::TooLarge);
-            }
-            out.extend_from_slice(avail);
-            self.pos = self.buf.len();
-            if !self.fill()? {
-                return Ok(out);
-            }
-        }
+/// The response reader's errors as the tracker reports them.
+fn read_error(e: crate::http::ReadError) -> TrackerError {
+    use crate::http::ReadError;
+    match e {
+        ReadError::Io(e) => io_error(e),
+        ReadError::Closed => TrackerError::Closed,
+        ReadError::HeadTooLarge => TrackerError::HeadersTooLarge,
+        ReadError::BodyTooLarge => TrackerError::TooLarge,
+        ReadError::Bad(e) => TrackerError::BadHttp(e),
     }
 }
 

@@ -366,7 +366,7 @@ fn interim_and_empty_responses() {
             body: Vec::new()
         })
     );
-    let many = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1);
+    let many = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(crate::http::MAX_INTERIM + 1);
     assert!(matches!(check_get(&many), Err(TrackerError::BadHttp(_))));
     assert!(matches!(
         check_get(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"),
