@@ -474,7 +474,7 @@ impl TorrentEntry {
             e.downloaded += down;
             e.uploaded += up;
         }
-        out.sort_by(|a, b| a.source.cmp(b.source));
+        crate::sort::sort_by(&mut out, |a, b| a.source.cmp(b.source));
         out
     }
 

@@ -55,7 +55,7 @@ impl Engine {
                         .keys()
                         .filter_map(|&tid| self.magnet_status(tid)),
                 );
-                list.sort_by(|a, b| a.name.cmp(&b.name));
+                crate::sort::sort_by(&mut list, |a, b| a.name.cmp(&b.name));
                 let _ = reply.send(Ok(list));
             }
             Command::Status { info_hash, reply } => {
