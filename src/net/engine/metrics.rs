@@ -51,15 +51,6 @@ impl Totals {
 /// (should a new source appear) are listed as they are seen.
 const PEER_SOURCES: [&str; 5] = ["incoming", "manual", "overlay", "pex", "tracker"];
 
-const STATES: [TorrentState; 6] = [
-    TorrentState::Metadata,
-    TorrentState::Checking,
-    TorrentState::Downloading,
-    TorrentState::Seeding,
-    TorrentState::Paused,
-    TorrentState::Error,
-];
-
 /// Adds `n` to the entry labelled `label`, appending it when missing.
 fn bump(list: &mut Vec<(&'static str, u64)>, label: &'static str, n: u64) {
     match list.iter_mut().find(|(l, _)| *l == label) {
@@ -91,7 +82,7 @@ impl Engine {
         self.bans.expire(now);
         m.bans = self.bans.len() as u64;
 
-        m.torrents = STATES.iter().map(|s| (s.as_str(), 0)).collect();
+        m.torrents = TorrentState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         for t in self.torrents.values() {
             bump(&mut m.torrents, t.api_state().as_str(), 1);
             if let Some(s) = &t.swarm {
