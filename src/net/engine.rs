@@ -132,7 +132,7 @@ impl EngineConfig {
     /// `journal` or `magnet` file.
     fn state_file(&self, info_hash: InfoHash, ext: &str) -> PathBuf {
         self.state_dir
-            .join("torrents")
+            .join(crate::state::TORRENTS_DIR)
             .join(format!("{}.{ext}", info_hash.to_hex()))
     }
 
@@ -1359,7 +1359,7 @@ impl Engine {
                 }
             }
             if !busy && !timed_out && self.removals.is_empty() {
-                let clean = self.config.state_dir.join("clean");
+                let clean = self.config.state_dir.join(crate::state::CLEAN_MARKER);
                 let journals: Vec<PathBuf> = self
                     .torrents
                     .values()
