@@ -100,7 +100,10 @@ fn write_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
             '\n' => f.write_str("\\n")?,
             '\r' => f.write_str("\\r")?,
             '\t' => f.write_str("\\t")?,
-            c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+            // C0, DEL, C1 and the bidirectional controls, escaped: a
+            // terminal showing the JSON shows no escape sequence and
+            // no reordered text.
+            c if crate::text::hidden(c) => write!(f, "\\u{:04x}", c as u32)?,
             c => f.write_char(c)?,
         }
     }

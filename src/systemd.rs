@@ -500,7 +500,6 @@ fn plain_line(
     args: &dyn std::fmt::Display,
     colour: bool,
 ) -> String {
-    use std::fmt::Write;
     const RESET: &str = "\x1b[0m";
     let (open, close, level_style) = if colour {
         let style = match level {
@@ -522,11 +521,12 @@ fn plain_line(
     }
     out.push_str(close);
     out.push(' ');
-    let at = out.len();
-    let _ = write!(out, "{args}");
-    if out[at..].contains('\n') {
-        let message = out.split_off(at);
+    let message = args.to_string();
+    let message = crate::text::for_terminal(&message);
+    if message.contains('\n') {
         out.push_str(&message.replace('\n', "\n    "));
+    } else {
+        out.push_str(&message);
     }
     out.push('\n');
     out
@@ -537,6 +537,7 @@ fn plain_line(
 fn journal_line(level: log::Level, target: &str, args: &dyn std::fmt::Display) -> String {
     let prefix = priority_prefix(level);
     let text = format!("{target}: {args}");
+    let text = crate::text::for_terminal(&text);
     let mut out = String::with_capacity(text.len() + 8);
     for line in text.lines() {
         out.push_str(prefix);
@@ -689,6 +690,25 @@ mod tests {
         assert_eq!(priority_prefix(log::Level::Info), "<6>");
         assert_eq!(priority_prefix(log::Level::Debug), "<7>");
         assert_eq!(priority_prefix(log::Level::Trace), "<7>");
+    }
+
+    #[test]
+    fn log_lines_carry_no_escapes_from_their_message() {
+        let hostile = "name \x1b[2J\x1b]0;t\x07 abc\u{202e}txt.exe";
+        assert_eq!(
+            journal_line(log::Level::Warn, "peerlet", &hostile),
+            "<4>peerlet: name ?[2J?]0;t? abc?txt.exe\n"
+        );
+        // Our own colour codes stay; the message's escapes do not.
+        let line = plain_line(log::Level::Warn, "peerlet", &hostile, true);
+        assert!(
+            line.ends_with("\x1b[0m name ?[2J?]0;t? abc?txt.exe\n"),
+            "{line:?}"
+        );
+        assert_eq!(
+            plain_line(log::Level::Info, "", &"two\nlines", false),
+            "[INFO ] two\n    lines\n"
+        );
     }
 
     #[test]

@@ -1,7 +1,34 @@
 //! Untrusted text (from torrents, trackers, peers) made fit for a log line,
-//! a terminal or the API. One rule everywhere: invalid UTF-8 replaced,
-//! control characters (terminal escapes, newlines) shown as '?', and a
-//! bound in bytes.
+//! a terminal or the API. One rule everywhere ([`hidden`]): invalid UTF-8
+//! replaced, control characters (C0 and C1: terminal escapes, OSC titles,
+//! bells, newlines) and the Unicode bidirectional controls (which make
+//! `abc\u{202e}txt.exe` display as `abcexe.txt`) shown as '?'.
+//! [`printable`] also bounds the length; [`for_terminal`] keeps the line
+//! breaks of a message (errors, log records) and nothing else.
+
+/// True for a character that must never reach a terminal as it is: a C0
+/// or C1 control (DEL included) or a bidirectional formatting control
+/// (U+061C, U+200E–U+200F, U+202A–U+202E, U+2066–U+2069).
+pub fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `text` with every [`hidden`] character but '\n' shown as '?': what
+/// an error message or a log record may carry to a terminal. Borrowed
+/// when there is nothing to change.
+pub fn for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c != '\n' && hidden(c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| if c != '\n' && hidden(c) { '?' } else { c })
+        .collect::<String>()
+        .into()
+}
 
 /// `bytes` as printable text of at most `max` bytes; a cut ends in '…'
 /// (inside the bound) and falls on a character boundary.
@@ -15,7 +42,7 @@ pub fn printable(bytes: &[u8], max: usize) -> String {
         .unwrap_or(bytes);
     let mut out: String = String::from_utf8_lossy(bytes)
         .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if hidden(c) { '?' } else { c })
         .collect();
     if out.len() > max {
         let mut end = max.saturating_sub(MORE.len_utf8());
@@ -32,7 +59,38 @@ pub fn printable(bytes: &[u8], max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{for_terminal, hidden, printable};
+
+    #[test]
+    fn bidi_controls_are_hidden() {
+        assert_eq!(
+            printable("abc\u{202e}txt.exe".as_bytes(), 100),
+            "abc?txt.exe"
+        );
+        for c in [
+            '\u{61c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202d}', '\u{2066}', '\u{2069}',
+        ] {
+            assert!(hidden(c), "{c:?}");
+        }
+        // Neighbours stay: letters, a zero-width joiner in an emoji, accents.
+        for c in ['a', '\u{200d}', '\u{2065}', '\u{206a}', '\u{202f}', 'é'] {
+            assert!(!hidden(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn terminal_text_keeps_line_breaks_only() {
+        assert!(matches!(
+            for_terminal("plain\nlines"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            for_terminal("a\x1b[2J\x1b]0;title\x07b\tc\r\n\u{9b}d\u{202e}e"),
+            "a?[2J?]0;title?b?c?\n?d?e"
+        );
+        let out = for_terminal("\x00\x1f\x7f\u{80}\u{9f}\u{2067}");
+        assert!(out.chars().all(|c| c == '?'), "{out:?}");
+    }
 
     #[test]
     fn controls_invalid_utf8_and_bounds() {

@@ -25,12 +25,12 @@ const LAYERS: &[(&str, u32)] = &[
     // Leaves: no crate imports at all.
     ("text", 0),
     ("hash", 0),
-    ("json", 0),
     ("rand", 0),
     ("sort", 0),
     // Codecs.
     ("bencode", 1),
     ("http", 1),
+    ("json", 1),
     ("progress", 1),
     // Validated formats.
     ("metainfo", 2),

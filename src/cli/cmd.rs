@@ -246,7 +246,7 @@ pub struct StopArgs {
 fn failed(e: ClientError) -> Result<u8, CliError> {
     match e {
         ClientError::Api { status, message } if status >= 500 => {
-            eprintln!("peerlet: {message}");
+            eprintln!("peerlet: {}", crate::text::for_terminal(&message));
             Ok(1)
         }
         e => Err(CliError(e.to_string())),

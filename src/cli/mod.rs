@@ -167,9 +167,12 @@ pub struct VerifyArgs {
 #[derive(Debug)]
 pub struct CliError(pub String);
 
+/// Shown through [`crate::text::for_terminal`]: an error may quote a
+/// torrent's name, a path or a daemon's answer, and none of their escape
+/// sequences or bidirectional controls reach the terminal.
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&crate::text::for_terminal(&self.0))
     }
 }
 
@@ -619,7 +622,7 @@ fn verify(a: VerifyArgs) -> Result<u8, CliError> {
     } else {
         let width = file_rows
             .iter()
-            .map(|r| r.0.len())
+            .map(|r| printable(&r.0).chars().count())
             .max()
             .unwrap_or(4)
             .clamp(4, 60);
@@ -628,6 +631,7 @@ fn verify(a: VerifyArgs) -> Result<u8, CliError> {
             "file", "size", "pieces", "good", "bad", "missing"
         );
         for (p, size, _, n, g, b, m, status) in &file_rows {
+            let p = printable(p);
             println!("{p:<width$}  {size:>12}  {n:>7}  {g:>7}  {b:>5}  {m:>7}  {status}");
         }
         if !bad_pieces.is_empty() {
@@ -648,7 +652,7 @@ fn verify(a: VerifyArgs) -> Result<u8, CliError> {
             t.lengths.n_pieces()
         );
         if file_rows.iter().all(|r| r.2.is_none()) {
-            eprintln!(
+            let message = format!(
                 "peerlet: no file of {} found under {}; --dir names the directory that holds {}",
                 t.name,
                 a.dir.display(),
@@ -656,6 +660,7 @@ fn verify(a: VerifyArgs) -> Result<u8, CliError> {
                     .first()
                     .map_or(t.name.as_str(), String::as_str)
             );
+            eprintln!("{}", crate::text::for_terminal(&message));
         }
     }
     Ok(if complete { 0 } else { 1 })
@@ -689,7 +694,8 @@ pub fn parse_env() -> Result<Args, u8> {
                 Err(0)
             }
             Err(()) => {
-                eprintln!("peerlet: {}", usage_error(&rest, &early.output));
+                let message = usage_error(&rest, &early.output);
+                eprintln!("peerlet: {}", crate::text::for_terminal(&message));
                 Err(2)
             }
         },
