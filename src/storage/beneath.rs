@@ -9,7 +9,9 @@
 //! - `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` (Linux 5.6) where the
 //!   kernel has it: one call, and the kernel refuses every link and `..`;
 //! - else (`ENOSYS`: an older kernel; `EPERM`, `EINVAL`: a seccomp filter or
-//!   a kernel that refuses the flags, remembered for the process) a walk,
+//!   a kernel that refuses the flags; remembered for the process, and a
+//!   genuine `EPERM`, such as an immutable file, only costs the speed: the
+//!   walk is as strict, and answers the open for itself) a walk,
 //!   one component at a time: each opened with `O_PATH | O_NOFOLLOW` from
 //!   the directory before, `fstat`ed on its descriptor (no race: the
 //!   descriptor is the inode) and refused unless a directory; missing ones
@@ -302,8 +304,8 @@ fn openat2_beneath(
 }
 
 /// Walks directories `comps` below `anchor` one at a time, refusing links
-/// and non-directories; makes missing ones (mode 0755 less the umask)
-/// when `create`. Returns the last directory (`O_PATH`).
+/// and non-directories; makes missing ones when `create` (mode 0777 less
+/// the umask, as `create_dir`). Returns the last directory (`O_PATH`).
 fn walk(anchor: &Path, comps: &[&str], create: bool) -> io::Result<OwnedFd> {
     let mut cur = open_anchor(anchor)?;
     let mut shown = anchor.to_path_buf();
@@ -313,7 +315,7 @@ fn walk(anchor: &Path, comps: &[&str], create: bool) -> io::Result<OwnedFd> {
         let flags = libc::O_PATH | libc::O_NOFOLLOW;
         let fd = match sys::openat(cur.as_fd(), &name, flags, 0) {
             Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
-                match sys::mkdirat(cur.as_fd(), &name, 0o755) {
+                match sys::mkdirat(cur.as_fd(), &name, 0o777) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(at(&shown, e)),

@@ -69,10 +69,13 @@ struct Pool {
 /// recently used closed first) and a quarter for evicted handles that still
 /// wait for their storage's next sync.
 ///
-/// The bound is on descriptors, not table entries: a slot is taken before
-/// a file is opened, a handle a worker is reading or writing is never the
+/// The bound is on descriptors, not table entries: slots are taken before
+/// a file is opened ([`WALK_FDS`]: the walk from the anchor holds a second
+/// descriptor while it runs, so between opens one slot of the entries'
+/// share stays free), a handle a worker is reading or writing is never the
 /// one evicted (so it cannot linger open outside the count), and a sync
-/// reopening a file closed dirty takes a slot too. The one way past it: a
+/// reopening a file closed dirty, or a `stat` below the anchor, takes
+/// slots too. The one way past it: a
 /// pool smaller than the number of threads using it at once, when every
 /// handle is in use.
 pub struct FilePool {
