@@ -357,6 +357,9 @@ impl FileStorage {
         relative: Vec<Vec<String>>,
         pool: Arc<FilePool>,
     ) -> io::Result<FileStorage> {
+        // A relative root (`peerlet verify` in the current directory) is
+        // taken from the working directory, once.
+        let root = std::path::absolute(&root)?;
         let place = DataDir::anchored_at(root)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Self::beneath(place, relative, pool)
