@@ -206,4 +206,35 @@ fn after_a_restart_neither_a_link_nor_a_record_outside_the_anchors_is_seeded() {
         Path::new(s.get("dir").and_then(Json::as_str).unwrap()),
         outside
     );
+    assert!(d.stop().is_some_and(|s| s.success()));
+
+    // A record whose anchor is no longer the download directory nor an
+    // allowed one: refused the same way.
+    let write_record = |anchor: &Path, local: bool| {
+        let mut r = peerlet::resume::Resume::decode(&std::fs::read(&record).unwrap()).unwrap();
+        r.dir = outside.clone();
+        r.anchor = Some(anchor.to_path_buf());
+        r.local_anchor = local;
+        std::fs::write(&record, r.encode()).unwrap();
+    };
+    write_record(&outside, false);
+    d.restart();
+    let s = settled(&d, &hash);
+    let (state, error) = state_and_error(&s);
+    assert_eq!(
+        state,
+        "error",
+        "seeded from outside: {s}\n{}",
+        d.log_tail(20)
+    );
+    assert!(error.contains("nor an allowed directory"), "{error}");
+    assert!(d.stop().is_some_and(|s| s.success()));
+
+    // The same directory chosen by the local user when adding (recorded
+    // so): seeded again after the restart, where it lies.
+    write_record(&outside, true);
+    d.restart();
+    d.wait_complete(&hash, Duration::from_secs(60));
+    let (state, error) = state_and_error(&settled(&d, &hash));
+    assert_eq!((state.as_str(), error.as_str()), ("seeding", ""));
 }
