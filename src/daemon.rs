@@ -16,7 +16,7 @@ use crate::systemd;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,15 +141,25 @@ impl Daemon {
     }
 
     /// [`Daemon::start`] with the control server's settings (`web` off, ...).
-    /// Without `server.dirs`, a torrent's `dir` must lie in the download directory.
+    /// Without `server.dirs`, a torrent's `dir` must lie in the download
+    /// directory. The engine's anchors (when it has none) are `server.dirs`,
+    /// resolved.
     pub fn start_with(
-        config: EngineConfig,
+        mut config: EngineConfig,
         api: Option<SocketAddr>,
         mut server: control::server::Config,
     ) -> io::Result<Daemon> {
         storage::create_private_dir(&config.download_dir)?;
         if server.dirs.is_empty() {
             server.dirs.push(config.download_dir.clone());
+        }
+        if config.anchors.is_empty() {
+            for d in &server.dirs {
+                let resolved = d
+                    .canonicalize()
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", d.display())))?;
+                config.anchors.push(resolved);
+            }
         }
         let startup = load_state(&config.state_dir)?;
         let has_work = !startup.torrents.is_empty() || !startup.magnets.is_empty();
@@ -238,9 +248,15 @@ pub fn run(a: DaemonArgs) -> Result<u8, Error> {
     let token = control::token::load_or_create(&state_dir).map_err(Error::Token)?;
     let server = control::server::Config {
         web: settings.flag("web"),
-        token: control::token::required(api, settings.flag("api_token_required")).then_some(token),
+        token: control::token::required(api, settings.flag("api_token_required"))
+            .then(|| token.clone()),
         allowed_hosts: settings.list("api_allowed_hosts"),
-        dirs: vec![download_dir.clone()],
+        dirs: std::iter::once(download_dir.clone())
+            .chain(settings.list("allowed_dirs").into_iter().map(PathBuf::from))
+            .collect(),
+        // The local user (this token, from loopback) may add data where it lies.
+        local_token: Some(token),
+        state_dir: Some(state_dir.clone()),
         ..Default::default()
     };
     let daemon = match Daemon::start_with(config, Some(api), server) {

@@ -35,6 +35,12 @@ pub struct Resume {
     pub info_hash: InfoHash,
     /// The download directory (data at `dir/<name>`).
     pub dir: PathBuf,
+    /// The trusted directory `dir` lies in, every open resolved beneath it
+    /// (`storage::DataDir`); `None` in records written before anchors.
+    pub anchor: Option<PathBuf>,
+    /// The anchor is a directory the local user named (a token-holding
+    /// caller on loopback), not the download directory or an allowed one.
+    pub local_anchor: bool,
     /// Bitfield of verified, durable pieces.
     pub pieces: Vec<u8>,
     /// Peers given by hand, `host:port`.
@@ -62,6 +68,7 @@ impl Resume {
             "dir",
             Value::Bytes(self.dir.as_os_str().as_encoded_bytes().to_vec()),
         );
+        encode_anchor(&mut d, self.anchor.as_ref(), self.local_anchor);
         d.insert("pieces", Value::Bytes(self.pieces.clone()));
         d.insert(
             "peers",
@@ -140,9 +147,12 @@ impl Resume {
                 .unwrap_or(0)
         };
         let (download_limit, upload_limit) = (limit(b"download limit"), limit(b"upload limit"));
+        let (anchor, local_anchor) = decode_anchor(&d)?;
         Ok(Resume {
             info_hash,
             dir: PathBuf::from(dir),
+            anchor,
+            local_anchor,
             pieces,
             peers,
             paused,
@@ -160,6 +170,9 @@ pub struct MagnetRecord {
     /// The link as added (its trackers and `x.pe` peers included).
     pub link: String,
     pub dir: PathBuf,
+    /// As in [`Resume::anchor`].
+    pub anchor: Option<PathBuf>,
+    pub local_anchor: bool,
     /// Peers added by hand (`--peer`), `host:port`.
     pub peers: Vec<String>,
     pub paused: bool,
@@ -177,6 +190,7 @@ impl MagnetRecord {
             "dir",
             Value::Bytes(self.dir.as_os_str().as_encoded_bytes().to_vec()),
         );
+        encode_anchor(&mut d, self.anchor.as_ref(), self.local_anchor);
         d.insert(
             "peers",
             Value::List(self.peers.iter().map(|p| Value::str(p)).collect()),
@@ -207,13 +221,36 @@ impl MagnetRecord {
                 .collect(),
             None => Vec::new(),
         };
+        let (anchor, local_anchor) = decode_anchor(&d)?;
         Ok(MagnetRecord {
             link: link.to_string(),
             dir: PathBuf::from(dir),
+            anchor,
+            local_anchor,
             peers,
             paused: d.get(b"paused").and_then(|n| n.as_int()) == Some(1),
         })
     }
+}
+
+/// The `anchor` and `local anchor` keys (absent: no anchor recorded).
+fn encode_anchor(d: &mut Value, anchor: Option<&PathBuf>, local: bool) {
+    if let Some(a) = anchor {
+        d.insert(
+            "anchor",
+            Value::Bytes(a.as_os_str().as_encoded_bytes().to_vec()),
+        );
+        d.insert("local anchor", Value::Int(i64::from(local)));
+    }
+}
+
+fn decode_anchor(d: &bencode::Dict<'_, '_>) -> Result<(Option<PathBuf>, bool), String> {
+    let anchor = match d.get(b"anchor") {
+        None => None,
+        Some(n) => Some(PathBuf::from(n.as_str().ok_or("bad anchor")?)),
+    };
+    let local = anchor.is_some() && d.get(b"local anchor").and_then(|n| n.as_int()) == Some(1);
+    Ok((anchor, local))
 }
 
 /// Piece numbers from journal bytes (a torn last entry is ignored).
@@ -239,6 +276,8 @@ mod tests {
                 "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&tr=udp%3A%2F%2Ft%3A1"
                     .into(),
             dir: PathBuf::from("/srv/data dir"),
+            anchor: Some(PathBuf::from("/srv")),
+            local_anchor: true,
             peers: vec!["127.0.0.1:6881".into(), "[::1]:1".into()],
             paused: true,
         };
@@ -255,6 +294,8 @@ mod tests {
         let r = Resume {
             info_hash: InfoHash([7; 20]),
             dir: PathBuf::from("/data/dl"),
+            anchor: Some(PathBuf::from("/data")),
+            local_anchor: false,
             pieces: vec![0xff, 0x80],
             peers: vec!["127.0.0.1:6881".into()],
             paused: true,

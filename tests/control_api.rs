@@ -170,6 +170,8 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
                 paused,
                 reply,
             } => {
+                // The directory the data goes to (its anchor aside).
+                let dir = dir.map(|d| d.dir().to_path_buf());
                 let parsed = match &source {
                     AddSource::Torrent(bytes) => Torrent::from_bytes(bytes)
                         .map(|t| (t.info_hash, t.name.clone()))

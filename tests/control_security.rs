@@ -4,7 +4,9 @@
 //! or with a wrong token (401, then 429), with the token (header, or the
 //! web page's login cookie), Host and Origin checks that no token gets
 //! past (DNS rebinding), the CLI finding the token, and a torrent's `dir`
-//! kept inside the download directory. A daemon started with
+//! kept inside the download directory for every caller but the local
+//! user (the token as a Bearer header from loopback: the command line),
+//! who may name any existing directory but the state directory. A daemon started with
 //! `--api-token-required` stands in for one bound off loopback (the same
 //! code path; `control::token::required` is unit-tested for the addresses).
 //! Every wait is bounded.
@@ -17,7 +19,7 @@ use peerlet::json::{self, Json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -285,21 +287,25 @@ fn a_daemon_that_requires_the_token() {
         "{err}"
     );
 
-    // A torrent's dir stays in the download directory, links followed.
+    // A torrent's dir stays in the download directory, links followed,
+    // for any caller but the local user: here the browser (its cookie is
+    // the token, but a page is not the command line).
     let outside = tmp.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, d.download_dir.join("escape")).unwrap();
     let magnet = format!("magnet:?xt=urn:btih:{}&dn=x", "c0ffee".repeat(6) + "c0ff");
-    let add = |dir: &Path| {
+    let add_as = |dir: &Path, who: (&str, &str), magnet: &str| {
         let q = peerlet::control::http::percent_encode(dir.to_str().unwrap());
         request(
             api,
             "POST",
             &format!("/api/torrents?dir={q}&paused=1"),
-            &[auth[0], ("Content-Type", "text/plain")],
+            &[who, ("Content-Type", "text/plain")],
             magnet.as_bytes(),
         )
     };
+    let browser = ("Cookie", cookie.as_str());
+    let add = |dir: &Path| add_as(dir, browser, &magnet);
     for bad in [
         outside.clone(),
         d.download_dir.join("escape"),
@@ -312,27 +318,63 @@ fn a_daemon_that_requires_the_token() {
         assert_eq!(a.status, 400, "{}: {}", bad.display(), a.body);
         assert!(a.error().contains("dir '"), "{}", a.body);
     }
-    let (code, _, err) = cli(
-        api,
-        &["add", &magnet, "-d", outside.to_str().unwrap()],
-        &[("PEERLET_STATE_DIR", &state)],
-        &home,
-    );
-    assert_eq!(code, 2);
-    assert!(err.contains("outside the download directory"), "{err}");
+    assert!(add(&outside)
+        .error()
+        .contains("outside the download directory"));
     let inside = d.download_dir.join("films/new");
     let a = add(&inside);
     assert_eq!(a.status, 201, "{}", a.body);
-    let list = get(api, "/api/torrents", &auth).json();
-    let dir = list.as_array().unwrap()[0]
-        .get("dir")
-        .and_then(Json::as_str)
-        .unwrap()
-        .to_string();
+    let dir_of = |hash: &str| {
+        let list = get(api, "/api/torrents", &auth).json();
+        let t = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t.get("info_hash").and_then(Json::as_str) == Some(hash))
+            .cloned()
+            .unwrap_or_else(|| panic!("{hash} not listed"));
+        PathBuf::from(t.get("dir").and_then(Json::as_str).unwrap())
+    };
     assert_eq!(
-        Path::new(&dir),
+        dir_of(&("c0ffee".repeat(6) + "c0ff")),
         d.download_dir.canonicalize().unwrap().join("films/new")
     );
+
+    // The local user (the token as a Bearer header, from loopback: the
+    // command line) may name any existing directory but the state
+    // directory, and gets it resolved.
+    let local_hash = "beef".repeat(10);
+    let local_magnet = format!("magnet:?xt=urn:btih:{local_hash}&dn=y");
+    let (code, out, err) = cli(
+        api,
+        &[
+            "add",
+            &local_magnet,
+            "-d",
+            d.download_dir.join("escape").to_str().unwrap(),
+        ],
+        &[("PEERLET_STATE_DIR", &state)],
+        &home,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(dir_of(&local_hash), outside.canonicalize().unwrap());
+    for (bad, why) in [
+        (d.state_dir.clone(), "state directory"),
+        (
+            d.state_dir.parent().unwrap().to_path_buf(),
+            "state directory",
+        ),
+        (outside.join("missing"), "does not exist"),
+        (d.download_dir.join("../outside"), ".."),
+    ] {
+        let a = add_as(
+            &bad,
+            auth[0],
+            &format!("magnet:?xt=urn:btih:{}", "ab".repeat(20)),
+        );
+        assert_eq!(a.status, 400, "{}: {}", bad.display(), a.body);
+        assert!(a.error().contains(why), "{}: {}", bad.display(), a.body);
+    }
 
     // Too many wrong tokens from one address: 429 for a while, even with
     // the right one (last: this address stays blocked for a minute).

@@ -12,7 +12,7 @@ use peerlet::daemon::Daemon;
 use peerlet::metainfo::InfoHash;
 use peerlet::net::api::{AddSource, Command, TorrentState, TorrentStatus};
 use peerlet::net::EngineConfig;
-use peerlet::storage::{FaultPlan, FaultyStorage, FileStorage, Storage};
+use peerlet::storage::{FaultPlan, FaultyStorage, FilePool, FileStorage, Storage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,9 +55,9 @@ fn faulty_storage(
 ) -> (peerlet::net::StorageFactory, Plans) {
     let plans: Plans = Default::default();
     let by_name = plans.clone();
-    let factory: peerlet::net::StorageFactory = Arc::new(move |t, dir| {
+    let factory: peerlet::net::StorageFactory = Arc::new(move |t, place| {
         let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
-        let files = FileStorage::new(dir.to_path_buf(), relative, 8)?;
+        let files = FileStorage::beneath(place.clone(), relative, FilePool::new(8))?;
         let (faulty, plan) = FaultyStorage::new(files);
         setup(&mut plan.lock().unwrap());
         by_name.lock().unwrap().insert(t.name.clone(), plan);

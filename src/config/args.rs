@@ -28,6 +28,9 @@ pub struct DaemonArgs {
     /// where downloads go (default: $XDG_DATA_HOME/peerlet/downloads, ~/.local/share/peerlet/downloads, or ./peerlet-data/downloads)
     #[argh(option)]
     pub download_dir: Option<PathBuf>,
+    /// a directory besides the download directory that the API may place torrents in (repeatable)
+    #[argh(option, long = "allowed-dir")]
+    pub allowed_dir: Vec<PathBuf>,
     /// where state goes: resume records, torrents (default: beside the downloads, in .../state)
     #[argh(option)]
     pub state_dir: Option<PathBuf>,

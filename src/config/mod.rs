@@ -128,6 +128,9 @@ impl Key {
         if self.name == "allowed_nodes" {
             return "--allow-node".into();
         }
+        if self.name == "allowed_dirs" {
+            return "--allowed-dir".into();
+        }
         match self.kind {
             Kind::Bool if SWITCHES_ON.contains(&self.name) => format!("--{dashed}"),
             Kind::Bool => format!("--no-{dashed}"),
@@ -153,6 +156,7 @@ impl Key {
                 "an array of node public keys (64 hex digits each, as `peerlet status` shows them)".into()
             }
             ("api_allowed_hosts", _) => "an array of host names like \"pi.lan\"".into(),
+            ("allowed_dirs", _) => "an array of absolute paths of existing directories".into(),
             (_, Kind::Addr) => "an address like \"0.0.0.0:6881\"".into(),
             (_, Kind::Path) => "a directory (an absolute path, or one relative to the file or the current directory)".into(),
             (_, Kind::Size { min: 0, max: u64::MAX }) => "a size like 500K".into(),
@@ -211,6 +215,12 @@ pub const KEYS: &[Key] = &[
         name: "download_dir",
         kind: Kind::Path,
         help: "Where downloads go (default $XDG_DATA_HOME/peerlet/downloads or ~/.local/share/peerlet/downloads).",
+        reloads: false,
+    },
+    Key {
+        name: "allowed_dirs",
+        kind: Kind::List,
+        help: "Directories besides download_dir that the API may place a torrent's data in (absolute, existing). The local command line, with the API token, may name any existing directory.",
         reloads: false,
     },
     Key {
@@ -539,6 +549,24 @@ fn check(key: &Key, v: Value, got: &str) -> Result<Value, String> {
             }
             true
         }
+        (Value::List(items), _) if key.name == "allowed_dirs" => {
+            for d in items {
+                let p = Path::new(d);
+                if !p.is_absolute() {
+                    return Err(format!(
+                        "expected {} (~ is not expanded), got {d:?}",
+                        key.expected()
+                    ));
+                }
+                if !p.is_dir() {
+                    return Err(format!(
+                        "expected {}, got {d:?}, which does not exist or is not a directory",
+                        key.expected()
+                    ));
+                }
+            }
+            true
+        }
         (Value::List(items), _) if key.name == "allowed_nodes" => {
             if let Some(k) = items
                 .iter()
@@ -600,6 +628,7 @@ pub fn defaults(data_dir: &Path) -> Layer {
         Value::Path(data_dir.join("downloads")),
         d.clone(),
     );
+    l.set("allowed_dirs", Value::List(Vec::new()), d.clone());
     l.set("state_dir", Value::Path(data_dir.join("state")), d.clone());
     l.set("download_limit", Value::Num(0), d.clone());
     l.set("upload_limit", Value::Num(0), d.clone());
@@ -709,6 +738,18 @@ pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
         path(&a.download_dir),
         path_got(&a.download_dir),
     );
+    if !a.allowed_dir.is_empty() {
+        let dirs: Vec<String> = a
+            .allowed_dir
+            .iter()
+            .map(|d| cwd.join(d).to_string_lossy().into_owned())
+            .collect();
+        put(
+            "allowed_dirs",
+            Some(Value::List(dirs)),
+            format!("{:?}", a.allowed_dir),
+        );
+    }
     put("state_dir", path(&a.state_dir), path_got(&a.state_dir));
     let num = |n: Option<u64>| {
         (

@@ -53,7 +53,12 @@ fn sizes_parse_and_format() {
 #[test]
 fn keys_have_flags_and_variables() {
     let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-    assert_eq!(names.len(), 28);
+    assert_eq!(names.len(), 29);
+    let (_, k) = key("allowed_dirs").unwrap();
+    assert_eq!(
+        (k.flag().as_str(), k.env().as_str()),
+        ("--allowed-dir", "PEERLET_ALLOWED_DIRS")
+    );
     let (_, k) = key("download_limit").unwrap();
     assert_eq!(
         (k.flag().as_str(), k.env().as_str()),
@@ -133,6 +138,7 @@ api_token_required = true
 api_allowed_hosts = ["pi.lan", "nas.home.arpa"]
 network_secret = "net.secret"  # relative: from the file's directory
 allowed_nodes = ["8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"]
+allowed_dirs = ["/"]
 "#;
     let layer = file(text).unwrap();
     assert_eq!(layer.0.len(), KEYS.len());
@@ -157,6 +163,7 @@ allowed_nodes = ["8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e
     assert!(!c.flag("web"));
     assert!(c.flag("api_token_required"));
     assert_eq!(c.list("api_allowed_hosts"), ["pi.lan", "nas.home.arpa"]);
+    assert_eq!(c.list("allowed_dirs"), ["/"]);
     assert_eq!(
         c.path("network_secret"),
         Path::new("/etc/peerlet/net.secret")
@@ -351,6 +358,40 @@ fn api_safety_keys_from_every_source() {
         ..DaemonArgs::default()
     };
     assert!(cli_layer(&a, Path::new("/")).unwrap_err()[0].starts_with("--api-allowed-hosts: "));
+}
+
+#[test]
+fn allowed_dirs_from_every_source_are_absolute_existing_directories() {
+    let tmp = crate::storage::tests::tempdir("allowed-dirs");
+    let (a, b) = (tmp.join("a"), tmp.join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    assert!(resolve(&[]).list("allowed_dirs").is_empty());
+    let layer = file(&format!("allowed_dirs = [{a_s:?}, {b_s:?}]\n")).unwrap();
+    assert_eq!(resolve(&[&layer]).list("allowed_dirs"), [a_s, b_s]);
+    let e = env(&[("PEERLET_ALLOWED_DIRS", &format!("{a_s},{b_s}"))]).unwrap();
+    assert_eq!(resolve(&[&e]).list("allowed_dirs"), [a_s, b_s]);
+    let args = DaemonArgs {
+        allowed_dir: vec!["a".into(), b.clone()],
+        ..DaemonArgs::default()
+    };
+    let c = resolve(&[&cli_layer(&args, &tmp).unwrap()]);
+    assert_eq!(c.list("allowed_dirs"), [a_s, b_s]);
+    assert_eq!(
+        c.origin("allowed_dirs"),
+        &Origin::Cli("--allowed-dir".into())
+    );
+    let missing = tmp.join("missing");
+    let e = one_error(&format!(
+        "allowed_dirs = [{:?}]\n",
+        missing.to_str().unwrap()
+    ));
+    assert!(e.contains("does not exist"), "{e}");
+    assert!(one_error("allowed_dirs = [\"music\"]\n").contains("absolute"));
+    assert!(one_error("allowed_dirs = [\"~/music\"]\n").contains("absolute"));
+    assert!(env(&[("PEERLET_ALLOWED_DIRS", "relative")]).is_err());
+    std::fs::remove_dir_all(tmp).unwrap();
 }
 
 #[test]

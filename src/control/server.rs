@@ -13,7 +13,14 @@
 //! token ([`super::token`]): `Authorization: Bearer TOKEN`, or the cookie
 //! a browser gets from `GET /?token=TOKEN`; otherwise 401, and 429 for an
 //! address that keeps sending wrong tokens. A torrent's `dir` must lie in
-//! [`Config::dirs`] once symbolic links are resolved ([`check_dir`]). The endpoints are
+//! [`Config::dirs`] once symbolic links are resolved ([`check_dir`]),
+//! unless the request is the local user's: it carries
+//! [`Config::local_token`] in `Authorization: Bearer` and comes from a
+//! loopback address (as `peerlet add --dir` does), and then any existing
+//! directory outside the state directory will do ([`check_local_dir`]).
+//! Either way the directory is resolved once, here, and becomes the
+//! anchor (or lies below one) that every later open of the torrent's data
+//! starts from without following links (`storage::beneath`). The endpoints are
 //! documented in docs/API.md. Every answer is JSON except `GET /metrics`
 //! (Prometheus text, written by [`super::metrics`]) and the web page's
 //! files at `/`, `/app.js` and `/app.css` ([`super::web`]).
@@ -25,6 +32,7 @@ use super::web;
 use crate::json::Json;
 use crate::metainfo::InfoHash;
 use crate::net::api::{AddSource, ApiError, Command, EngineHandle, SearchQuery};
+use crate::storage::DataDir;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
@@ -78,8 +86,16 @@ pub struct Config {
     /// `localhost` (`api_allowed_hosts`).
     pub allowed_hosts: Vec<String>,
     /// Directories a torrent's `dir` may name or lie below (the download
-    /// directory). Empty: requests with a `dir` are refused.
+    /// directory and `allowed_dirs`). Empty: requests with a `dir` are
+    /// refused, the local user's too.
     pub dirs: Vec<PathBuf>,
+    /// The state directory's API token, whether or not requests must carry
+    /// it: a request from a loopback address with it in `Authorization:
+    /// Bearer` is the local user's, who may put a torrent's data in any
+    /// existing directory ([`check_local_dir`]). `None`: nobody may.
+    pub local_token: Option<Token>,
+    /// Never a torrent's `dir`, nor inside one (the state directory).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -96,6 +112,8 @@ impl Default for Config {
             token: None,
             allowed_hosts: Vec::new(),
             dirs: Vec::new(),
+            local_token: None,
+            state_dir: None,
         }
     }
 }
@@ -488,8 +506,21 @@ fn serve(
     }
     // Fits in usize: at most max_body.
     let body = http::read_body(stream, rest, len as usize, start + cfg.request_timeout)?;
-    let answer = dispatch(route, &head, body, shared).unwrap_or_else(|e| e);
+    let local = is_local(&head, shared, peer);
+    let answer = dispatch(route, &head, body, shared, local).unwrap_or_else(|e| e);
     Ok(Some((answer, method, path)))
+}
+
+/// Whether a request is the local user's: from a loopback address, with
+/// the state directory's token in `Authorization: Bearer` (a browser's
+/// cookie does not count: a page is not the command line).
+fn is_local(head: &Head, shared: &Shared, peer: IpAddr) -> bool {
+    peer.is_loopback()
+        && shared
+            .config
+            .local_token
+            .as_ref()
+            .is_some_and(|t| bearer_token(head).is_some_and(|b| t.matches(b)))
 }
 
 /// What a request without the token is told.
@@ -896,7 +927,13 @@ fn done() -> Json {
     Json::obj().with("ok", true)
 }
 
-fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result<Answer, Answer> {
+fn dispatch(
+    route: Route,
+    head: &Head,
+    body: Vec<u8>,
+    shared: &Shared,
+    local: bool,
+) -> Result<Answer, Answer> {
     let q = Query::parse(head, route.params())?;
     let engine = &shared.engine;
     let t = shared.config.engine_timeout;
@@ -915,6 +952,14 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
             let source = add_source(head, body)?;
             let dir = match q.one("dir")? {
                 None | Some("") => None,
+                Some(d) if local => Some(
+                    check_local_dir(
+                        Path::new(d),
+                        &shared.config.dirs,
+                        shared.config.state_dir.as_deref(),
+                    )
+                    .map_err(ApiError::BadRequest)?,
+                ),
                 Some(d) => Some(
                     check_dir(Path::new(d), &shared.config.dirs).map_err(ApiError::BadRequest)?,
                 ),
@@ -1042,12 +1087,86 @@ fn dispatch(route: Route, head: &Head, body: Vec<u8>, shared: &Shared) -> Result
 /// once symbolic links are resolved, is one of `roots` or lies below one
 /// (itself resolved). Parts of `dir` that do not exist yet are appended to
 /// its deepest existing ancestor as they are; none of them may be a
-/// dangling link. Returns the resolved path, which the engine keeps (so a
-/// link changed later does not move the torrent). The API's only
-/// path-taking parameter: everything else a request names is an
-/// info-hash, and a torrent's own file names are checked by
-/// `metainfo::path` and `FileStorage`.
-pub fn check_dir(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf, String> {
+/// dangling link. Returns the resolved path with the deepest root holding
+/// it as its anchor; the engine keeps both, and every later open walks
+/// from the anchor without following links (so a link made later does not
+/// move the torrent). The API's only path-taking parameter: everything
+/// else a request names is an info-hash, and a torrent's own file names
+/// are checked by `metainfo::path` and `FileStorage`.
+pub fn check_dir(dir: &Path, roots: &[PathBuf]) -> Result<DataDir, String> {
+    if roots.is_empty() {
+        return Err("this server takes no dir: torrents go to the download directory".into());
+    }
+    let full = resolve_dir(dir)?;
+    match anchor_of(&full, roots) {
+        Some(anchor) => DataDir::new(anchor, full).map_err(|e| format!("dir: {e}")),
+        None => {
+            let roots: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+            Err(format!(
+                "dir '{}' is outside the download directory and the allowed directories ({}); \
+                 links are followed (allowed_dirs in the configuration adds directories; \
+                 the local command line may name any existing one)",
+                dir.display(),
+                roots.join(", ")
+            ))
+        }
+    }
+}
+
+/// The local user's `dir` (see [`is_local`]): as [`check_dir`] when it
+/// lies in one of `roots`; else it must exist and be a directory, and
+/// neither hold nor lie in `state_dir`. Resolved once, it is its own
+/// anchor (recorded as chosen locally): data where it lies, e.g. `peerlet
+/// add album.torrent --dir ~/music` to seed `~/music/album`.
+pub fn check_local_dir(
+    dir: &Path,
+    roots: &[PathBuf],
+    state_dir: Option<&Path>,
+) -> Result<DataDir, String> {
+    if roots.is_empty() {
+        return Err("this server takes no dir: torrents go to the download directory".into());
+    }
+    let full = resolve_dir(dir)?;
+    if let Some(anchor) = anchor_of(&full, roots) {
+        return DataDir::new(anchor, full).map_err(|e| format!("dir: {e}"));
+    }
+    let shown = dir.display();
+    if !full.is_dir() {
+        return Err(format!(
+            "dir '{shown}' does not exist; outside the download directory and the allowed \
+             directories ({}), a dir must be an existing directory",
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Some(state) = state_dir.and_then(|s| s.canonicalize().ok()) {
+        if full.starts_with(&state) || state.starts_with(&full) {
+            return Err(format!(
+                "dir '{shown}' holds or lies in the daemon's state directory ({})",
+                state.display()
+            ));
+        }
+    }
+    DataDir::anchored_at(full)
+        .map(|p| p.chosen_locally(true))
+        .map_err(|e| format!("dir: {e}"))
+}
+
+/// The deepest of `roots` (resolved) that `full` lies in.
+fn anchor_of(full: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
+    roots
+        .iter()
+        .filter_map(|r| r.canonicalize().ok())
+        .filter(|root| full.starts_with(root))
+        .max_by_key(|root| root.components().count())
+}
+
+/// `dir` resolved: absolute, no `..`; the deepest ancestor that exists
+/// resolved, the rest appended as given (none of it a dangling link).
+fn resolve_dir(dir: &Path) -> Result<PathBuf, String> {
     let shown = dir.display();
     if !dir.is_absolute() {
         return Err(format!("dir '{shown}' must be an absolute path"));
@@ -1055,11 +1174,7 @@ pub fn check_dir(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf, String> {
     if dir.components().any(|c| c == Component::ParentDir) {
         return Err(format!("dir '{shown}' must not contain '..'"));
     }
-    if roots.is_empty() {
-        return Err("this server takes no dir: torrents go to the download directory".into());
-    }
-    // The deepest ancestor that exists, resolved; the rest as given. The
-    // loop ends: each round takes one component off a finite path.
+    // The loop ends: each round takes one component off a finite path.
     let mut existing = dir;
     let mut missing = Vec::new();
     let resolved = loop {
@@ -1082,20 +1197,7 @@ pub fn check_dir(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf, String> {
             Err(e) => return Err(format!("dir '{shown}': {e}")),
         }
     };
-    let full = missing.iter().rev().fold(resolved, |p, name| p.join(name));
-    if roots
-        .iter()
-        .filter_map(|r| r.canonicalize().ok())
-        .any(|root| full.starts_with(root))
-    {
-        Ok(full)
-    } else {
-        let roots: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
-        Err(format!(
-            "dir '{shown}' is outside the download directory ({}); links are followed",
-            roots.join(", ")
-        ))
-    }
+    Ok(missing.iter().rev().fold(resolved, |p, name| p.join(name)))
 }
 
 /// The body of `POST /api/torrents`: .torrent bytes or a magnet link,
@@ -1276,7 +1378,7 @@ mod tests {
         std::os::unix::fs::symlink(tmp.join("nowhere"), root.join("dangling")).unwrap();
         let roots = vec![root.clone()];
         let root_c = root.canonicalize().unwrap();
-        let ok = |d: &Path| check_dir(d, &roots).unwrap();
+        let ok = |d: &Path| check_dir(d, &roots).unwrap().dir().to_path_buf();
         assert_eq!(ok(&root), root_c);
         assert_eq!(ok(&root.join("films")), root_c.join("films"));
         assert_eq!(ok(&root.join("new/deeper")), root_c.join("new/deeper"));
@@ -1293,6 +1395,30 @@ mod tests {
         assert!(err(Path::new("/")).contains("outside"));
         assert!(err(Path::new("/etc")).contains("outside"));
         assert!(check_dir(&root, &[]).unwrap_err().contains("takes no dir"));
+        // The anchor is the root, resolved; the rest is walked.
+        let p = check_dir(&root.join("inner/x"), &roots).unwrap();
+        assert_eq!(p.anchor(), root_c);
+        assert_eq!(p.below(), ["films", "x"]);
+        assert!(!p.is_local());
+        // The local user: any existing directory outside the state
+        // directory, resolved, its own anchor; inside a root as before.
+        let state = root.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let local = |d: &Path| check_local_dir(d, &roots, Some(&state));
+        let p = local(&root.join("escape")).unwrap();
+        assert_eq!(p.anchor(), outside.canonicalize().unwrap());
+        assert!(p.is_local() && p.below().is_empty());
+        assert!(!local(&root.join("films")).unwrap().is_local());
+        assert!(local(&outside.join("new"))
+            .unwrap_err()
+            .contains("does not exist"));
+        assert!(local(&root.join("../elsewhere"))
+            .unwrap_err()
+            .contains(".."));
+        assert!(local(&root.join("dangling"))
+            .unwrap_err()
+            .contains("dangling"));
+        assert!(local(&tmp).unwrap_err().contains("state directory"));
         std::fs::remove_dir_all(tmp).unwrap();
     }
 

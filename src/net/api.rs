@@ -60,7 +60,9 @@ pub enum Command {
     /// Add a torrent (or, if it is already there, add the peers to it).
     Add {
         source: AddSource,
-        dir: Option<PathBuf>,
+        /// Where the data goes (checked by the caller: `control::server`);
+        /// `None`: the download directory.
+        dir: Option<crate::storage::DataDir>,
         peers: Vec<String>,
         paused: bool,
         reply: Reply<AddResult>,

@@ -29,7 +29,7 @@ use crate::net::api::{
     PeerStatus, TorrentDetail, TorrentState, TorrentStatus,
 };
 use crate::resume::{self, Resume};
-use crate::storage::{self, FilePool, FileStorage, Storage};
+use crate::storage::{self, DataDir, FilePool, FileStorage, Storage};
 use crate::swarm::rate::TokenBucket;
 use crate::swarm::{Bitfield, Disconnect, Out, PeerKey, Swarm, SwarmConfig};
 use crate::wire::peer::{BlockRef, Handshake, Message, HANDSHAKE_LEN};
@@ -64,21 +64,22 @@ const FIRST_CONN: usize = 4;
 
 pub use overlay::{is_beacon_target, LanDiscovery, OverlaySettings, MAX_SAVED_NODES};
 
-/// Opens the storage of a torrent whose data lives under `dir`.
+/// Opens the storage of a torrent whose data lives under `place.dir()`,
+/// beneath `place.anchor()`.
 pub type StorageFactory =
-    Arc<dyn Fn(&Torrent, &Path) -> io::Result<Arc<dyn Storage>> + Send + Sync>;
+    Arc<dyn Fn(&Torrent, &DataDir) -> io::Result<Arc<dyn Storage>> + Send + Sync>;
 
-/// The default: files under `dir/<name>`, all torrents' open handles in
-/// one LRU of at most `max_open_files` descriptors.
+/// The default: files under `dir/<name>`, every open resolved beneath the
+/// anchor, all torrents' open handles in one LRU of at most
+/// `max_open_files` descriptors.
 pub fn file_storage_factory(max_open_files: usize) -> StorageFactory {
     let pool = FilePool::new(max_open_files);
-    Arc::new(move |t: &Torrent, dir: &Path| {
+    Arc::new(move |t: &Torrent, place: &DataDir| {
         let relative = (0..t.files.len()).map(|i| t.relative_path(i)).collect();
-        Ok(Arc::new(FileStorage::with_pool(
-            dir.to_path_buf(),
-            relative,
-            pool.clone(),
-        )?) as Arc<dyn Storage>)
+        Ok(
+            Arc::new(FileStorage::beneath(place.clone(), relative, pool.clone())?)
+                as Arc<dyn Storage>,
+        )
     })
 }
 
@@ -87,6 +88,11 @@ pub fn file_storage_factory(max_open_files: usize) -> StorageFactory {
 pub struct EngineConfig {
     pub listen: SocketAddr,
     pub download_dir: PathBuf,
+    /// The directories a torrent may lie in besides ones the local user
+    /// named, resolved: the download directory and `allowed_dirs`
+    /// (filled by `Daemon::start`; [`EngineConfig::download_dir`] counts
+    /// in any case). A record naming another anchor is refused at load.
+    pub anchors: Vec<PathBuf>,
     /// Holds `torrents/` (metainfo, resume, journal) and the `clean` marker.
     pub state_dir: PathBuf,
     pub max_connections: usize,
@@ -140,6 +146,7 @@ impl EngineConfig {
         EngineConfig {
             listen,
             download_dir,
+            anchors: Vec::new(),
             state_dir,
             max_connections: 100,
             max_open_files: storage::DEFAULT_MAX_OPEN_FILES,
@@ -324,7 +331,14 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
     engine.resolve_bootstrap(Instant::now());
     let now = Instant::now();
     for m in startup.magnets {
-        if let Err(e) = engine.add_magnet(&m.link, Some(m.dir), m.peers, m.paused, now) {
+        let place = match engine.place_of_record(&m.dir, m.anchor.as_deref(), m.local_anchor) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("skipping a saved magnet link ({}): {e}", m.link);
+                continue;
+            }
+        };
+        if let Err(e) = engine.add_magnet(&m.link, Some(place), m.peers, m.paused, now) {
             log::error!("skipping a saved magnet link: {e}");
         }
     }
@@ -379,7 +393,8 @@ struct TorrentEntry {
     id: u32,
     meta: Arc<Torrent>,
     disk: Arc<DiskTorrent>,
-    dir: PathBuf,
+    /// Where the data lives (`dir/<name>`) and the anchor opens start from.
+    place: DataDir,
     phase: Phase,
     paused: bool,
     error: Option<String>,
@@ -498,7 +513,9 @@ impl TorrentEntry {
     fn resume_record(&self) -> Resume {
         Resume {
             info_hash: self.meta.info_hash,
-            dir: self.dir.clone(),
+            dir: self.place.dir().to_path_buf(),
+            anchor: Some(self.place.anchor().to_path_buf()),
+            local_anchor: self.place.is_local(),
             pieces: self.checkpoint.durable().as_bytes().to_vec(),
             peers: self.manual_peers.clone(),
             paused: self.paused,
@@ -960,7 +977,10 @@ impl Engine {
                     result: RunResult::Files(files),
                     ..
                 },
-            ) => self.on_probe(tid, files, now),
+            ) => match files {
+                Ok(files) => self.on_probe(tid, files, now),
+                Err(e) => self.on_probe_refused(tid, &e, now),
+            },
             (
                 Ctx::Resolve { tid, source },
                 JobDone::Ran {

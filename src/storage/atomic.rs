@@ -123,33 +123,44 @@ pub fn remove_files(paths: &[std::path::PathBuf]) -> io::Result<()> {
     Ok(())
 }
 
-/// Deletes a torrent's files under `dir` (checked relative paths), then the
-/// directories they leave empty, never `dir` itself. Links are removed, not followed.
-pub fn remove_torrent_data(dir: &Path, relative: &[Vec<String>]) -> io::Result<()> {
-    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+/// Deletes a torrent's files under `place.dir()` (checked relative
+/// paths), then the directories they leave empty, never the directory
+/// itself. Every removal is resolved beneath the anchor: a link is removed,
+/// not followed, and nothing is removed through one.
+pub fn remove_torrent_data(place: &super::DataDir, relative: &[Vec<String>]) -> io::Result<()> {
+    use super::beneath;
+    let below: Vec<&str> = place.below().iter().map(String::as_str).collect();
+    let mut dirs: Vec<&[String]> = Vec::new();
     for rel in relative {
-        let Some(path) = crate::metainfo::path::join_under(dir, rel) else {
+        if rel.is_empty() {
             continue;
-        };
-        match std::fs::symlink_metadata(&path) {
-            Ok(md) if !md.is_dir() => std::fs::remove_file(&path)?,
-            _ => {}
         }
-        let mut parent = path.parent();
-        while let Some(p) = parent {
-            if p == dir || !p.starts_with(dir) {
-                break;
+        let comps: Vec<&str> = below
+            .iter()
+            .copied()
+            .chain(rel.iter().map(String::as_str))
+            .collect();
+        match beneath::metadata(place.anchor(), &comps) {
+            Ok(md) if !md.is_dir() => beneath::remove(place.anchor(), &comps, false)?,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !beneath::is_refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+        for n in 1..rel.len() {
+            if !dirs.contains(&&rel[..n]) {
+                dirs.push(&rel[..n]);
             }
-            if !dirs.iter().any(|d| d == p) {
-                dirs.push(p.to_path_buf());
-            }
-            parent = p.parent();
         }
     }
     // Deepest first; only empty directories go.
-    crate::sort::sort_by_key(&mut dirs, |d| std::cmp::Reverse(d.components().count()));
+    crate::sort::sort_by_key(&mut dirs, |d| std::cmp::Reverse(d.len()));
     for d in dirs {
-        let _ = std::fs::remove_dir(&d);
+        let comps: Vec<&str> = below
+            .iter()
+            .copied()
+            .chain(d.iter().map(String::as_str))
+            .collect();
+        let _ = beneath::remove(place.anchor(), &comps, true);
     }
     Ok(())
 }

@@ -107,6 +107,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         }
         self.inner.sync()
     }
+
+    fn check_place(&self) -> io::Result<()> {
+        self.inner.check_place()
+    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,13 @@
 //!   storage that shares it (the daemon has one for all its torrents,
 //!   `max_open_files`, default 128): neither a torrent of 10,000 files nor
 //!   10,000 torrents of one file hold 10,000 descriptors.
-//! - Below the download directory nothing is followed through a symbolic
-//!   link: every directory is checked with `symlink_metadata` (and created
-//!   one level at a time), and files are opened with `O_NOFOLLOW`. The
-//!   download directory itself is trusted (it comes from the user).
+//! - Nothing below the anchor (the download directory, an allowed
+//!   directory, or one the local user named: [`DataDir`]) is followed
+//!   through a symbolic link, at the moment of each open: every open,
+//!   creation, `stat` and removal starts from a descriptor of the anchor
+//!   and resolves the torrent's directory and the file's path beneath it
+//!   ([`super::beneath`]). The anchor itself is trusted. Each such open
+//!   takes [`WALK_FDS`] slots of the pool while it runs.
 //! - Durability is batched: writes mark a file dirty, [`Storage::sync`]
 //!   fdatasyncs the dirty ones. A dirty handle evicted from the LRU is kept
 //!   (a quarter of the pool) until its storage's next sync instead of being
@@ -19,12 +22,13 @@
 //!   to the descriptor). So a torrent of many small files costs one
 //!   fdatasync per file per checkpoint, not one per eviction.
 
+use super::beneath::{self, DataDir, WALK_FDS};
 use super::Storage;
 use crate::metainfo::path::join_under;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -65,10 +69,13 @@ struct Pool {
 /// recently used closed first) and a quarter for evicted handles that still
 /// wait for their storage's next sync.
 ///
-/// The bound is on descriptors, not table entries: a slot is taken before
-/// a file is opened, a handle a worker is reading or writing is never the
+/// The bound is on descriptors, not table entries: slots are taken before
+/// a file is opened ([`WALK_FDS`]: the walk from the anchor holds a second
+/// descriptor while it runs, so between opens one slot of the entries'
+/// share stays free), a handle a worker is reading or writing is never the
 /// one evicted (so it cannot linger open outside the count), and a sync
-/// reopening a file closed dirty takes a slot too. The one way past it: a
+/// reopening a file closed dirty, or a `stat` below the anchor, takes
+/// slots too. The one way past it: a
 /// pool smaller than the number of threads using it at once, when every
 /// handle is in use.
 pub struct FilePool {
@@ -107,35 +114,39 @@ impl FilePool {
     /// The handle of `key` if open (and writable when `write`); else a slot
     /// is taken for opening it, which [`FilePool::insert`] or
     /// [`FilePool::unreserve`] gives back.
+    /// The slots are [`WALK_FDS`]: the walk to the file may hold two
+    /// descriptors at once; all but the file's are given back when the
+    /// open is done.
     fn get_or_reserve(&self, key: Key, write: bool) -> Option<Arc<File>> {
         let mut pool = self.lock();
         if let Some(file) = pool.use_entry(key, write) {
             return Some(file);
         }
-        self.reserve_locked(&mut pool);
+        self.reserve_locked(&mut pool, WALK_FDS);
         None
     }
 
-    /// Takes a slot without looking anything up (a sync reopening a file).
-    fn reserve(&self) {
-        self.reserve_locked(&mut self.lock());
+    /// Takes `n` slots without looking anything up (a sync reopening a
+    /// file, a `stat` below the anchor).
+    fn reserve(&self, n: usize) {
+        self.reserve_locked(&mut self.lock(), n);
     }
 
-    fn reserve_locked(&self, pool: &mut Pool) {
-        self.make_room(pool);
-        pool.opening += 1;
+    fn reserve_locked(&self, pool: &mut Pool, n: usize) {
+        self.make_room(pool, n);
+        pool.opening += n;
     }
 
-    fn unreserve(&self) {
+    fn unreserve(&self, n: usize) {
         let mut pool = self.lock();
-        pool.opening = pool.opening.saturating_sub(1);
+        pool.opening = pool.opening.saturating_sub(n);
     }
 
-    /// Closes least recently used handles nobody is using until one more
-    /// fits in the entries' share.
-    fn make_room(&self, pool: &mut Pool) {
+    /// Closes least recently used handles nobody is using until `n` more
+    /// fit in the entries' share.
+    fn make_room(&self, pool: &mut Pool, n: usize) {
         // Each round removes an entry: bounded by their number.
-        while pool.entries.len() + pool.opening >= self.max_entries {
+        while pool.entries.len() + pool.opening + n > self.max_entries {
             let Some(lru) = pool
                 .entries
                 .iter()
@@ -312,9 +323,10 @@ fn take_owner(sorted: &mut Vec<Key>, owner: u64) -> Vec<usize> {
 
 /// The files of one torrent on a real filesystem.
 pub struct FileStorage {
-    root: PathBuf,
-    /// Checked components of each file, relative to `root`.
+    place: DataDir,
+    /// Checked components of each file, relative to the torrent's directory.
     relative: Vec<Vec<String>>,
+    /// Full paths, for messages.
     paths: Vec<PathBuf>,
     pool: Arc<FilePool>,
     owner: u64,
@@ -327,9 +339,10 @@ impl Drop for FileStorage {
 }
 
 impl FileStorage {
-    /// `root` is the download directory (trusted); `relative` the checked
-    /// path of each file below it (see [`crate::metainfo::path`]). Its own
-    /// pool of at most `max_open` descriptors.
+    /// `root` is the anchor and the torrent's directory at once (trusted);
+    /// `relative` the checked path of each file below it (see
+    /// [`crate::metainfo::path`]). Its own pool of at most `max_open`
+    /// descriptors.
     pub fn new(
         root: PathBuf,
         relative: Vec<Vec<String>>,
@@ -344,9 +357,25 @@ impl FileStorage {
         relative: Vec<Vec<String>>,
         pool: Arc<FilePool>,
     ) -> io::Result<FileStorage> {
+        // A relative root (`peerlet verify` in the current directory) is
+        // taken from the working directory, once.
+        let root = std::path::absolute(&root)?;
+        let place = DataDir::anchored_at(root)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Self::beneath(place, relative, pool)
+    }
+
+    /// Files at `relative` below `place.dir()`, every open resolved beneath
+    /// `place.anchor()`, with handles from a shared pool.
+    pub fn beneath(
+        place: DataDir,
+        relative: Vec<Vec<String>>,
+        pool: Arc<FilePool>,
+    ) -> io::Result<FileStorage> {
+        let root = place.dir();
         let mut paths = Vec::with_capacity(relative.len());
         for rel in &relative {
-            let p = join_under(&root, rel).ok_or_else(|| {
+            let p = join_under(root, rel).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("unsafe path '{}'", rel.join("/")),
@@ -362,7 +391,7 @@ impl FileStorage {
         }
         let owner = pool.next_owner.fetch_add(1, Ordering::Relaxed);
         Ok(FileStorage {
-            root,
+            place,
             relative,
             paths,
             pool,
@@ -381,22 +410,25 @@ impl FileStorage {
             return Ok(file);
         }
         // Open outside the lock: it may create directories.
-        match self.open_handle(file_idx, write) {
+        let opened = self.open_handle(file_idx, write);
+        // The walk's other descriptors are closed: only the file's slot is kept.
+        self.pool.unreserve(WALK_FDS - 1);
+        match opened {
             Ok((file, writable)) => Ok(self.pool.insert(key, Arc::new(file), writable, write)),
             Err(e) => {
-                self.pool.unreserve();
+                self.pool.unreserve(1);
                 Err(e)
             }
         }
     }
 
-    /// fdatasyncs a file closed since its last write, in a slot of the pool.
+    /// fdatasyncs a file closed since its last write, in slots of the pool.
     fn sync_closed(&self, file_idx: usize) -> io::Result<()> {
-        self.pool.reserve();
+        self.pool.reserve(WALK_FDS);
         let r = self
             .open_file(file_idx, Open::Read)
             .and_then(|f| f.sync_data());
-        self.pool.unreserve();
+        self.pool.unreserve(WALK_FDS);
         match r {
             // Deleted since (by hand): nothing of it to make durable; the
             // next start's probe finds the file missing and rechecks.
@@ -426,70 +458,45 @@ impl FileStorage {
         }
     }
 
-    fn open_file(&self, file_idx: usize, how: Open) -> io::Result<File> {
+    /// The components of file `file_idx` below the anchor.
+    fn comps(&self, file_idx: usize) -> io::Result<Vec<&str>> {
         let rel = self
             .relative
             .get(file_idx)
             .ok_or_else(|| bad_index(file_idx))?;
-        let path = &self.paths[file_idx];
-        self.check_dirs(rel, how == Open::Create)?;
-        let mut opts = OpenOptions::new();
-        opts.read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-        match how {
-            Open::Read => {}
-            Open::ReadWrite => {
-                opts.write(true);
-            }
-            Open::Create => {
-                opts.write(true).create(true).mode(0o644);
-            }
-        }
-        opts.open(path).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("refusing to follow a symbolic link at {}", path.display()),
-                )
-            } else {
-                io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-            }
-        })
+        Ok(self
+            .place
+            .below()
+            .iter()
+            .chain(rel)
+            .map(String::as_str)
+            .collect())
     }
 
-    /// Walks the directories between `root` and the file, refusing links and
-    /// creating missing directories when `create`.
-    fn check_dirs(&self, rel: &[String], create: bool) -> io::Result<()> {
-        let mut dir = self.root.clone();
-        for component in &rel[..rel.len().saturating_sub(1)] {
-            dir.push(component);
-            match std::fs::symlink_metadata(&dir) {
-                Ok(md) if md.file_type().is_symlink() => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("refusing to follow a symbolic link at {}", dir.display()),
-                    ))
-                }
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        format!("{} exists and is not a directory", dir.display()),
-                    ))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                    match std::fs::create_dir(&dir) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                        Err(e) => {
-                            return Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
-                        }
-                    }
-                }
-                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
-            }
+    /// Opens file `file_idx` beneath the anchor (see [`super::beneath`]).
+    fn open_file(&self, file_idx: usize, how: Open) -> io::Result<File> {
+        let comps = self.comps(file_idx)?;
+        let (flags, create) = match how {
+            Open::Read => (libc::O_RDONLY, false),
+            Open::ReadWrite => (libc::O_RDWR, false),
+            Open::Create => (libc::O_RDWR | libc::O_CREAT, true),
+        };
+        beneath::open_file(self.place.anchor(), &comps, flags, 0o644, create)
+    }
+
+    /// `lstat` of file `file_idx` beneath the anchor, in slots of the pool:
+    /// `None` when missing or not a regular file.
+    fn stat(&self, file_idx: usize) -> io::Result<Option<std::fs::Metadata>> {
+        let comps = self.comps(file_idx)?;
+        self.pool.reserve(WALK_FDS);
+        let r = beneath::metadata(self.place.anchor(), &comps);
+        self.pool.unreserve(WALK_FDS);
+        match r {
+            Ok(md) if md.is_file() => Ok(Some(md)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 }
 
@@ -557,34 +564,24 @@ impl Storage for FileStorage {
     }
 
     fn file_len(&self, file_idx: usize) -> io::Result<Option<u64>> {
-        let path = self
-            .paths
-            .get(file_idx)
-            .ok_or_else(|| bad_index(file_idx))?;
-        match std::fs::symlink_metadata(path) {
-            Ok(md) if md.is_file() => Ok(Some(md.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.stat(file_idx)?.map(|md| md.len()))
     }
 
     fn file_mtime(&self, file_idx: usize) -> io::Result<Option<i64>> {
         use std::os::unix::fs::MetadataExt;
-        let path = self
-            .paths
-            .get(file_idx)
-            .ok_or_else(|| bad_index(file_idx))?;
-        match std::fs::symlink_metadata(path) {
-            Ok(md) if md.is_file() => Ok(Some(
-                md.mtime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(md.mtime_nsec()),
-            )),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.stat(file_idx)?.map(|md| {
+            md.mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(md.mtime_nsec())
+        }))
+    }
+
+    fn check_place(&self) -> io::Result<()> {
+        let below: Vec<&str> = self.place.below().iter().map(String::as_str).collect();
+        self.pool.reserve(WALK_FDS);
+        let r = beneath::check_dirs(self.place.anchor(), &below);
+        self.pool.unreserve(WALK_FDS);
+        r
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -665,7 +662,8 @@ mod tests {
         let dir = tempdir("many-dirty");
         let n = 60;
         let files: Vec<Vec<String>> = (0..n).map(|i| rel(&["m", &format!("f{i}")])).collect();
-        // 12 descriptors: 9 in use, 3 kept for the sync.
+        // 12 descriptors: 9 for handles in use (8 open, and the second
+        // descriptor of the next open's walk), 3 kept for the sync.
         let st = FileStorage::new(dir.clone(), files, 12).unwrap();
         for round in 0..2 {
             for i in 0..n {
@@ -673,19 +671,19 @@ mod tests {
             }
             {
                 let pool = st.pool.lock();
-                assert_eq!(pool.entries.len(), 9);
+                assert_eq!(pool.entries.len(), 8);
                 assert_eq!(pool.pending_sync.len(), 3);
                 // Evictions beyond the kept handles cost no fdatasync now:
                 // they are remembered by index, once each.
-                assert_eq!(pool.dirty_closed.len(), n - 12);
+                assert_eq!(pool.dirty_closed.len(), n - 11);
             }
             assert_eq!(to_sync(&st), (0..n).collect::<Vec<_>>());
-            assert_eq!(st.pool.open_files(), 12);
+            assert_eq!(st.pool.open_files(), 11);
             st.sync().unwrap();
             assert!(to_sync(&st).is_empty());
             // The kept handles are closed; reopening the closed files took
-            // a slot (one handle in use made room for it).
-            assert_eq!(st.pool.open_files(), 8);
+            // two slots (a handle in use made room for the second).
+            assert_eq!(st.pool.open_files(), 7);
             assert_eq!(st.pool.lock().opening, 0);
         }
         std::fs::remove_dir_all(dir).unwrap();
@@ -753,8 +751,9 @@ mod tests {
     fn a_handle_in_use_is_never_the_one_closed() {
         let dir = tempdir("pool-in-use");
         let files: Vec<Vec<String>> = (0..5).map(|i| rel(&[&format!("f{i}")])).collect();
-        // 3 descriptors for handles (none kept for syncs).
-        let st = FileStorage::new(dir.clone(), files, 3).unwrap();
+        // 5 descriptors: 4 for handles (3 open and the second descriptor
+        // of a walk), 1 kept for syncs.
+        let st = FileStorage::new(dir.clone(), files, 5).unwrap();
         for i in 0..5 {
             st.write_at(i, 0, b"w").unwrap();
         }
@@ -764,7 +763,7 @@ mod tests {
         let b = st.handle(1, false).unwrap();
         let _c = st.handle(2, false).unwrap();
         drop(_c);
-        // f3 needs a slot: f2 is the only handle nobody holds.
+        // f3 needs two slots: f2 is the only handle nobody holds.
         st.handle(3, false).unwrap();
         let open: Vec<usize> = {
             let mut v: Vec<usize> = st.pool.lock().entries.keys().map(|k| k.1).collect();
@@ -773,7 +772,8 @@ mod tests {
         };
         assert_eq!(open, vec![0, 1, 3]);
         assert_eq!(st.pool.open_files(), 3);
-        // Every handle held: the pool can only go past its bound.
+        // Every handle held: the pool can only go past its bound (by the
+        // walk's descriptor while f4 opens; 4 handles after).
         let d = st.handle(3, false).unwrap();
         st.handle(4, false).unwrap();
         assert_eq!(st.pool.open_files(), 4);
@@ -873,6 +873,100 @@ mod tests {
         assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
         std::fs::remove_dir_all(dir).unwrap();
         std::fs::remove_dir_all(outside).unwrap();
+    }
+
+    /// A storage of `dl/real3/t/f` anchored at `dl`; `outside` holds a
+    /// sentinel `t/f`.
+    fn swapped_setup(name: &str) -> (PathBuf, PathBuf, FileStorage) {
+        let dl = tempdir(name);
+        let outside = tempdir(&format!("{name}-outside"));
+        std::fs::create_dir_all(outside.join("t")).unwrap();
+        std::fs::write(outside.join("t/f"), b"sentinel").unwrap();
+        let place = DataDir::new(dl.clone(), dl.join("real3")).unwrap();
+        let st = FileStorage::beneath(place, vec![rel(&["t", "f"])], FilePool::new(8)).unwrap();
+        (dl, outside, st)
+    }
+
+    #[test]
+    fn a_torrent_dir_made_a_link_after_the_storage_is_refused() {
+        let (dl, outside, st) = swapped_setup("swap-dir");
+        // Missing directories between the anchor and the file are made.
+        st.write_at(0, 0, b"legit").unwrap();
+        st.sync().unwrap();
+        let mut b = [0u8; 5];
+        st.read_at(0, 0, &mut b).unwrap();
+        assert_eq!(&b, b"legit");
+        assert_eq!(st.file_len(0).unwrap(), Some(5));
+        st.check_place().unwrap();
+        // Swapped for a link: every open refused, from a fresh storage
+        // (nothing cached) and from this one (its handle closed first).
+        std::fs::remove_dir_all(dl.join("real3")).unwrap();
+        std::os::unix::fs::symlink(&outside, dl.join("real3")).unwrap();
+        st.pool.release(st.owner);
+        let place = DataDir::new(dl.clone(), dl.join("real3")).unwrap();
+        let fresh = FileStorage::beneath(place, vec![rel(&["t", "f"])], FilePool::new(8)).unwrap();
+        for s in [&st, &fresh] {
+            let e = s.write_at(0, 0, b"evil").unwrap_err();
+            assert!(crate::storage::is_refused(&e), "{e}");
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+            assert!(s.read_at(0, 0, &mut b).is_err());
+            assert!(s.ensure_len(0, 100).is_err());
+            assert!(crate::storage::is_refused(&s.file_len(0).unwrap_err()));
+            assert!(s.file_mtime(0).is_err());
+            assert!(crate::storage::is_refused(&s.check_place().unwrap_err()));
+        }
+        let place = DataDir::new(dl.clone(), dl.join("real3")).unwrap();
+        let e = crate::storage::remove_torrent_data(&place, &[rel(&["t", "f"])]).unwrap_err();
+        assert!(crate::storage::is_refused(&e), "{e}");
+        assert_eq!(std::fs::read(outside.join("t/f")).unwrap(), b"sentinel");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+        std::fs::remove_dir_all(dl).unwrap();
+        std::fs::remove_dir_all(outside).unwrap();
+    }
+
+    #[test]
+    fn a_middle_directory_made_a_link_is_refused() {
+        let (dl, outside, st) = swapped_setup("swap-middle");
+        st.write_at(0, 0, b"legit").unwrap();
+        st.sync().unwrap();
+        st.pool.release(st.owner);
+        // `real3/t`, between the torrent's directory and its file.
+        std::fs::remove_dir_all(dl.join("real3/t")).unwrap();
+        std::os::unix::fs::symlink(outside.join("t"), dl.join("real3/t")).unwrap();
+        let e = st.write_at(0, 0, b"evil").unwrap_err();
+        assert!(crate::storage::is_refused(&e), "{e}");
+        assert!(crate::storage::is_refused(&st.file_len(0).unwrap_err()));
+        let mut b = [0u8; 4];
+        assert!(st.read_at(0, 0, &mut b).is_err());
+        // The file itself a link: refused too (its directory is fine).
+        std::fs::remove_file(dl.join("real3/t")).unwrap();
+        std::fs::create_dir(dl.join("real3/t")).unwrap();
+        std::os::unix::fs::symlink(outside.join("t/f"), dl.join("real3/t/f")).unwrap();
+        assert!(st.write_at(0, 0, b"evil").is_err());
+        assert_eq!(st.file_len(0).unwrap(), None);
+        // Removing the data removes the link, not what it points to.
+        let place = DataDir::new(dl.clone(), dl.join("real3")).unwrap();
+        crate::storage::remove_torrent_data(&place, &[rel(&["t", "f"])]).unwrap();
+        assert!(dl.join("real3").is_dir() && !dl.join("real3/t").exists());
+        assert_eq!(std::fs::read(outside.join("t/f")).unwrap(), b"sentinel");
+        std::fs::remove_dir_all(dl).unwrap();
+        std::fs::remove_dir_all(outside).unwrap();
+    }
+
+    #[test]
+    fn data_dirs_lie_below_their_anchor_as_written() {
+        assert!(DataDir::new("/a".into(), "/a/b/c".into()).is_ok());
+        assert_eq!(
+            DataDir::new("/a".into(), "/a/b/c".into()).unwrap().below(),
+            ["b", "c"]
+        );
+        assert!(DataDir::new("/a".into(), "/b".into()).is_err());
+        assert!(DataDir::new("/a".into(), "/a/../b".into()).is_err());
+        assert!(DataDir::new("/a".into(), "a/b".into()).is_err());
+        assert!(DataDir::anchored_at("/a".into())
+            .unwrap()
+            .below()
+            .is_empty());
     }
 
     #[test]

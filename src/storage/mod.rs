@@ -4,13 +4,15 @@
 //! offset, with positioned reads and writes (no shared seek position, so any
 //! worker thread may use it at once). [`FileStorage`] is the real one: sparse
 //! files, open handles in a [`FilePool`] bounded across torrents, and no
-//! symbolic link followed below the download directory. [`FaultyStorage`] wraps any storage to inject
+//! symbolic link followed below the anchor of the torrent's [`DataDir`]
+//! at the moment of any open ([`beneath`]). [`FaultyStorage`] wraps any storage to inject
 //! errors (ENOSPC, EACCES, short writes) and delays in tests.
 //!
 //! The functions here map torrent byte ranges (pieces, blocks) onto file
 //! slices with [`FileMap`] and hash pieces straight from disk.
 
 mod atomic;
+pub mod beneath;
 mod fault;
 mod files;
 mod walk;
@@ -20,6 +22,7 @@ pub use atomic::{
     remove_torrent_data, write_atomic,
 };
 
+pub use beneath::{is_refused, DataDir};
 pub use fault::{FaultPlan, FaultyStorage};
 pub use files::{FilePool, FileStorage, DEFAULT_MAX_OPEN_FILES};
 pub use walk::{walk, WalkedFile};
@@ -70,6 +73,59 @@ pub trait Storage: Send + Sync {
 
     /// Makes every write so far durable (fdatasync of the files written).
     fn sync(&self) -> io::Result<()>;
+
+    /// Checks, before the files are looked at, that the torrent's
+    /// directory is still where it was put: for [`FileStorage`], that no
+    /// directory between the anchor and it has become a link (a refusal
+    /// is an error for which [`is_refused`] holds).
+    fn check_place(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The storage of a torrent whose directory was refused (a resume record
+/// naming a directory outside every anchor): every call fails with the
+/// reason, and nothing is touched.
+pub struct Unplaced {
+    n_files: usize,
+    why: String,
+}
+
+impl Unplaced {
+    pub fn new(n_files: usize, why: String) -> Unplaced {
+        Unplaced { n_files, why }
+    }
+
+    fn refuse<T>(&self) -> io::Result<T> {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            self.why.clone(),
+        ))
+    }
+}
+
+impl Storage for Unplaced {
+    fn n_files(&self) -> usize {
+        self.n_files
+    }
+    fn read_at(&self, _: usize, _: u64, _: &mut [u8]) -> io::Result<()> {
+        self.refuse()
+    }
+    fn write_at(&self, _: usize, _: u64, _: &[u8]) -> io::Result<()> {
+        self.refuse()
+    }
+    fn ensure_len(&self, _: usize, _: u64) -> io::Result<()> {
+        self.refuse()
+    }
+    fn file_len(&self, _: usize) -> io::Result<Option<u64>> {
+        self.refuse()
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.refuse()
+    }
+    fn check_place(&self) -> io::Result<()> {
+        self.refuse()
+    }
 }
 
 /// Reads `buf.len()` torrent bytes at `offset`, across files.

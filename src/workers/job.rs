@@ -153,8 +153,10 @@ pub enum RunResult {
     /// What a host name resolved to (empty when it did not resolve).
     Addrs(Vec<SocketAddr>),
     /// Per file of a torrent: its length and modification time (`None`
-    /// where the file is missing or unreadable).
-    Files(Vec<(Option<u64>, Option<i64>)>),
+    /// where the file is missing or unreadable); an error when the
+    /// storage refuses the torrent's directory (`Storage::check_place`,
+    /// a link on the way).
+    Files(io::Result<Vec<(Option<u64>, Option<i64>)>>),
     /// An HTTP tracker's response body.
     Http(Result<Vec<u8>, TrackerError>),
 }

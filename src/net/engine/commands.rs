@@ -179,7 +179,7 @@ impl Engine {
     pub(super) fn cmd_add(
         &mut self,
         source: AddSource,
-        dir: Option<PathBuf>,
+        dir: Option<DataDir>,
         peers: Vec<String>,
         paused: bool,
         now: Instant,
@@ -206,10 +206,12 @@ impl Engine {
                 added: false,
             });
         }
-        let dir = self.download_dir_of(dir)?;
+        let place = self.place_of(dir)?;
         let info_hash = meta.info_hash;
         let name = meta.name.clone();
-        let tid = self.new_entry(meta, dir).map_err(ApiError::Internal)?;
+        let tid = self
+            .new_entry(meta, place, None)
+            .map_err(ApiError::Internal)?;
         if let Some(t) = self.torrents.get_mut(&tid) {
             t.paused = paused;
         }
@@ -231,16 +233,64 @@ impl Engine {
         })
     }
 
-    /// The download directory for a new torrent: the one given (absolute) or the default.
-    pub(super) fn download_dir_of(&self, dir: Option<PathBuf>) -> Result<PathBuf, ApiError> {
-        let dir = dir.unwrap_or_else(|| self.config.download_dir.clone());
-        if !dir.is_absolute() {
-            return Err(ApiError::BadRequest(format!(
-                "download directory '{}' must be an absolute path",
-                dir.display()
-            )));
+    /// Where a new torrent's data goes: the place given (checked by the
+    /// control server) or the download directory, its own anchor.
+    pub(super) fn place_of(&self, dir: Option<DataDir>) -> Result<DataDir, ApiError> {
+        match dir {
+            Some(d) => Ok(d),
+            None => DataDir::anchored_at(self.config.download_dir.clone())
+                .map_err(|e| ApiError::BadRequest(format!("download directory: {e}"))),
         }
-        Ok(dir)
+    }
+
+    /// The place a resume or magnet record names, checked again at load:
+    /// the anchor must be the download directory or an allowed one still
+    /// (or one the local user named when adding), and the directory lie
+    /// at or below it as written. A record without an anchor (written
+    /// before anchors) gets the deepest such directory holding its dir.
+    pub(super) fn place_of_record(
+        &self,
+        dir: &Path,
+        anchor: Option<&Path>,
+        local: bool,
+    ) -> Result<DataDir, String> {
+        let anchors: Vec<&Path> = std::iter::once(self.config.download_dir.as_path())
+            .chain(self.config.anchors.iter().map(PathBuf::as_path))
+            .collect();
+        let known = |a: &Path| anchors.contains(&a);
+        let list = || {
+            anchors
+                .iter()
+                .map(|a| a.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let anchor = match anchor {
+            Some(a) if local || known(a) => a.to_path_buf(),
+            Some(a) => {
+                return Err(format!(
+                    "its directory {} lies in {}, which is neither the download directory nor an allowed directory now ({}); not used",
+                    dir.display(),
+                    a.display(),
+                    list()
+                ))
+            }
+            None => anchors
+                .iter()
+                .filter(|a| dir.starts_with(a))
+                .max_by_key(|a| a.components().count())
+                .map(|a| a.to_path_buf())
+                .ok_or_else(|| {
+                    format!(
+                        "its directory {} is outside the download directory and the allowed directories ({}); not used",
+                        dir.display(),
+                        list()
+                    )
+                })?,
+        };
+        DataDir::new(anchor, dir.to_path_buf())
+            .map(|p| p.chosen_locally(local))
+            .map_err(|e| format!("its directory: {e}; not used"))
     }
 
     /// Takes the torrent out at once; its files are deleted by a job (see
@@ -291,9 +341,9 @@ impl Engine {
             .iter()
             .map(|ext| self.config.state_file(info_hash, ext))
             .collect();
-        let data: Option<(PathBuf, Vec<Vec<String>>)> = delete_data.then(|| {
+        let data: Option<(DataDir, Vec<Vec<String>>)> = delete_data.then(|| {
             (
-                t.dir.clone(),
+                t.place.clone(),
                 (0..t.meta.files.len())
                     .map(|i| t.meta.relative_path(i))
                     .collect(),
@@ -312,8 +362,8 @@ impl Engine {
                 // After a magnet's .torrent save (which holds the lock).
                 let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
                 let mut res = storage::remove_files(&files);
-                if let Some((dir, relative)) = data {
-                    res = res.and(storage::remove_torrent_data(&dir, &relative));
+                if let Some((place, relative)) = data {
+                    res = res.and(storage::remove_torrent_data(&place, &relative));
                 }
                 res
             }),
@@ -485,7 +535,7 @@ impl Engine {
             name: t.meta.name.clone(),
             state,
             error,
-            dir: t.dir.clone(),
+            dir: t.place.dir().to_path_buf(),
             total_size: t.meta.total_length(),
             have_bytes,
             pieces: t.meta.lengths.n_pieces(),

@@ -20,7 +20,7 @@ pub(super) struct MagnetEntry {
     pub(super) link: String,
     pub(super) info_hash: InfoHash,
     pub(super) name: Option<String>,
-    pub(super) dir: PathBuf,
+    pub(super) place: DataDir,
     pub(super) trackers: Vec<String>,
     pub(super) known: PeerList,
     pub(super) manual_peers: Vec<String>,
@@ -38,7 +38,7 @@ impl Engine {
     pub(super) fn add_magnet(
         &mut self,
         link: &str,
-        dir: Option<PathBuf>,
+        dir: Option<DataDir>,
         peers: Vec<String>,
         paused: bool,
         now: Instant,
@@ -56,7 +56,7 @@ impl Engine {
                 added: false,
             });
         }
-        let dir = self.download_dir_of(dir)?;
+        let place = self.place_of(dir)?;
         // Checked before anything is added, so a bad peer adds nothing.
         check_peers(&all_peers)?;
         let tid = self.next_tid;
@@ -68,7 +68,7 @@ impl Engine {
                 link: link.to_string(),
                 info_hash: m.info_hash,
                 name: m.name.clone(),
-                dir,
+                place,
                 trackers: m.trackers.clone(),
                 known: PeerList::default(),
                 manual_peers: Vec::new(),
@@ -98,7 +98,9 @@ impl Engine {
         };
         let record = crate::resume::MagnetRecord {
             link: m.link.clone(),
-            dir: m.dir.clone(),
+            dir: m.place.dir().to_path_buf(),
+            anchor: Some(m.place.anchor().to_path_buf()),
+            local_anchor: m.place.is_local(),
             peers: m.manual_peers.clone(),
             paused: m.paused,
         };
@@ -307,7 +309,7 @@ impl Engine {
         let magnet_file = self.config.state_file(meta.info_hash, "magnet");
         m.alive.store(false, Ordering::Release);
         let lock = self.state_lock.clone();
-        let new_tid = self.new_entry(meta, m.dir);
+        let new_tid = self.new_entry(meta, m.place, None);
         // The job holds the new torrent's storage: a removal waits for it.
         let hold = new_tid
             .as_ref()
@@ -379,7 +381,7 @@ impl Engine {
                 TorrentState::Metadata
             },
             error: m.error.clone(),
-            dir: m.dir.clone(),
+            dir: m.place.dir().to_path_buf(),
             total_size: 0,
             have_bytes: 0,
             pieces: 0,

@@ -13,6 +13,7 @@ impl Engine {
             return;
         };
         let what = match e.raw_os_error() {
+            _ if storage::is_refused(e) => "refused to leave the torrent's directory",
             Some(libc::ENOSPC) => "the disk is full",
             Some(libc::EACCES) | Some(libc::EPERM) => "permission denied",
             Some(libc::EROFS) => "the file system is read-only",
@@ -35,9 +36,18 @@ impl Engine {
 
     // ----- torrents: loading, probing, checking -----
 
-    pub(super) fn new_entry(&mut self, meta: Torrent, dir: PathBuf) -> Result<u32, String> {
-        let storage = (self.config.storage_factory)(&meta, &dir)
-            .map_err(|e| format!("cannot open storage: {e}"))?;
+    /// A new torrent entry; its storage from the factory unless given.
+    pub(super) fn new_entry(
+        &mut self,
+        meta: Torrent,
+        place: DataDir,
+        storage: Option<Arc<dyn Storage>>,
+    ) -> Result<u32, String> {
+        let storage = match storage {
+            Some(s) => s,
+            None => (self.config.storage_factory)(&meta, &place)
+                .map_err(|e| format!("cannot open storage: {e}"))?,
+        };
         let (n, lengths) = (meta.lengths.n_pieces(), meta.lengths);
         let disk = Arc::new(DiskTorrent::new(
             storage,
@@ -55,7 +65,7 @@ impl Engine {
                 id: tid,
                 meta: Arc::new(meta),
                 disk,
-                dir,
+                place,
                 phase: Phase::Probing,
                 paused: false,
                 error: None,
@@ -91,12 +101,30 @@ impl Engine {
             Err(e) => return log::error!("a torrent in the state directory does not load: {e}"),
         };
         let resume = loaded.resume.filter(|r| r.info_hash == meta.info_hash);
-        let dir = resume
-            .as_ref()
-            .map(|r| r.dir.clone())
-            .unwrap_or_else(|| self.config.download_dir.clone());
         let name = meta.name.clone();
-        let tid = match self.new_entry(meta, dir) {
+        // The record's directory is checked again: one outside every
+        // anchor now gets a storage that refuses everything, and the
+        // torrent shows why (its probe fails with the reason).
+        let default = DataDir::anchored_at(self.config.download_dir.clone());
+        let (place, storage) = match &resume {
+            None => match default {
+                Ok(p) => (p, None),
+                Err(e) => return log::error!("{name}: download directory: {e}"),
+            },
+            Some(r) => match self.place_of_record(&r.dir, r.anchor.as_deref(), r.local_anchor) {
+                Ok(p) => (p, None),
+                Err(why) => {
+                    let place = DataDir::anchored_at(r.dir.clone())
+                        .or(default)
+                        .map_err(|e| log::error!("{name}: {e}"));
+                    let Ok(place) = place else { return };
+                    let n = meta.files.len();
+                    let unplaced: Arc<dyn Storage> = Arc::new(storage::Unplaced::new(n, why));
+                    (place, Some(unplaced))
+                }
+            },
+        };
+        let tid = match self.new_entry(meta, place, storage) {
             Ok(tid) => tid,
             Err(e) => return log::error!("{name}: {e}"),
         };
@@ -133,16 +161,37 @@ impl Engine {
         t.phase = Phase::Probing;
         let disk = t.disk.clone();
         self.run_job(Ctx::Probe { tid }, move || {
-            let files: Vec<(Option<u64>, Option<i64>)> = (0..disk.storage.n_files())
-                .map(|i| {
-                    (
-                        disk.storage.file_len(i).ok().flatten(),
-                        disk.storage.file_mtime(i).ok().flatten(),
-                    )
-                })
-                .collect();
+            let st = &disk.storage;
+            // A refusal (a link where a directory was) stops the torrent;
+            // other errors read as a missing file.
+            let file = |i: usize| -> io::Result<(Option<u64>, Option<i64>)> {
+                let len = match st.file_len(i) {
+                    Err(e) if storage::is_refused(&e) => return Err(e),
+                    r => r.ok().flatten(),
+                };
+                Ok((len, st.file_mtime(i).ok().flatten()))
+            };
+            let files = st
+                .check_place()
+                .and_then(|()| (0..st.n_files()).map(file).collect());
             RunResult::Files(files)
         });
+    }
+
+    /// The probe found the torrent's directory refused (a link on the way
+    /// from its anchor, or a record naming a directory outside every
+    /// anchor): stopped with the reason, nothing read or written; retried
+    /// like a disk error.
+    pub(super) fn on_probe_refused(&mut self, tid: u32, e: &io::Error, now: Instant) {
+        let retry = self.config.disk_retry;
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let msg = format!(
+            "the data cannot be used: {e} (nothing is read or written there; retrying in {}s)",
+            retry.as_secs()
+        );
+        t.stop_until_retry(msg, now + retry);
     }
 
     pub(super) fn on_probe(
@@ -163,7 +212,7 @@ impl Engine {
         if have.count() > 0 && !any_file {
             let msg = format!(
                 "no data found at {} although {} pieces were verified before (is the drive mounted?); not downloading again",
-                t.dir.join(&meta.name).display(),
+                t.place.dir().join(&meta.name).display(),
                 have.count()
             );
             t.stop_until_retry(msg, now + self.config.disk_retry);
