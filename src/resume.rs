@@ -13,6 +13,11 @@
 //!   the pieces it names that the resume file lacks are re-hashed (never
 //!   trusted), so a crash costs only the pieces that were in flight.
 //!
+//! - `<hex>.peers` — the peers given by hand ([`ManualPeers`]), written
+//!   atomically whenever they change. The resume record lists them too;
+//!   this small file keeps them when the record is damaged (the torrent
+//!   then comes back by a recheck, its peers from here).
+//!
 //! - `<hex>.magnet` — a torrent added by magnet link whose metadata has not
 //!   arrived yet ([`MagnetRecord`]: the link, directory, peers, paused),
 //!   written atomically when it is added or paused/resumed, removed when
@@ -216,6 +221,51 @@ impl MagnetRecord {
     }
 }
 
+/// The peers given by hand to one torrent (`<hex>.peers`), `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManualPeers {
+    pub peers: Vec<String>,
+}
+
+/// Largest `.peers` file read back, and most peers kept from it.
+pub const MAX_PEERS_FILE: u64 = 64 << 10;
+pub const MAX_MANUAL_PEERS: usize = 200;
+
+impl ManualPeers {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut d = Value::dict();
+        d.insert("version", Value::Int(VERSION));
+        d.insert(
+            "peers",
+            Value::List(self.peers.iter().map(|p| Value::str(p)).collect()),
+        );
+        d.to_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ManualPeers, String> {
+        let limits = Limits {
+            max_input: MAX_PEERS_FILE as usize,
+            max_depth: 3,
+            max_tokens: 10_000,
+            max_string: 1 << 10,
+        };
+        let doc = bencode::decode(bytes, limits).map_err(|e| e.to_string())?;
+        let d = doc.root().as_dict().ok_or("not a dictionary")?;
+        let version = d.get(b"version").and_then(|n| n.as_int());
+        if version != Some(VERSION) {
+            return Err(format!("unknown peers file version {version:?}"));
+        }
+        let peers = d
+            .get(b"peers")
+            .and_then(|n| n.as_list())
+            .ok_or("no peers")?
+            .map(|p| p.as_str().map(str::to_string).ok_or("a peer is not text"))
+            .take(MAX_MANUAL_PEERS)
+            .collect::<Result<Vec<String>, &str>>()?;
+        Ok(ManualPeers { peers })
+    }
+}
+
 /// Piece numbers from journal bytes (a torn last entry is ignored).
 pub fn decode_journal(bytes: &[u8]) -> Vec<u32> {
     bytes
@@ -248,6 +298,19 @@ mod tests {
         let mut bytes = r.encode();
         bytes.truncate(bytes.len() / 2);
         assert!(MagnetRecord::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn manual_peers_round_trip_and_reject_garbage() {
+        let r = ManualPeers {
+            peers: vec!["127.0.0.1:6881".into(), "host.example:51413".into()],
+        };
+        assert_eq!(ManualPeers::decode(&r.encode()), Ok(r.clone()));
+        let bytes = r.encode();
+        for cut in 0..bytes.len() {
+            assert!(ManualPeers::decode(&bytes[..cut]).is_err());
+        }
+        assert!(ManualPeers::decode(b"d7:versioni1e5:peersli3eee").is_err());
     }
 
     #[test]

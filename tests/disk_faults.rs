@@ -349,3 +349,74 @@ fn a_failing_sync_is_shown_and_nothing_is_recorded_until_it_works() {
     assert_same_tree(&src, &tmp.join("leech/downloads/card"));
     again.stop();
 }
+
+/// A failed fdatasync may have lost the data it covered although a later
+/// one succeeds (the kernel reports a lost writeback once). Those pieces
+/// are read back and written again (or downloaded again) before they are
+/// recorded: the torrent never seeds, and the record never lists, data the
+/// disk does not hold.
+#[test]
+fn pieces_a_failed_sync_lost_are_never_recorded_on_a_later_sync() {
+    let tmp = TempDir::new("sync-lost");
+    let src = tmp.join("src/lost");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random_file(&src.join("video.bin"), 3 << 20, 91);
+    let file = tmp.join("lost.torrent");
+    let hash = InfoHash::parse(&create_torrent(&src, &file, "64K")).unwrap();
+    let seeder = common::daemon::start_seeder(
+        tmp.path(),
+        "seeder",
+        "127.0.41.10",
+        &src,
+        &file,
+        &hash.to_hex(),
+    );
+    let config = || {
+        let mut c = EngineConfig::new(
+            "127.0.41.11:0".parse().unwrap(),
+            tmp.join("leech/downloads"),
+            tmp.join("leech/state"),
+        );
+        c.disk_retry = Duration::from_millis(500);
+        c.checkpoint_interval = Duration::from_millis(300);
+        c
+    };
+    let mut faulty = config();
+    let (factory, plans) = faulty_storage(|p| {
+        p.sync_error = Some(libc::EIO);
+        p.sync_loses_writes = true;
+    });
+    faulty.storage_factory = factory;
+    let leecher = Daemon::start(faulty, None).unwrap();
+    add_file(&leecher, &file, vec![seeder.listen.to_string()]);
+    let failed = wait_for(
+        &leecher,
+        hash,
+        "the sync error",
+        Duration::from_secs(60),
+        |s| s.state == TorrentState::Error && s.pieces_have > 0,
+    );
+    assert!(failed.error.is_some(), "{failed:?}");
+    // The next sync works, but what the failed one covered is gone from
+    // the "device" unless written again.
+    plans.lock().unwrap()["lost"].lock().unwrap().sync_error = None;
+    let st = wait_for(&leecher, hash, "recovery", Duration::from_secs(90), |s| {
+        s.pieces_have == s.pieces && s.error.is_none()
+    });
+    assert_eq!(st.state, TorrentState::Seeding);
+    let resume = tmp.join(&format!("leech/state/torrents/{}.resume", hash.to_hex()));
+    let recorded = || {
+        std::fs::read(&resume)
+            .ok()
+            .and_then(|b| peerlet::resume::Resume::decode(&b).ok())
+            .map(|r| r.pieces.iter().map(|b| b.count_ones()).sum::<u32>())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while recorded() < st.pieces {
+        assert!(Instant::now() < deadline, "the record never caught up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    leecher.stop();
+    assert_same_tree(&src, &tmp.join("leech/downloads/lost"));
+}

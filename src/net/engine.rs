@@ -171,6 +171,9 @@ pub struct LoadedTorrent {
     pub torrent_bytes: Vec<u8>,
     pub resume: Option<Resume>,
     pub journal: Vec<u32>,
+    /// The peers given by hand, from `<hex>.peers` (kept apart from the
+    /// resume record, so a damaged record does not lose them).
+    pub peers: Vec<String>,
 }
 
 /// What the daemon read from the state directory before starting the engine.
@@ -399,6 +402,9 @@ struct TorrentEntry {
     check: Option<Check>,
     known: PeerList,
     manual_peers: Vec<String>,
+    /// `<hex>.peers` is being written, and is behind again.
+    peers_saving: bool,
+    peers_dirty: bool,
     /// Verified pieces on their way to the journal, a sync and the record.
     checkpoint: Checkpoint,
     pieces_resumed: u32,
@@ -545,10 +551,18 @@ enum Ctx {
     Sync {
         tid: u32,
     },
+    /// Reading back a piece a failed sync covered.
+    Reverify {
+        tid: u32,
+    },
     Probe {
         tid: u32,
     },
     Save {
+        tid: u32,
+    },
+    /// Writing a torrent's `<hex>.peers`.
+    SavePeers {
         tid: u32,
     },
     Resolve {
@@ -930,14 +944,24 @@ impl Engine {
                         self.save_resume(tid);
                     }
                     Err(e) => {
-                        // Not durable: due again after the interval, with
-                        // downloading paused and the error shown (a failing
-                        // SD card says so here first).
-                        t.checkpoint.sync_failed(now);
+                        // Not durable, and a later sync may succeed with
+                        // the data gone: what was written is read back
+                        // before it may be synced again, with downloading
+                        // paused and the error shown (a failing SD card
+                        // says so here first).
+                        t.checkpoint.sync_failed();
                         log::warn!("{}: cannot make data durable: {e}", t.meta.name);
+                        if let Some(s) = t.swarm.as_mut() {
+                            s.forget_unverified_writes(now);
+                        }
                         self.disk_error(tid, &e, now);
+                        self.reverify(tid, now);
+                        self.apply_swarm(tid, now);
                     }
                 }
+            }
+            (Ctx::Reverify { tid }, JobDone::Reverified { piece, result, .. }) => {
+                self.on_reverified(tid, piece, result, now)
             }
             (
                 Ctx::Save { tid },
@@ -954,6 +978,13 @@ impl Engine {
                 }
                 t.checkpoint.record_finished(result.is_ok());
             }
+            (
+                Ctx::SavePeers { tid },
+                JobDone::Ran {
+                    result: RunResult::Io(result),
+                    ..
+                },
+            ) => self.on_peers_saved(tid, result),
             (
                 Ctx::Probe { tid },
                 JobDone::Ran {

@@ -71,6 +71,8 @@ impl Engine {
                 check: None,
                 known: PeerList::default(),
                 manual_peers: Vec::new(),
+                peers_saving: false,
+                peers_dirty: false,
                 checkpoint: Checkpoint::new(
                     lengths,
                     self.config.checkpoint_bytes,
@@ -115,10 +117,26 @@ impl Engine {
             t.paused = r.paused;
             t.manual_peers = r.peers;
         }
+        // The peers file has them even when the record is damaged (and
+        // gets those only the record has, written before it existed).
+        let file_behind = t.manual_peers.iter().any(|p| !loaded.peers.contains(p));
+        let mut missing = false;
+        for p in loaded.peers {
+            if !t.manual_peers.contains(&p) && t.manual_peers.len() < resume::MAX_MANUAL_PEERS {
+                t.manual_peers.push(p);
+                missing = true;
+            }
+        }
         if !self.clean_start {
             t.journal = loaded.journal;
         }
         let peers = t.manual_peers.clone();
+        if missing {
+            t.checkpoint.record_changed();
+        }
+        if file_behind {
+            self.save_peers(tid);
+        }
         for p in peers {
             self.resolve_peer(tid, p, "manual", now);
         }
@@ -429,6 +447,75 @@ impl Engine {
         }
     }
 
+    /// Reads back the pieces a failed sync made suspect (each is written
+    /// again when it still passes its hash; see `Checkpoint`).
+    pub(super) fn reverify(&mut self, tid: u32, now: Instant) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let Some(pieces) = t.checkpoint.take_suspect() else {
+            return;
+        };
+        log::warn!(
+            "{}: reading back {} pieces a failed sync covered",
+            t.meta.name,
+            pieces.len()
+        );
+        for p in pieces {
+            let Some(t) = self.torrents.get_mut(&tid) else {
+                return;
+            };
+            let Some(piece) = t.meta.lengths.piece(p) else {
+                t.checkpoint.reverified(p, false, now);
+                continue;
+            };
+            let (disk, expected) = (t.disk.clone(), t.meta.piece_hash(piece));
+            self.submit(
+                |tag| Job::Reverify {
+                    tag,
+                    torrent: disk,
+                    piece,
+                    expected,
+                },
+                Ctx::Reverify { tid },
+                Priority::Live,
+            );
+        }
+    }
+
+    /// A suspect piece was read back: it waits for the next sync, or it is
+    /// lost and downloaded again.
+    pub(super) fn on_reverified(
+        &mut self,
+        tid: u32,
+        piece: PieceIdx,
+        result: io::Result<bool>,
+        now: Instant,
+    ) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let ok = matches!(result, Ok(true));
+        t.checkpoint.reverified(piece.get(), ok, now);
+        if ok {
+            return;
+        }
+        match result {
+            Err(e) => log::warn!(
+                "{}: cannot read back piece {piece} after a failed sync ({e}); downloading it again",
+                t.meta.name
+            ),
+            _ => log::warn!(
+                "{}: piece {piece} did not reach the disk (a sync failed); downloading it again",
+                t.meta.name
+            ),
+        }
+        if let Some(s) = t.swarm.as_mut() {
+            s.lose_piece(piece, now);
+        }
+        self.apply_swarm(tid, now);
+    }
+
     /// Writes the resume record if it is behind (and none is being written).
     pub(super) fn save_resume(&mut self, tid: u32) {
         let Some(t) = self.torrents.get_mut(&tid) else {
@@ -450,6 +537,44 @@ impl Engine {
                 .collect();
             RunResult::Io(storage::write_atomic(&path, &record.encode(), 0o600))
         });
+    }
+
+    /// Writes `<hex>.peers` (the peers given by hand), one write at a time.
+    pub(super) fn save_peers(&mut self, tid: u32) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if t.peers_saving {
+            t.peers_dirty = true;
+            return;
+        }
+        t.peers_saving = true;
+        t.peers_dirty = false;
+        let record = resume::ManualPeers {
+            peers: t.manual_peers.clone(),
+        };
+        let path = self.config.state_file(t.meta.info_hash, "peers");
+        // Holds the storage: a removal waits for the write.
+        let hold = t.disk.clone();
+        self.run_job(Ctx::SavePeers { tid }, move || {
+            let _hold = hold;
+            RunResult::Io(storage::write_atomic(&path, &record.encode(), 0o600))
+        });
+    }
+
+    pub(super) fn on_peers_saved(&mut self, tid: u32, result: io::Result<()>) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        t.peers_saving = false;
+        if let Err(e) = &result {
+            log::warn!("{}: cannot save its peers: {e}", t.meta.name);
+            t.peers_dirty = true;
+            return;
+        }
+        if t.peers_dirty {
+            self.save_peers(tid);
+        }
     }
 
     pub(super) fn flush_journal(&mut self, tid: u32) {
