@@ -54,6 +54,10 @@ pub struct Resume {
     /// The torrent's own rate limits, bytes per second (0: none).
     pub download_limit: u64,
     pub upload_limit: u64,
+    /// Bitfield (empty: none) of pieces to re-hash at the next start
+    /// whatever the files look like: pieces a check found suspect and had
+    /// not cleared when this was written (they are not in `pieces`).
+    pub recheck: Vec<u8>,
 }
 
 impl Resume {
@@ -68,6 +72,9 @@ impl Resume {
             Value::Bytes(self.dir.as_os_str().as_encoded_bytes().to_vec()),
         );
         d.insert("pieces", Value::Bytes(self.pieces.clone()));
+        if !self.recheck.is_empty() {
+            d.insert("recheck", Value::Bytes(self.recheck.clone()));
+        }
         d.insert(
             "peers",
             Value::List(self.peers.iter().map(|p| Value::str(p)).collect()),
@@ -145,6 +152,10 @@ impl Resume {
                 .unwrap_or(0)
         };
         let (download_limit, upload_limit) = (limit(b"download limit"), limit(b"upload limit"));
+        let recheck = match d.get(b"recheck") {
+            Some(n) => n.as_bytes().ok_or("bad recheck")?.to_vec(),
+            None => Vec::new(),
+        };
         Ok(Resume {
             info_hash,
             dir: PathBuf::from(dir),
@@ -155,6 +166,7 @@ impl Resume {
             file_mtimes,
             download_limit,
             upload_limit,
+            recheck,
         })
     }
 }
@@ -325,8 +337,14 @@ mod tests {
             file_mtimes: vec![1, 0, -3],
             download_limit: 1000,
             upload_limit: 0,
+            recheck: Vec::new(),
         };
         assert_eq!(Resume::decode(&r.encode()), Ok(r.clone()));
+        let suspect = Resume {
+            recheck: vec![0x40, 0],
+            ..r.clone()
+        };
+        assert_eq!(Resume::decode(&suspect.encode()), Ok(suspect));
         let bytes = r.encode();
         for cut in 0..bytes.len() {
             assert!(Resume::decode(&bytes[..cut]).is_err());

@@ -392,6 +392,8 @@ struct TorrentEntry {
     resume_have: Bitfield,
     resume_sizes: Vec<u64>,
     resume_mtimes: Vec<i64>,
+    /// The resume record on disk lists pieces to re-hash (`Resume::recheck`).
+    resume_recheck: bool,
     /// The resume record on disk still says what is true (the probe found
     /// the files as recorded): starting does not write it again.
     record_matches: bool,
@@ -512,6 +514,7 @@ impl TorrentEntry {
             file_mtimes: self.resume_mtimes.clone(),
             download_limit: self.down_limit.rate(),
             upload_limit: self.up_limit.rate(),
+            recheck: Vec::new(),
         }
     }
 }
@@ -556,6 +559,11 @@ enum Ctx {
         tid: u32,
     },
     Probe {
+        tid: u32,
+    },
+    /// Writing the record without the pieces a check is about to re-hash;
+    /// the check starts when it is done.
+    ClearSuspect {
         tid: u32,
     },
     Save {
@@ -977,6 +985,21 @@ impl Engine {
                     log::warn!("{}: cannot save resume state: {e}", t.meta.name);
                 }
                 t.checkpoint.record_finished(result.is_ok());
+            }
+            (
+                Ctx::ClearSuspect { tid },
+                JobDone::Ran {
+                    result: RunResult::Io(result),
+                    ..
+                },
+            ) => {
+                if let (Err(e), Some(t)) = (&result, self.torrents.get(&tid)) {
+                    log::warn!(
+                        "{}: cannot take the pieces to check out of its resume record: {e}",
+                        t.meta.name
+                    );
+                }
+                self.pump_check(tid);
             }
             (
                 Ctx::SavePeers { tid },

@@ -64,6 +64,7 @@ impl Engine {
                 resume_have: Bitfield::new(n),
                 resume_sizes: Vec::new(),
                 resume_mtimes: Vec::new(),
+                resume_recheck: false,
                 record_matches: false,
                 down_limit: TokenBucket::new(0),
                 up_limit: TokenBucket::new(0),
@@ -106,7 +107,9 @@ impl Engine {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
+        let mut recheck = None;
         if let Some(r) = resume {
+            recheck = Some(r.recheck);
             if let Some(bits) = Bitfield::from_bytes(&r.pieces, t.meta.lengths.n_pieces()) {
                 t.resume_have = bits;
             }
@@ -129,6 +132,14 @@ impl Engine {
         }
         if !self.clean_start {
             t.journal = loaded.journal;
+        }
+        // Pieces a check found suspect and had not cleared: re-hashed
+        // after any stop, clean or not.
+        if let Some(bits) =
+            recheck.and_then(|b| Bitfield::from_bytes(&b, t.meta.lengths.n_pieces()))
+        {
+            t.resume_recheck = bits.count() > 0;
+            t.journal.extend(bits.ones());
         }
         let peers = t.manual_peers.clone();
         if missing {
@@ -239,7 +250,14 @@ impl Engine {
         // writes them) and no recorded piece dropped: no need to write the
         // record again at start (10,000 torrents would cost 20,000 fsyncs,
         // and SD cards wear).
-        t.record_matches = !t.resume_sizes.is_empty()
+        // Pieces the record lists that are now suspect: the record must
+        // stop vouching for them before the check (a crash in the middle
+        // of it, or while it waits to retry after a read error, would
+        // otherwise trust them at the next start, where only a clean stop
+        // compares modification times).
+        let cleared = have != t.resume_have;
+        t.record_matches = !t.resume_recheck
+            && !t.resume_sizes.is_empty()
             && have == t.resume_have
             && files.len() == t.resume_sizes.len()
             && files.len() == t.resume_mtimes.len()
@@ -259,6 +277,32 @@ impl Engine {
         } else {
             log::info!("{}: checking {} pieces on disk", meta.name, to_check.len());
             t.phase = Phase::Checking;
+            if cleared {
+                // The record as it is, without the suspect pieces, and
+                // with every piece to check listed for a re-hash.
+                let mut record = t.resume_record();
+                record.pieces = t.resume_have.as_bytes().to_vec();
+                let mut recheck = Bitfield::new(lengths.n_pieces());
+                for &p in &to_check {
+                    recheck.set(p);
+                }
+                record.recheck = recheck.as_bytes().to_vec();
+                t.resume_recheck = true;
+                let path = self.config.state_file(meta.info_hash, "resume");
+                let hold = t.disk.clone();
+                t.check = Some(Check {
+                    pieces: to_check,
+                    next: 0,
+                    in_flight: 0,
+                    good: Vec::new(),
+                    failed: None,
+                });
+                self.run_job(Ctx::ClearSuspect { tid }, move || {
+                    let _hold = hold;
+                    RunResult::Io(storage::write_atomic(&path, &record.encode(), 0o600))
+                });
+                return;
+            }
             t.check = Some(Check {
                 pieces: to_check,
                 next: 0,
@@ -364,6 +408,8 @@ impl Engine {
         // The record is written again unless the probe found it true;
         // pieces found by the check reach it at the next checkpoint.
         t.checkpoint.begin(t.resume_have.clone(), t.record_matches);
+        // The record written from now on lists nothing to re-hash.
+        t.resume_recheck = false;
         for &p in &found {
             if have.set(p) {
                 // Found on disk but not recorded as durable: record at the
