@@ -251,6 +251,12 @@ impl Checkpoint {
         (!self.journal.is_empty()).then(|| std::mem::take(&mut self.journal))
     }
 
+    /// An append of `pieces` failed: they are handed out again.
+    pub fn journal_failed(&mut self, mut pieces: Vec<u32>) {
+        pieces.append(&mut self.journal);
+        self.journal = pieces;
+    }
+
     /// Pieces wait for the journal.
     pub fn journal_pending(&self) -> bool {
         !self.journal.is_empty()

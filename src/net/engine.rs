@@ -22,6 +22,7 @@ use super::conn::{Conn, ConnState};
 use super::memory::MemoryCaps;
 use super::peerlist::PeerList;
 use super::slab::{index_of, Slab};
+use super::statedir::{StateDir, StateWrite};
 use crate::hash::Digest;
 use crate::metainfo::{InfoHash, PieceIdx, Torrent};
 use crate::net::api::{
@@ -317,6 +318,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         magnets: HashMap::new(),
         trackers: HashMap::new(),
         state_lock: Arc::new(std::sync::Mutex::new(())),
+        state_health: StateDir::new(),
         removals: Vec::new(),
         next_removal: 0,
         totals: metrics::Totals::default(),
@@ -386,6 +388,9 @@ struct TorrentEntry {
     phase: Phase,
     paused: bool,
     error: Option<String>,
+    /// Its state files cannot be written (shown as its error when it has
+    /// no other; cleared when the state directory takes writes again).
+    state_error: Option<String>,
     retry_at: Option<Instant>,
     swarm: Option<Swarm>,
     /// Pieces taken from the resume file (trusted unless the probe disagrees).
@@ -589,6 +594,12 @@ enum Ctx {
     /// Removing the journals and writing the `clean` marker, the last
     /// step of a shutdown.
     CleanMarker,
+    /// Appending verified pieces to a torrent's journal; given back to
+    /// its checkpoint when the append fails.
+    Journal {
+        tid: u32,
+        pieces: Vec<u32>,
+    },
     /// Work whose result is only logged when it fails.
     Chore(Chore),
 }
@@ -598,8 +609,6 @@ enum Ctx {
 /// magnet file a torrent to add again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chore {
-    /// Appending verified pieces to a torrent's journal.
-    Journal,
     /// Writing a torrent's metainfo into the state directory.
     SaveTorrentFile,
     /// Writing a magnet link's record.
@@ -608,10 +617,20 @@ enum Chore {
     CompleteFiles,
 }
 
+impl Chore {
+    /// The state file it writes, if it writes one.
+    fn state_write(self) -> Option<StateWrite> {
+        match self {
+            Chore::SaveTorrentFile => Some(StateWrite::TorrentFile),
+            Chore::SaveMagnet => Some(StateWrite::Magnet),
+            Chore::CompleteFiles => None,
+        }
+    }
+}
+
 impl std::fmt::Display for Chore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Chore::Journal => "journal",
             Chore::SaveTorrentFile => "saving the torrent file",
             Chore::SaveMagnet => "saving a magnet link",
             Chore::CompleteFiles => "completing files",
@@ -715,6 +734,8 @@ struct Engine {
     /// Held by the jobs that write or remove a magnet's record and the
     /// .torrent replacing it, which would otherwise race on the workers.
     state_lock: Arc<std::sync::Mutex<()>>,
+    /// Whether the state directory takes writes (shown on the node).
+    state_health: StateDir,
     /// Removed torrents whose files are still to be deleted.
     removals: Vec<Removal>,
     next_removal: u64,
@@ -981,10 +1002,22 @@ impl Engine {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
-                if let Err(e) = &result {
-                    log::warn!("{}: cannot save resume state: {e}", t.meta.name);
-                }
                 t.checkpoint.record_finished(result.is_ok());
+                self.state_written(Some(tid), StateWrite::Record, result, now);
+            }
+            (
+                Ctx::Journal { tid, pieces },
+                JobDone::Ran {
+                    result: RunResult::Io(result),
+                    ..
+                },
+            ) => {
+                if result.is_err() {
+                    if let Some(t) = self.torrents.get_mut(&tid) {
+                        t.checkpoint.journal_failed(pieces);
+                    }
+                }
+                self.state_written(Some(tid), StateWrite::Journal, result, now);
             }
             (
                 Ctx::ClearSuspect { tid },
@@ -993,12 +1026,7 @@ impl Engine {
                     ..
                 },
             ) => {
-                if let (Err(e), Some(t)) = (&result, self.torrents.get(&tid)) {
-                    log::warn!(
-                        "{}: cannot take the pieces to check out of its resume record: {e}",
-                        t.meta.name
-                    );
-                }
+                self.state_written(Some(tid), StateWrite::Record, result, now);
                 self.pump_check(tid);
             }
             (
@@ -1007,7 +1035,7 @@ impl Engine {
                     result: RunResult::Io(result),
                     ..
                 },
-            ) => self.on_peers_saved(tid, result),
+            ) => self.on_peers_saved(tid, result, now),
             (
                 Ctx::Probe { tid },
                 JobDone::Ran {
@@ -1055,10 +1083,8 @@ impl Engine {
                     ..
                 },
             ) => {
-                if let Err(e) = &r {
-                    log::warn!("saving the routing table: {e}");
-                }
                 self.on_nodes_saved(r.is_ok());
+                self.state_written(None, StateWrite::Nodes, r, now);
             }
             (Ctx::Remove { id }, JobDone::Ran { result, .. }) => {
                 let result = match result {
@@ -1084,12 +1110,45 @@ impl Engine {
                     result: RunResult::Io(r),
                     ..
                 },
-            ) => {
-                if let Err(e) = r {
-                    log::warn!("{what}: {e}");
+            ) => match what.state_write() {
+                Some(file) => self.state_written(None, file, r, now),
+                None => {
+                    if let Err(e) = r {
+                        log::warn!("{what}: {e}");
+                    }
+                }
+            },
+            _ => log::error!("a job result did not match its context"),
+        }
+    }
+
+    /// A state file was written, or not: the state directory's health,
+    /// the torrent's error, and a log line (rate-limited per problem).
+    fn state_written(
+        &mut self,
+        tid: Option<u32>,
+        what: StateWrite,
+        result: io::Result<()>,
+        now: Instant,
+    ) {
+        match result {
+            Ok(()) => {
+                if let Some(line) = self.state_health.succeeded() {
+                    log::info!("{line}");
+                    for t in self.torrents.values_mut() {
+                        t.state_error = None;
+                    }
                 }
             }
-            _ => log::error!("a job result did not match its context"),
+            Err(e) => {
+                if let Some(line) = self.state_health.failed(what, &e, now) {
+                    log::warn!("{line}");
+                }
+                if let Some(t) = tid.and_then(|tid| self.torrents.get_mut(&tid)) {
+                    t.state_error =
+                        Some(format!("its state cannot be saved ({what}: {e}); retrying"));
+                }
+            }
         }
     }
 
@@ -1347,6 +1406,7 @@ impl Engine {
             self.apply_swarm(tid, now);
             self.checkpoint(tid, now, false);
             self.flush_journal(tid);
+            self.retry_peers(tid, now);
             self.connect_peers(tid, now);
         }
     }

@@ -486,7 +486,7 @@ impl Engine {
             ),
             None => (0, 0, 0, 0, Default::default(), 0),
         };
-        let error = t.error.clone();
+        let error = t.error.clone().or_else(|| t.state_error.clone());
         Some(TorrentStatus {
             info_hash: t.meta.info_hash,
             name: t.meta.name.clone(),
@@ -644,6 +644,7 @@ impl Engine {
             bytes_in_flight: in_flight,
             memory_budget: self.config.memory_budget,
             uptime_secs: now.duration_since(self.started).as_secs(),
+            state_dir_error: self.state_health.error().map(str::to_string),
         }
     }
 }

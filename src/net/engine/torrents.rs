@@ -59,6 +59,7 @@ impl Engine {
                 phase: Phase::Probing,
                 paused: false,
                 error: None,
+                state_error: None,
                 retry_at: None,
                 swarm: None,
                 resume_have: Bitfield::new(n),
@@ -567,7 +568,10 @@ impl Engine {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
-        if t.phase != Phase::Running || !t.checkpoint.start_record() {
+        if t.phase != Phase::Running
+            || !self.state_health.may_write(Instant::now())
+            || !t.checkpoint.start_record()
+        {
             return;
         }
         // Record current file sizes with the pieces (sizes only grow while we download).
@@ -608,17 +612,27 @@ impl Engine {
         });
     }
 
-    pub(super) fn on_peers_saved(&mut self, tid: u32, result: io::Result<()>) {
+    pub(super) fn on_peers_saved(&mut self, tid: u32, result: io::Result<()>, now: Instant) {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
         t.peers_saving = false;
-        if let Err(e) = &result {
-            log::warn!("{}: cannot save its peers: {e}", t.meta.name);
-            t.peers_dirty = true;
-            return;
+        let ok = result.is_ok();
+        t.peers_dirty |= !ok;
+        self.state_written(Some(tid), StateWrite::Peers, result, now);
+        if ok {
+            self.retry_peers(tid, now);
         }
-        if t.peers_dirty {
+    }
+
+    /// Writes the peers file again if it is behind (after a failure, once
+    /// the state directory's back-off allows).
+    pub(super) fn retry_peers(&mut self, tid: u32, now: Instant) {
+        let due = self
+            .torrents
+            .get(&tid)
+            .is_some_and(|t| t.peers_dirty && !t.peers_saving);
+        if due && self.state_health.may_write(now) {
             self.save_peers(tid);
         }
     }
@@ -627,6 +641,9 @@ impl Engine {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
+        if !self.state_health.may_write(Instant::now()) {
+            return;
+        }
         let Some(pieces) = t.checkpoint.take_journal() else {
             return;
         };
@@ -634,7 +651,7 @@ impl Engine {
         let path = self.config.state_file(t.meta.info_hash, "journal");
         // Holds the storage: a removal waits for the append.
         let hold = t.disk.clone();
-        self.run_job(Ctx::Chore(Chore::Journal), move || {
+        self.run_job(Ctx::Journal { tid, pieces }, move || {
             let _hold = hold;
             RunResult::Io(storage::append_file(&path, &bytes))
         });
