@@ -363,14 +363,16 @@ fn pieces_a_failed_sync_lost_are_never_recorded_on_a_later_sync() {
     write_random_file(&src.join("video.bin"), 3 << 20, 91);
     let file = tmp.join("lost.torrent");
     let hash = InfoHash::parse(&create_torrent(&src, &file, "64K")).unwrap();
-    let seeder = common::daemon::start_seeder(
+    // Slow enough that syncs fail mid-download, with pieces half written.
+    let seeder = DaemonProc::start(
         tmp.path(),
         "seeder",
         "127.0.41.10",
-        &src,
-        &file,
-        &hash.to_hex(),
+        &["--upload-limit", "1M"],
     );
+    common::daemon::copy_tree(&src, &seeder.download_dir.join("lost"));
+    seeder.add(&file, &[]);
+    seeder.wait_complete(&hash.to_hex(), Duration::from_secs(60));
     let config = || {
         let mut c = EngineConfig::new(
             "127.0.41.11:0".parse().unwrap(),
@@ -397,6 +399,10 @@ fn pieces_a_failed_sync_lost_are_never_recorded_on_a_later_sync() {
         |s| s.state == TorrentState::Error && s.pieces_have > 0,
     );
     assert!(failed.error.is_some(), "{failed:?}");
+    assert!(
+        failed.pieces_have < failed.pieces,
+        "failed mid-download: {failed:?}"
+    );
     // The next sync works, but what the failed one covered is gone from
     // the "device" unless written again.
     plans.lock().unwrap()["lost"].lock().unwrap().sync_error = None;
