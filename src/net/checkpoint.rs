@@ -9,7 +9,8 @@
 //!   the data of every piece it covered durable. A record written at any
 //!   moment says no more than that.
 //! - The journal only hints which pieces to re-hash after a crash: every
-//!   verified piece is handed out for appending once, at once.
+//!   verified piece is handed out for appending once, at once, and again
+//!   when the append failed ([`Checkpoint::journal_failed`]).
 //! - A sync is due after `every_bytes` of verified pieces, `every` after
 //!   the first of them, or when forced (completion, shutdown); one sync at
 //!   a time. Pieces verified while it runs wait for the next one.

@@ -236,3 +236,16 @@ fn start_with_a_stale_record_writes_it_once() {
     assert_eq!(write_record(&mut c, true), Some(vec![6]));
     assert_eq!(c.poll(t0 + secs(1), false), Due::Nothing);
 }
+
+#[test]
+fn a_failed_journal_append_is_handed_out_again() {
+    let (mut c, t0) = checkpoint();
+    c.verified(1, t0);
+    c.verified(2, t0);
+    let first = c.take_journal().unwrap();
+    c.verified(3, t0);
+    c.journal_failed(first);
+    assert!(c.journal_pending());
+    assert_eq!(c.take_journal(), Some(vec![1, 2, 3]), "in order, none lost");
+    assert_eq!(c.take_journal(), None);
+}

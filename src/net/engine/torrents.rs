@@ -121,8 +121,8 @@ impl Engine {
             t.paused = r.paused;
             t.manual_peers = r.peers;
         }
-        // The peers file has them even when the record is damaged (and
-        // gets those only the record has, written before it existed).
+        // The peers file has them even when the record is damaged; it is
+        // written again when the record lists peers it lacks.
         let file_behind = t.manual_peers.iter().any(|p| !loaded.peers.contains(p));
         let mut missing = false;
         for p in loaded.peers {
