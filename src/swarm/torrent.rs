@@ -972,7 +972,8 @@ impl Swarm {
     /// A verified piece's data is not on disk after all (a sync failed and
     /// reading it back failed its hash): it is missing again and will be
     /// downloaded once downloading is on. Requests for it are no longer
-    /// served (BEP 3 has no message to take a `have` back).
+    /// served, queued ones dropped (BEP 3 has no message to take a `have`
+    /// back).
     pub fn lose_piece(&mut self, piece: PieceIdx, now: Instant) {
         let p = piece.get();
         if self.state.get(p as usize) != Some(&HAVE) {
@@ -986,6 +987,7 @@ impl Swarm {
                 if peer.has.get(p) {
                     peer.interesting += 1;
                 }
+                peer.upload_queue.retain(|q| q.index != p);
             }
         }
         for key in keys {
