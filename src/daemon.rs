@@ -110,10 +110,22 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
         let journal = storage::read_limited(&torrents_dir.join(format!("{hex}.journal")), 64 << 20)
             .map(|b| resume::decode_journal(&b))
             .unwrap_or_default();
+        let peers_file = torrents_dir.join(format!("{hex}.peers"));
+        let peers = match storage::read_limited(&peers_file, resume::MAX_PEERS_FILE) {
+            Ok(bytes) => match resume::ManualPeers::decode(&bytes) {
+                Ok(m) => m.peers,
+                Err(e) => {
+                    log::warn!("{hex}.peers is damaged ({e}); its peers are lost");
+                    Vec::new()
+                }
+            },
+            Err(_) => Vec::new(),
+        };
         torrents.push(LoadedTorrent {
             torrent_bytes,
             resume,
             journal,
+            peers,
         });
     }
     let nodes = storage::read_limited(&state_dir.join(crate::state::NODES_FILE), 64 << 10)

@@ -13,6 +13,11 @@
 //!   the pieces it names that the resume file lacks are re-hashed (never
 //!   trusted), so a crash costs only the pieces that were in flight.
 //!
+//! - `<hex>.peers` — the peers given by hand ([`ManualPeers`]), written
+//!   atomically whenever they change. The resume record lists them too;
+//!   this small file keeps them when the record is damaged (the torrent
+//!   then comes back by a recheck, its peers from here).
+//!
 //! - `<hex>.magnet` — a torrent added by magnet link whose metadata has not
 //!   arrived yet ([`MagnetRecord`]: the link, directory, peers, paused),
 //!   written atomically when it is added or paused/resumed, removed when
@@ -55,6 +60,10 @@ pub struct Resume {
     /// The torrent's own rate limits, bytes per second (0: none).
     pub download_limit: u64,
     pub upload_limit: u64,
+    /// Bitfield (empty: none) of pieces to re-hash at the next start
+    /// whatever the files look like: pieces a check found suspect and had
+    /// not cleared when this was written (they are not in `pieces`).
+    pub recheck: Vec<u8>,
 }
 
 impl Resume {
@@ -70,6 +79,9 @@ impl Resume {
         );
         encode_anchor(&mut d, self.anchor.as_ref(), self.local_anchor);
         d.insert("pieces", Value::Bytes(self.pieces.clone()));
+        if !self.recheck.is_empty() {
+            d.insert("recheck", Value::Bytes(self.recheck.clone()));
+        }
         d.insert(
             "peers",
             Value::List(self.peers.iter().map(|p| Value::str(p)).collect()),
@@ -148,6 +160,10 @@ impl Resume {
         };
         let (download_limit, upload_limit) = (limit(b"download limit"), limit(b"upload limit"));
         let (anchor, local_anchor) = decode_anchor(&d)?;
+        let recheck = match d.get(b"recheck") {
+            Some(n) => n.as_bytes().ok_or("bad recheck")?.to_vec(),
+            None => Vec::new(),
+        };
         Ok(Resume {
             info_hash,
             dir: PathBuf::from(dir),
@@ -160,6 +176,7 @@ impl Resume {
             file_mtimes,
             download_limit,
             upload_limit,
+            recheck,
         })
     }
 }
@@ -253,6 +270,51 @@ fn decode_anchor(d: &bencode::Dict<'_, '_>) -> Result<(Option<PathBuf>, bool), S
     Ok((anchor, local))
 }
 
+/// The peers given by hand to one torrent (`<hex>.peers`), `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManualPeers {
+    pub peers: Vec<String>,
+}
+
+/// Largest `.peers` file read back, and most peers kept from it.
+pub const MAX_PEERS_FILE: u64 = 64 << 10;
+pub const MAX_MANUAL_PEERS: usize = 200;
+
+impl ManualPeers {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut d = Value::dict();
+        d.insert("version", Value::Int(VERSION));
+        d.insert(
+            "peers",
+            Value::List(self.peers.iter().map(|p| Value::str(p)).collect()),
+        );
+        d.to_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ManualPeers, String> {
+        let limits = Limits {
+            max_input: MAX_PEERS_FILE as usize,
+            max_depth: 3,
+            max_tokens: 10_000,
+            max_string: 1 << 10,
+        };
+        let doc = bencode::decode(bytes, limits).map_err(|e| e.to_string())?;
+        let d = doc.root().as_dict().ok_or("not a dictionary")?;
+        let version = d.get(b"version").and_then(|n| n.as_int());
+        if version != Some(VERSION) {
+            return Err(format!("unknown peers file version {version:?}"));
+        }
+        let peers = d
+            .get(b"peers")
+            .and_then(|n| n.as_list())
+            .ok_or("no peers")?
+            .map(|p| p.as_str().map(str::to_string).ok_or("a peer is not text"))
+            .take(MAX_MANUAL_PEERS)
+            .collect::<Result<Vec<String>, &str>>()?;
+        Ok(ManualPeers { peers })
+    }
+}
+
 /// Piece numbers from journal bytes (a torn last entry is ignored).
 pub fn decode_journal(bytes: &[u8]) -> Vec<u32> {
     bytes
@@ -290,6 +352,19 @@ mod tests {
     }
 
     #[test]
+    fn manual_peers_round_trip_and_reject_garbage() {
+        let r = ManualPeers {
+            peers: vec!["127.0.0.1:6881".into(), "host.example:51413".into()],
+        };
+        assert_eq!(ManualPeers::decode(&r.encode()), Ok(r.clone()));
+        let bytes = r.encode();
+        for cut in 0..bytes.len() {
+            assert!(ManualPeers::decode(&bytes[..cut]).is_err());
+        }
+        assert!(ManualPeers::decode(b"d7:versioni1e5:peersli3eee").is_err());
+    }
+
+    #[test]
     fn round_trip_and_garbage() {
         let r = Resume {
             info_hash: InfoHash([7; 20]),
@@ -303,8 +378,14 @@ mod tests {
             file_mtimes: vec![1, 0, -3],
             download_limit: 1000,
             upload_limit: 0,
+            recheck: Vec::new(),
         };
         assert_eq!(Resume::decode(&r.encode()), Ok(r.clone()));
+        let suspect = Resume {
+            recheck: vec![0x40, 0],
+            ..r.clone()
+        };
+        assert_eq!(Resume::decode(&suspect.encode()), Ok(suspect));
         let bytes = r.encode();
         for cut in 0..bytes.len() {
             assert!(Resume::decode(&bytes[..cut]).is_err());

@@ -9,7 +9,7 @@
 //! | `nodes` | the saved overlay routing table | the engine (`net`), when it changed |
 //! | `api.token` | the control API token | `control::token` |
 //! | `clean` | present after an orderly stop | the engine, removed at start |
-//! | `torrents/<hex>.torrent`, `.resume`, `.journal`, `.magnet` | one torrent's metainfo, resume record, journal; a magnet waiting for metadata | the engine |
+//! | `torrents/<hex>.torrent`, `.resume`, `.journal`, `.peers`, `.magnet` | one torrent's metainfo, resume record, journal, peers given by hand; a magnet waiting for metadata | the engine |
 //!
 //! Every file is written whole and atomically (`storage::write_atomic`).
 

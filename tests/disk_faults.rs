@@ -349,3 +349,164 @@ fn a_failing_sync_is_shown_and_nothing_is_recorded_until_it_works() {
     assert_same_tree(&src, &tmp.join("leech/downloads/card"));
     again.stop();
 }
+
+/// A failed fdatasync may have lost the data it covered although a later
+/// one succeeds (the kernel reports a lost writeback once). Those pieces
+/// are read back and written again (or downloaded again) before they are
+/// recorded: the torrent never seeds, and the record never lists, data the
+/// disk does not hold.
+#[test]
+fn pieces_a_failed_sync_lost_are_never_recorded_on_a_later_sync() {
+    let tmp = TempDir::new("sync-lost");
+    let src = tmp.join("src/lost");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random_file(&src.join("video.bin"), 3 << 20, 91);
+    let file = tmp.join("lost.torrent");
+    let hash = InfoHash::parse(&create_torrent(&src, &file, "64K")).unwrap();
+    // Slow enough that syncs fail mid-download, with pieces half written.
+    let seeder = DaemonProc::start(
+        tmp.path(),
+        "seeder",
+        "127.0.41.10",
+        &["--upload-limit", "1M"],
+    );
+    common::daemon::copy_tree(&src, &seeder.download_dir.join("lost"));
+    seeder.add(&file, &[]);
+    seeder.wait_complete(&hash.to_hex(), Duration::from_secs(60));
+    let config = || {
+        let mut c = EngineConfig::new(
+            "127.0.41.11:0".parse().unwrap(),
+            tmp.join("leech/downloads"),
+            tmp.join("leech/state"),
+        );
+        c.disk_retry = Duration::from_millis(500);
+        c.checkpoint_interval = Duration::from_millis(300);
+        c
+    };
+    let mut faulty = config();
+    let (factory, plans) = faulty_storage(|p| {
+        p.sync_error = Some(libc::EIO);
+        p.sync_loses_writes = true;
+    });
+    faulty.storage_factory = factory;
+    let leecher = Daemon::start(faulty, None).unwrap();
+    add_file(&leecher, &file, vec![seeder.listen.to_string()]);
+    let failed = wait_for(
+        &leecher,
+        hash,
+        "the sync error",
+        Duration::from_secs(60),
+        |s| s.state == TorrentState::Error && s.pieces_have > 0,
+    );
+    assert!(failed.error.is_some(), "{failed:?}");
+    assert!(
+        failed.pieces_have < failed.pieces,
+        "failed mid-download: {failed:?}"
+    );
+    // The next sync works, but what the failed one covered is gone from
+    // the "device" unless written again.
+    plans.lock().unwrap()["lost"].lock().unwrap().sync_error = None;
+    let st = wait_for(&leecher, hash, "recovery", Duration::from_secs(90), |s| {
+        s.pieces_have == s.pieces && s.error.is_none()
+    });
+    assert_eq!(st.state, TorrentState::Seeding);
+    let resume = tmp.join(&format!("leech/state/torrents/{}.resume", hash.to_hex()));
+    let recorded = || {
+        std::fs::read(&resume)
+            .ok()
+            .and_then(|b| peerlet::resume::Resume::decode(&b).ok())
+            .map(|r| r.pieces.iter().map(|b| b.count_ones()).sum::<u32>())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while recorded() < st.pieces {
+        assert!(Instant::now() < deadline, "the record never caught up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    leecher.stop();
+    assert_same_tree(&src, &tmp.join("leech/downloads/lost"));
+}
+
+/// Data changed while the daemon was stopped is suspect: its pieces are
+/// checked at the next start. When that check cannot read the data (the
+/// check-error state, retrying) and the daemon then dies, the next start
+/// is unclean, where modification times are not compared: the suspect
+/// pieces must not be trusted from the resume record then.
+#[test]
+fn a_crash_while_the_check_fails_does_not_trust_the_suspect_pieces() {
+    let tmp = TempDir::new("check-error-crash");
+    let src = tmp.join("src/shelf");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random_file(&src.join("a.bin"), 1 << 20, 101);
+    let file = tmp.join("shelf.torrent");
+    let hash = InfoHash::parse(&create_torrent(&src, &file, "64K")).unwrap();
+    let downloads = tmp.join("node/downloads");
+    common::daemon::copy_tree(&src, &downloads.join("shelf"));
+    let state = tmp.join("node/state");
+    let config = || {
+        let mut c = EngineConfig::new(
+            "127.0.41.12:0".parse().unwrap(),
+            downloads.clone(),
+            state.clone(),
+        );
+        c.disk_retry = Duration::from_secs(600);
+        c
+    };
+
+    // The data is found, checked and recorded; an orderly stop.
+    let node = Daemon::start(config(), None).unwrap();
+    add_file(&node, &file, Vec::new());
+    let st = wait_for(&node, hash, "seeding", Duration::from_secs(60), |s| {
+        s.state == TorrentState::Seeding
+    });
+    let pieces = st.pieces;
+    node.stop();
+
+    // Piece 2 changes while stopped (same size, new modification time).
+    let data = downloads.join("shelf/a.bin");
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[2 * 65536 + 100] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    let f = std::fs::File::options().write(true).open(&data).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+
+    // The check of the changed file cannot read it: the check-error state.
+    let mut faulty = config();
+    let (factory, _plans) = faulty_storage(|p| p.read_error = Some(libc::EIO));
+    faulty.storage_factory = factory;
+    let node = Daemon::start(faulty, None).unwrap();
+    let failed = wait_for(
+        &node,
+        hash,
+        "the check's read error",
+        Duration::from_secs(60),
+        |s| s.state == TorrentState::Error,
+    );
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("cannot read the data to check it"),
+        "{failed:?}"
+    );
+    // The daemon dies there: what is on disk is what an orderly stop
+    // leaves, without the clean marker.
+    node.stop();
+    std::fs::remove_file(state.join(peerlet::state::CLEAN_MARKER)).unwrap();
+
+    // An unclean start: the changed piece is checked, found bad, missing.
+    let node = Daemon::start(config(), None).unwrap();
+    let st = wait_for(&node, hash, "the start", Duration::from_secs(60), |s| {
+        matches!(s.state, TorrentState::Seeding | TorrentState::Downloading)
+    });
+    assert_eq!(
+        st.pieces_have,
+        pieces - 1,
+        "the changed piece was trusted from the record: {st:?}"
+    );
+    assert_eq!(st.state, TorrentState::Downloading);
+    node.stop();
+}

@@ -962,6 +962,9 @@ pub fn node_text(n: &NodeStatus) -> String {
         human_bytes(n.memory_budget)
     ));
     out.push_str(&format!("uptime: {}\n", human_duration(n.uptime_secs)));
+    if let Some(e) = n.state_dir_error.as_deref() {
+        out.push_str(&format!("state directory error: {}\n", printable(e)));
+    }
     out
 }
 
@@ -1944,6 +1947,7 @@ mod tests {
             bytes_in_flight: 0,
             memory_budget: 0,
             uptime_secs: 0,
+            state_dir_error: None,
         };
         let out = node_text(&node("ab".repeat(20), "cd".repeat(32)));
         assert!(

@@ -332,6 +332,18 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "result",
         &m.announces,
     );
+    w.value(
+        "peerlet_state_dir_error",
+        Gauge,
+        "1 while state files (resume records, journals) cannot be written (a read-only or full state directory), else 0.",
+        m.state_dir_error,
+    );
+    w.value(
+        "peerlet_state_write_failures_total",
+        Counter,
+        "Writes of state files that failed.",
+        m.state_write_failures,
+    );
 
     // Workers and memory.
     w.by_label(

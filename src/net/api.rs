@@ -790,6 +790,9 @@ pub struct NodeStatus {
     pub bytes_in_flight: u64,
     pub memory_budget: u64,
     pub uptime_secs: u64,
+    /// Why state files (resume records, journals) cannot be written now,
+    /// while they cannot (a read-only or full state directory).
+    pub state_dir_error: Option<String>,
 }
 
 impl NodeStatus {
@@ -810,6 +813,7 @@ impl NodeStatus {
             .with("bytes_in_flight", self.bytes_in_flight)
             .with("memory_budget", self.memory_budget)
             .with("uptime_secs", self.uptime_secs)
+            .with("state_dir_error", self.state_dir_error.clone())
     }
 }
 
@@ -831,6 +835,7 @@ impl FromJson for NodeStatus {
             bytes_in_flight: j.field("bytes_in_flight")?,
             memory_budget: j.field("memory_budget")?,
             uptime_secs: j.field("uptime_secs")?,
+            state_dir_error: j.field("state_dir_error")?,
         })
     }
 }
@@ -882,6 +887,10 @@ pub struct MetricsSnapshot {
     pub memory_budget: u64,
     /// Tracker announces answered (`ok`) and failed (`error`).
     pub announces: Vec<(&'static str, u64)>,
+    /// 1 while state files cannot be written, else 0.
+    pub state_dir_error: u64,
+    /// Writes of state files that failed.
+    pub state_write_failures: u64,
     /// `None` when the overlay is off.
     pub overlay: Option<OverlayMetrics>,
 }
@@ -1070,6 +1079,7 @@ mod tests {
             bytes_in_flight: 1 << 20,
             memory_budget: 64 << 20,
             uptime_secs: 3725,
+            state_dir_error: Some("cannot write the state directory (x)".into()),
         }
     }
 

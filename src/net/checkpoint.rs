@@ -9,12 +9,21 @@
 //!   the data of every piece it covered durable. A record written at any
 //!   moment says no more than that.
 //! - The journal only hints which pieces to re-hash after a crash: every
-//!   verified piece is handed out for appending once, at once.
+//!   verified piece is handed out for appending once, at once, and again
+//!   when the append failed ([`Checkpoint::journal_failed`]).
 //! - A sync is due after `every_bytes` of verified pieces, `every` after
 //!   the first of them, or when forced (completion, shutdown); one sync at
 //!   a time. Pieces verified while it runs wait for the next one.
-//! - A failed sync keeps its pieces pending (never durable), due again
-//!   `every` after the failure.
+//! - A failed sync makes suspect every piece verified before it failed
+//!   (the pieces it covered and those waiting): the kernel reports a lost
+//!   writeback once, so a later sync may succeed with their data gone.
+//!   They are never recorded on the strength of a later sync: each is
+//!   handed out once for re-verification ([`Checkpoint::take_suspect`]:
+//!   read back, hashed and written again, which dirties its pages so the
+//!   next sync writes them for real) and waits for a sync again only when
+//!   it passed ([`Checkpoint::reverified`]); one that fails is dropped (the
+//!   engine downloads it again). The next sync is due `every` after the
+//!   failure.
 //! - Nothing is asked for while nothing changed: an idle torrent costs no
 //!   write.
 //!
@@ -54,6 +63,11 @@ pub struct Checkpoint {
     first_unsynced: Option<Instant>,
     /// The pieces the sync in flight covers.
     syncing: Option<Vec<u32>>,
+    /// Pieces a failed sync made suspect, not yet handed out for
+    /// re-verification.
+    suspect: Vec<u32>,
+    /// Re-verifications handed out and not answered yet.
+    reverifying: usize,
     /// The record on disk is behind (durable pieces or other fields changed).
     record_dirty: bool,
     record_in_flight: bool,
@@ -73,6 +87,8 @@ impl Checkpoint {
             unsynced_bytes: 0,
             first_unsynced: None,
             syncing: None,
+            suspect: Vec::new(),
+            reverifying: 0,
             record_dirty: false,
             record_in_flight: false,
             journal: Vec::new(),
@@ -159,11 +175,33 @@ impl Checkpoint {
         self.record_dirty = true;
     }
 
-    /// The sync in flight failed: its pieces are not durable; they wait
-    /// for the next sync, due `every` after `now` at the latest (a
-    /// complete torrent gets no new pieces to make it due).
-    pub fn sync_failed(&mut self, now: Instant) {
-        for p in self.syncing.take().unwrap_or_default() {
+    /// The sync in flight failed: its pieces, and every piece waiting for
+    /// a sync, are suspect (their data may be gone although a later sync
+    /// succeeds); they wait for [`Checkpoint::take_suspect`].
+    pub fn sync_failed(&mut self) {
+        let mut suspect = self.syncing.take().unwrap_or_default();
+        suspect.append(&mut self.unsynced);
+        self.unsynced_bytes = 0;
+        self.first_unsynced = None;
+        self.suspect.append(&mut suspect);
+    }
+
+    /// Suspect pieces to re-verify now (each handed out once); report each
+    /// with [`Checkpoint::reverified`].
+    pub fn take_suspect(&mut self) -> Option<Vec<u32>> {
+        if self.suspect.is_empty() {
+            return None;
+        }
+        self.reverifying += self.suspect.len();
+        Some(std::mem::take(&mut self.suspect))
+    }
+
+    /// A suspect piece was read back: `ok` when it passed its hash and was
+    /// written again, and so waits for the next sync (due `every` after
+    /// `now` at the latest); otherwise it is no longer verified.
+    pub fn reverified(&mut self, p: u32, ok: bool, now: Instant) {
+        self.reverifying = self.reverifying.saturating_sub(1);
+        if ok {
             self.queue_for_sync(p, now);
         }
     }
@@ -204,14 +242,20 @@ impl Checkpoint {
         }
     }
 
-    /// A sync or a record write is in flight.
+    /// A sync, a record write or a re-verification is in flight.
     pub fn in_flight(&self) -> bool {
-        self.syncing.is_some() || self.record_in_flight
+        self.syncing.is_some() || self.record_in_flight || self.reverifying > 0
     }
 
     /// Verified pieces to append to the journal now (each handed out once).
     pub fn take_journal(&mut self) -> Option<Vec<u32>> {
         (!self.journal.is_empty()).then(|| std::mem::take(&mut self.journal))
+    }
+
+    /// An append of `pieces` failed: they are handed out again.
+    pub fn journal_failed(&mut self, mut pieces: Vec<u32>) {
+        pieces.append(&mut self.journal);
+        self.journal = pieces;
     }
 
     /// Pieces wait for the journal.

@@ -22,6 +22,7 @@ use super::conn::{Conn, ConnState};
 use super::memory::MemoryCaps;
 use super::peerlist::PeerList;
 use super::slab::{index_of, Slab};
+use super::statedir::{StateDir, StateWrite};
 use crate::hash::Digest;
 use crate::metainfo::{InfoHash, PieceIdx, Torrent};
 use crate::net::api::{
@@ -178,6 +179,9 @@ pub struct LoadedTorrent {
     pub torrent_bytes: Vec<u8>,
     pub resume: Option<Resume>,
     pub journal: Vec<u32>,
+    /// The peers given by hand, from `<hex>.peers` (kept apart from the
+    /// resume record, so a damaged record does not lose them).
+    pub peers: Vec<String>,
 }
 
 /// What the daemon read from the state directory before starting the engine.
@@ -321,6 +325,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         magnets: HashMap::new(),
         trackers: HashMap::new(),
         state_lock: Arc::new(std::sync::Mutex::new(())),
+        state_health: StateDir::new(),
         removals: Vec::new(),
         next_removal: 0,
         totals: metrics::Totals::default(),
@@ -398,12 +403,17 @@ struct TorrentEntry {
     phase: Phase,
     paused: bool,
     error: Option<String>,
+    /// Its state files cannot be written (shown as its error when it has
+    /// no other; cleared when the state directory takes writes again).
+    state_error: Option<String>,
     retry_at: Option<Instant>,
     swarm: Option<Swarm>,
     /// Pieces taken from the resume file (trusted unless the probe disagrees).
     resume_have: Bitfield,
     resume_sizes: Vec<u64>,
     resume_mtimes: Vec<i64>,
+    /// The resume record on disk lists pieces to re-hash (`Resume::recheck`).
+    resume_recheck: bool,
     /// The resume record on disk still says what is true (the probe found
     /// the files as recorded): starting does not write it again.
     record_matches: bool,
@@ -414,6 +424,9 @@ struct TorrentEntry {
     check: Option<Check>,
     known: PeerList,
     manual_peers: Vec<String>,
+    /// `<hex>.peers` is being written, and is behind again.
+    peers_saving: bool,
+    peers_dirty: bool,
     /// Verified pieces on their way to the journal, a sync and the record.
     checkpoint: Checkpoint,
     pieces_resumed: u32,
@@ -523,6 +536,7 @@ impl TorrentEntry {
             file_mtimes: self.resume_mtimes.clone(),
             download_limit: self.down_limit.rate(),
             upload_limit: self.up_limit.rate(),
+            recheck: Vec::new(),
         }
     }
 }
@@ -562,10 +576,23 @@ enum Ctx {
     Sync {
         tid: u32,
     },
+    /// Reading back a piece a failed sync covered.
+    Reverify {
+        tid: u32,
+    },
     Probe {
         tid: u32,
     },
+    /// Writing the record without the pieces a check is about to re-hash;
+    /// the check starts when it is done.
+    ClearSuspect {
+        tid: u32,
+    },
     Save {
+        tid: u32,
+    },
+    /// Writing a torrent's `<hex>.peers`.
+    SavePeers {
         tid: u32,
     },
     Resolve {
@@ -584,6 +611,12 @@ enum Ctx {
     /// Removing the journals and writing the `clean` marker, the last
     /// step of a shutdown.
     CleanMarker,
+    /// Appending verified pieces to a torrent's journal; given back to
+    /// its checkpoint when the append fails.
+    Journal {
+        tid: u32,
+        pieces: Vec<u32>,
+    },
     /// Work whose result is only logged when it fails.
     Chore(Chore),
 }
@@ -593,8 +626,6 @@ enum Ctx {
 /// magnet file a torrent to add again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chore {
-    /// Appending verified pieces to a torrent's journal.
-    Journal,
     /// Writing a torrent's metainfo into the state directory.
     SaveTorrentFile,
     /// Writing a magnet link's record.
@@ -603,10 +634,20 @@ enum Chore {
     CompleteFiles,
 }
 
+impl Chore {
+    /// The state file it writes, if it writes one.
+    fn state_write(self) -> Option<StateWrite> {
+        match self {
+            Chore::SaveTorrentFile => Some(StateWrite::TorrentFile),
+            Chore::SaveMagnet => Some(StateWrite::Magnet),
+            Chore::CompleteFiles => None,
+        }
+    }
+}
+
 impl std::fmt::Display for Chore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Chore::Journal => "journal",
             Chore::SaveTorrentFile => "saving the torrent file",
             Chore::SaveMagnet => "saving a magnet link",
             Chore::CompleteFiles => "completing files",
@@ -710,6 +751,8 @@ struct Engine {
     /// Held by the jobs that write or remove a magnet's record and the
     /// .torrent replacing it, which would otherwise race on the workers.
     state_lock: Arc<std::sync::Mutex<()>>,
+    /// Whether the state directory takes writes (shown on the node).
+    state_health: StateDir,
     /// Removed torrents whose files are still to be deleted.
     removals: Vec<Removal>,
     next_removal: u64,
@@ -947,14 +990,24 @@ impl Engine {
                         self.save_resume(tid);
                     }
                     Err(e) => {
-                        // Not durable: due again after the interval, with
-                        // downloading paused and the error shown (a failing
-                        // SD card says so here first).
-                        t.checkpoint.sync_failed(now);
+                        // Not durable, and a later sync may succeed with
+                        // the data gone: what was written is read back
+                        // before it may be synced again, with downloading
+                        // paused and the error shown (a failing SD card
+                        // says so here first).
+                        t.checkpoint.sync_failed();
                         log::warn!("{}: cannot make data durable: {e}", t.meta.name);
+                        if let Some(s) = t.swarm.as_mut() {
+                            s.forget_unverified_writes(now);
+                        }
                         self.disk_error(tid, &e, now);
+                        self.reverify(tid, now);
+                        self.apply_swarm(tid, now);
                     }
                 }
+            }
+            (Ctx::Reverify { tid }, JobDone::Reverified { piece, result, .. }) => {
+                self.on_reverified(tid, piece, result, now)
             }
             (
                 Ctx::Save { tid },
@@ -966,11 +1019,40 @@ impl Engine {
                 let Some(t) = self.torrents.get_mut(&tid) else {
                     return;
                 };
-                if let Err(e) = &result {
-                    log::warn!("{}: cannot save resume state: {e}", t.meta.name);
-                }
                 t.checkpoint.record_finished(result.is_ok());
+                self.state_written(Some(tid), StateWrite::Record, result, now);
             }
+            (
+                Ctx::Journal { tid, pieces },
+                JobDone::Ran {
+                    result: RunResult::Io(result),
+                    ..
+                },
+            ) => {
+                if result.is_err() {
+                    if let Some(t) = self.torrents.get_mut(&tid) {
+                        t.checkpoint.journal_failed(pieces);
+                    }
+                }
+                self.state_written(Some(tid), StateWrite::Journal, result, now);
+            }
+            (
+                Ctx::ClearSuspect { tid },
+                JobDone::Ran {
+                    result: RunResult::Io(result),
+                    ..
+                },
+            ) => {
+                self.state_written(Some(tid), StateWrite::Record, result, now);
+                self.pump_check(tid);
+            }
+            (
+                Ctx::SavePeers { tid },
+                JobDone::Ran {
+                    result: RunResult::Io(result),
+                    ..
+                },
+            ) => self.on_peers_saved(tid, result, now),
             (
                 Ctx::Probe { tid },
                 JobDone::Ran {
@@ -1021,10 +1103,8 @@ impl Engine {
                     ..
                 },
             ) => {
-                if let Err(e) = &r {
-                    log::warn!("saving the routing table: {e}");
-                }
                 self.on_nodes_saved(r.is_ok());
+                self.state_written(None, StateWrite::Nodes, r, now);
             }
             (Ctx::Remove { id }, JobDone::Ran { result, .. }) => {
                 let result = match result {
@@ -1050,12 +1130,45 @@ impl Engine {
                     result: RunResult::Io(r),
                     ..
                 },
-            ) => {
-                if let Err(e) = r {
-                    log::warn!("{what}: {e}");
+            ) => match what.state_write() {
+                Some(file) => self.state_written(None, file, r, now),
+                None => {
+                    if let Err(e) = r {
+                        log::warn!("{what}: {e}");
+                    }
+                }
+            },
+            _ => log::error!("a job result did not match its context"),
+        }
+    }
+
+    /// A state file was written, or not: the state directory's health,
+    /// the torrent's error, and a log line (rate-limited per problem).
+    fn state_written(
+        &mut self,
+        tid: Option<u32>,
+        what: StateWrite,
+        result: io::Result<()>,
+        now: Instant,
+    ) {
+        match result {
+            Ok(()) => {
+                if let Some(line) = self.state_health.succeeded() {
+                    log::info!("{line}");
+                    for t in self.torrents.values_mut() {
+                        t.state_error = None;
+                    }
                 }
             }
-            _ => log::error!("a job result did not match its context"),
+            Err(e) => {
+                if let Some(line) = self.state_health.failed(what, &e, now) {
+                    log::warn!("{line}");
+                }
+                if let Some(t) = tid.and_then(|tid| self.torrents.get_mut(&tid)) {
+                    t.state_error =
+                        Some(format!("its state cannot be saved ({what}: {e}); retrying"));
+                }
+            }
         }
     }
 
@@ -1313,6 +1426,7 @@ impl Engine {
             self.apply_swarm(tid, now);
             self.checkpoint(tid, now, false);
             self.flush_journal(tid);
+            self.retry_peers(tid, now);
             self.connect_peers(tid, now);
         }
     }

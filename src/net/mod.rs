@@ -7,6 +7,7 @@
 //! - [`memory`]: the memory budget and the per-part caps derived from it.
 //! - [`peerlist`]: the addresses a torrent may dial, with back-off.
 //! - [`slab`]: connection slots with generations.
+//! - [`statedir`]: whether the state directory takes writes (back-off, rate-limited log lines), sans I/O.
 //! - [`udp`]: the shared UDP port, each datagram routed by its content.
 //! - [`transport`]: what carries a connection's byte stream (TCP; uTP to come), and dialling.
 //!
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod memory;
 pub mod peerlist;
 pub mod slab;
+pub mod statedir;
 pub mod transport;
 pub mod udp;
 

@@ -212,6 +212,35 @@ pub fn hash_piece(
     Ok(hasher.finish())
 }
 
+/// Re-verifies a piece whose sync failed: hashes it as read back, and when
+/// it matches `expected` writes it again, chunk by chunk, so its pages are
+/// dirty and the next sync writes them to the device (a failed writeback
+/// leaves them clean in the page cache, and no later sync would). `false`:
+/// the data no longer matches; nothing is written.
+pub fn rewrite_piece(
+    storage: &dyn Storage,
+    map: &FileMap,
+    lengths: &Lengths,
+    piece: PieceIdx,
+    expected: &Digest,
+    scratch: &mut Vec<u8>,
+) -> io::Result<bool> {
+    if hash_piece(storage, map, lengths, piece, scratch)? != *expected {
+        return Ok(false);
+    }
+    let mut offset = lengths.piece_offset(piece);
+    let mut left = u64::from(lengths.piece_size(piece));
+    while left > 0 {
+        let n = left.min(HASH_CHUNK as u64) as usize;
+        let buf = &mut scratch[..n];
+        read_span(storage, map, offset, buf)?;
+        write_span(storage, map, offset, buf)?;
+        offset += n as u64;
+        left -= n as u64;
+    }
+    Ok(true)
+}
+
 /// The permission bits of `path` (`mode & 0o777`).
 pub fn permissions_of(path: &std::path::Path) -> std::io::Result<u32> {
     use std::os::unix::fs::PermissionsExt;

@@ -969,6 +969,59 @@ impl Swarm {
         }
     }
 
+    /// A verified piece's data is not on disk after all (a sync failed and
+    /// reading it back failed its hash): it is missing again and will be
+    /// downloaded once downloading is on. Requests for it are no longer
+    /// served, queued ones dropped (BEP 3 has no message to take a `have`
+    /// back).
+    pub fn lose_piece(&mut self, piece: PieceIdx, now: Instant) {
+        let p = piece.get();
+        if self.state.get(p as usize) != Some(&HAVE) {
+            return;
+        }
+        self.state[p as usize] = MISSING;
+        self.have.clear(p);
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in &keys {
+            if let Some(peer) = self.peers.get_mut(key) {
+                if peer.has.get(p) {
+                    peer.interesting += 1;
+                }
+                peer.upload_queue.retain(|q| q.index != p);
+            }
+        }
+        for key in keys {
+            self.update_interest(key);
+        }
+        self.refill_all(now);
+    }
+
+    /// A sync failed: blocks written before it may be gone whatever a later
+    /// sync says, so pieces not verified yet start over (their written
+    /// blocks are free again; a piece being hashed is missing again, and
+    /// its hash result is ignored).
+    pub fn forget_unverified_writes(&mut self, now: Instant) {
+        let mut hashing = Vec::new();
+        for (&p, partial) in self.partials.iter_mut() {
+            if self.state.get(p as usize) == Some(&HASHING) {
+                hashing.push(p);
+                continue;
+            }
+            for (block, owner) in partial.blocks.iter_mut().zip(partial.owners.iter_mut()) {
+                if matches!(*block, Block::Received | Block::Written) {
+                    *block = Block::Free;
+                    *owner = None;
+                }
+            }
+            partial.n_written = 0;
+        }
+        for p in hashing {
+            self.partials.remove(&p);
+            self.state[p as usize] = MISSING;
+        }
+        self.refill_all(now);
+    }
+
     /// The per-block hashes of a piece (after a failure, or after it passed
     /// following a failure).
     pub fn on_block_hashes(&mut self, piece: PieceIdx, digests: Vec<Digest>, now: Instant) {

@@ -129,6 +129,15 @@ pub enum Job {
     },
     /// Make the torrent's writes durable.
     Sync { tag: u64, torrent: Arc<DiskTorrent> },
+    /// Read back a piece a failed sync covered, hash it, and when it still
+    /// matches `expected` write it again for the next sync
+    /// (`storage::rewrite_piece`).
+    Reverify {
+        tag: u64,
+        torrent: Arc<DiskTorrent>,
+        piece: PieceIdx,
+        expected: Digest,
+    },
     /// Read a piece and hash each 16 KiB block of it (smart ban).
     HashBlocks {
         tag: u64,
@@ -183,6 +192,12 @@ pub enum JobDone {
         tag: u64,
         result: io::Result<()>,
     },
+    /// A [`Job::Reverify`]: `Ok(true)` passed and written again.
+    Reverified {
+        tag: u64,
+        piece: PieceIdx,
+        result: io::Result<bool>,
+    },
     BlockHashes {
         tag: u64,
         piece: PieceIdx,
@@ -201,6 +216,7 @@ impl JobDone {
             | JobDone::Written { tag, .. }
             | JobDone::Read { tag, .. }
             | JobDone::Synced { tag, .. }
+            | JobDone::Reverified { tag, .. }
             | JobDone::BlockHashes { tag, .. }
             | JobDone::Ran { tag, .. } => *tag,
         }
@@ -216,6 +232,9 @@ impl Job {
             Job::WriteBlocks { blocks, .. } => blocks.iter().map(|b| b.len() as u64).sum(),
             Job::Read { lens, .. } => lens.iter().map(|&l| u64::from(l)).sum(),
             Job::HashBlocks { torrent, piece, .. } => u64::from(torrent.lengths.piece_size(*piece)),
+            Job::Reverify { torrent, piece, .. } => {
+                2 * u64::from(torrent.lengths.piece_size(*piece))
+            }
             Job::Sync { .. } | Job::Run { .. } => 0,
         }
     }
@@ -312,6 +331,23 @@ impl Job {
                 tag,
                 result: torrent.storage.sync(),
             },
+            Job::Reverify {
+                tag,
+                torrent,
+                piece,
+                expected,
+            } => {
+                let t = &*torrent;
+                let result = storage::rewrite_piece(
+                    &*t.storage,
+                    &t.map,
+                    &t.lengths,
+                    piece,
+                    &expected,
+                    scratch,
+                );
+                JobDone::Reverified { tag, piece, result }
+            }
             Job::HashBlocks {
                 tag,
                 torrent,

@@ -63,5 +63,6 @@ pub fn node_status(node_id: &str) -> NodeStatus {
         bytes_in_flight: 0,
         memory_budget: 64 << 20,
         uptime_secs: 5,
+        state_dir_error: None,
     }
 }

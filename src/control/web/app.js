@@ -374,6 +374,10 @@ async function refreshNode() {
                  (n.upload_limit ? "↑ " + rate(n.upload_limit) : "↑ none")],
       ["memory", bytes(n.bytes_in_flight) + " of " + bytes(n.memory_budget)],
     ]);
+    // State files that cannot be written (a read-only or full state directory).
+    const se = $("state-error");
+    se.textContent = n.state_dir_error ? "State directory: " + n.state_dir_error : "";
+    se.hidden = !n.state_dir_error;
   } catch (e) {
     $("summary").textContent = "daemon not answering";
   }

@@ -162,16 +162,23 @@ impl Engine {
                 return Err(ApiError::BadRequest(format!("peer '{p}' is not host:port")));
             }
         }
+        let mut changed = false;
         for p in peers {
             if let Some(t) = self.torrents.get_mut(&tid) {
-                if !t.manual_peers.contains(&p) && t.manual_peers.len() < 200 {
+                if !t.manual_peers.contains(&p)
+                    && t.manual_peers.len() < crate::resume::MAX_MANUAL_PEERS
+                {
                     t.manual_peers.push(p.clone());
                     t.checkpoint.record_changed();
+                    changed = true;
                 }
             }
             self.resolve_peer(tid, p, "manual", now);
         }
         self.connect_peers(tid, now);
+        if changed {
+            self.save_peers(tid);
+        }
         self.save_resume(tid);
         Ok(())
     }
@@ -337,7 +344,7 @@ impl Engine {
             return;
         };
         self.totals.retire_swarm(t.swarm.as_ref());
-        let files: Vec<PathBuf> = ["torrent", "resume", "journal", "magnet"]
+        let files: Vec<PathBuf> = ["torrent", "resume", "journal", "magnet", "peers"]
             .iter()
             .map(|ext| self.config.state_file(info_hash, ext))
             .collect();
@@ -529,7 +536,7 @@ impl Engine {
             ),
             None => (0, 0, 0, 0, Default::default(), 0),
         };
-        let error = t.error.clone();
+        let error = t.error.clone().or_else(|| t.state_error.clone());
         Some(TorrentStatus {
             info_hash: t.meta.info_hash,
             name: t.meta.name.clone(),
@@ -687,6 +694,7 @@ impl Engine {
             bytes_in_flight: in_flight,
             memory_budget: self.config.memory_budget,
             uptime_secs: now.duration_since(self.started).as_secs(),
+            state_dir_error: self.state_health.error().map(str::to_string),
         }
     }
 }

@@ -333,9 +333,13 @@ impl Engine {
                 return;
             }
         };
+        let has_peers = !m.manual_peers.is_empty();
         if let Some(t) = self.torrents.get_mut(&new_tid) {
             t.paused = m.paused;
             t.manual_peers = m.manual_peers;
+        }
+        if has_peers {
+            self.save_peers(new_tid);
         }
         self.move_announcer(tid, new_tid);
         // A private torrent (BEP 27) keeps only peers from its trackers

@@ -143,6 +143,8 @@ impl Engine {
             failed += f;
         }
         m.announces = vec![("ok", ok), ("error", failed)];
+        m.state_dir_error = u64::from(self.state_health.error().is_some());
+        m.state_write_failures = self.state_health.failures();
 
         m.overlay = self.overlay.as_ref().map(|o| {
             let st = o.node.stats();

@@ -69,11 +69,13 @@ impl Engine {
                 phase: Phase::Probing,
                 paused: false,
                 error: None,
+                state_error: None,
                 retry_at: None,
                 swarm: None,
                 resume_have: Bitfield::new(n),
                 resume_sizes: Vec::new(),
                 resume_mtimes: Vec::new(),
+                resume_recheck: false,
                 record_matches: false,
                 down_limit: TokenBucket::new(0),
                 up_limit: TokenBucket::new(0),
@@ -81,6 +83,8 @@ impl Engine {
                 check: None,
                 known: PeerList::default(),
                 manual_peers: Vec::new(),
+                peers_saving: false,
+                peers_dirty: false,
                 checkpoint: Checkpoint::new(
                     lengths,
                     self.config.checkpoint_bytes,
@@ -132,7 +136,9 @@ impl Engine {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
+        let mut recheck = None;
         if let Some(r) = resume {
+            recheck = Some(r.recheck);
             if let Some(bits) = Bitfield::from_bytes(&r.pieces, t.meta.lengths.n_pieces()) {
                 t.resume_have = bits;
             }
@@ -143,10 +149,34 @@ impl Engine {
             t.paused = r.paused;
             t.manual_peers = r.peers;
         }
+        // The peers file has them even when the record is damaged; it is
+        // written again when the record lists peers it lacks.
+        let file_behind = t.manual_peers.iter().any(|p| !loaded.peers.contains(p));
+        let mut missing = false;
+        for p in loaded.peers {
+            if !t.manual_peers.contains(&p) && t.manual_peers.len() < resume::MAX_MANUAL_PEERS {
+                t.manual_peers.push(p);
+                missing = true;
+            }
+        }
         if !self.clean_start {
             t.journal = loaded.journal;
         }
+        // Pieces a check found suspect and had not cleared: re-hashed
+        // after any stop, clean or not.
+        if let Some(bits) =
+            recheck.and_then(|b| Bitfield::from_bytes(&b, t.meta.lengths.n_pieces()))
+        {
+            t.resume_recheck = bits.count() > 0;
+            t.journal.extend(bits.ones());
+        }
         let peers = t.manual_peers.clone();
+        if missing {
+            t.checkpoint.record_changed();
+        }
+        if file_behind {
+            self.save_peers(tid);
+        }
         for p in peers {
             self.resolve_peer(tid, p, "manual", now);
         }
@@ -270,7 +300,14 @@ impl Engine {
         // writes them) and no recorded piece dropped: no need to write the
         // record again at start (10,000 torrents would cost 20,000 fsyncs,
         // and SD cards wear).
-        t.record_matches = !t.resume_sizes.is_empty()
+        // Pieces the record lists that are now suspect: the record must
+        // stop vouching for them before the check (a crash in the middle
+        // of it, or while it waits to retry after a read error, would
+        // otherwise trust them at the next start, where only a clean stop
+        // compares modification times).
+        let cleared = have != t.resume_have;
+        t.record_matches = !t.resume_recheck
+            && !t.resume_sizes.is_empty()
             && have == t.resume_have
             && files.len() == t.resume_sizes.len()
             && files.len() == t.resume_mtimes.len()
@@ -290,6 +327,32 @@ impl Engine {
         } else {
             log::info!("{}: checking {} pieces on disk", meta.name, to_check.len());
             t.phase = Phase::Checking;
+            if cleared {
+                // The record as it is, without the suspect pieces, and
+                // with every piece to check listed for a re-hash.
+                let mut record = t.resume_record();
+                record.pieces = t.resume_have.as_bytes().to_vec();
+                let mut recheck = Bitfield::new(lengths.n_pieces());
+                for &p in &to_check {
+                    recheck.set(p);
+                }
+                record.recheck = recheck.as_bytes().to_vec();
+                t.resume_recheck = true;
+                let path = self.config.state_file(meta.info_hash, "resume");
+                let hold = t.disk.clone();
+                t.check = Some(Check {
+                    pieces: to_check,
+                    next: 0,
+                    in_flight: 0,
+                    good: Vec::new(),
+                    failed: None,
+                });
+                self.run_job(Ctx::ClearSuspect { tid }, move || {
+                    let _hold = hold;
+                    RunResult::Io(storage::write_atomic(&path, &record.encode(), 0o600))
+                });
+                return;
+            }
             t.check = Some(Check {
                 pieces: to_check,
                 next: 0,
@@ -395,6 +458,8 @@ impl Engine {
         // The record is written again unless the probe found it true;
         // pieces found by the check reach it at the next checkpoint.
         t.checkpoint.begin(t.resume_have.clone(), t.record_matches);
+        // The record written from now on lists nothing to re-hash.
+        t.resume_recheck = false;
         for &p in &found {
             if have.set(p) {
                 // Found on disk but not recorded as durable: record at the
@@ -478,12 +543,84 @@ impl Engine {
         }
     }
 
+    /// Reads back the pieces a failed sync made suspect (each is written
+    /// again when it still passes its hash; see `Checkpoint`).
+    pub(super) fn reverify(&mut self, tid: u32, now: Instant) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let Some(pieces) = t.checkpoint.take_suspect() else {
+            return;
+        };
+        log::warn!(
+            "{}: reading back {} pieces a failed sync covered",
+            t.meta.name,
+            pieces.len()
+        );
+        for p in pieces {
+            let Some(t) = self.torrents.get_mut(&tid) else {
+                return;
+            };
+            let Some(piece) = t.meta.lengths.piece(p) else {
+                t.checkpoint.reverified(p, false, now);
+                continue;
+            };
+            let (disk, expected) = (t.disk.clone(), t.meta.piece_hash(piece));
+            self.submit(
+                |tag| Job::Reverify {
+                    tag,
+                    torrent: disk,
+                    piece,
+                    expected,
+                },
+                Ctx::Reverify { tid },
+                Priority::Live,
+            );
+        }
+    }
+
+    /// A suspect piece was read back: it waits for the next sync, or it is
+    /// lost and downloaded again.
+    pub(super) fn on_reverified(
+        &mut self,
+        tid: u32,
+        piece: PieceIdx,
+        result: io::Result<bool>,
+        now: Instant,
+    ) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let ok = matches!(result, Ok(true));
+        t.checkpoint.reverified(piece.get(), ok, now);
+        if ok {
+            return;
+        }
+        match result {
+            Err(e) => log::warn!(
+                "{}: cannot read back piece {piece} after a failed sync ({e}); downloading it again",
+                t.meta.name
+            ),
+            _ => log::warn!(
+                "{}: piece {piece} did not reach the disk (a sync failed); downloading it again",
+                t.meta.name
+            ),
+        }
+        if let Some(s) = t.swarm.as_mut() {
+            s.lose_piece(piece, now);
+        }
+        self.apply_swarm(tid, now);
+    }
+
     /// Writes the resume record if it is behind (and none is being written).
     pub(super) fn save_resume(&mut self, tid: u32) {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
-        if t.phase != Phase::Running || !t.checkpoint.start_record() {
+        if t.phase != Phase::Running
+            || !self.state_health.may_write(Instant::now())
+            || !t.checkpoint.start_record()
+        {
             return;
         }
         // Record current file sizes with the pieces (sizes only grow while we download).
@@ -501,10 +638,61 @@ impl Engine {
         });
     }
 
+    /// Writes `<hex>.peers` (the peers given by hand), one write at a time.
+    pub(super) fn save_peers(&mut self, tid: u32) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if t.peers_saving {
+            t.peers_dirty = true;
+            return;
+        }
+        t.peers_saving = true;
+        t.peers_dirty = false;
+        let record = resume::ManualPeers {
+            peers: t.manual_peers.clone(),
+        };
+        let path = self.config.state_file(t.meta.info_hash, "peers");
+        // Holds the storage: a removal waits for the write.
+        let hold = t.disk.clone();
+        self.run_job(Ctx::SavePeers { tid }, move || {
+            let _hold = hold;
+            RunResult::Io(storage::write_atomic(&path, &record.encode(), 0o600))
+        });
+    }
+
+    pub(super) fn on_peers_saved(&mut self, tid: u32, result: io::Result<()>, now: Instant) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        t.peers_saving = false;
+        let ok = result.is_ok();
+        t.peers_dirty |= !ok;
+        self.state_written(Some(tid), StateWrite::Peers, result, now);
+        if ok {
+            self.retry_peers(tid, now);
+        }
+    }
+
+    /// Writes the peers file again if it is behind (after a failure, once
+    /// the state directory's back-off allows).
+    pub(super) fn retry_peers(&mut self, tid: u32, now: Instant) {
+        let due = self
+            .torrents
+            .get(&tid)
+            .is_some_and(|t| t.peers_dirty && !t.peers_saving);
+        if due && self.state_health.may_write(now) {
+            self.save_peers(tid);
+        }
+    }
+
     pub(super) fn flush_journal(&mut self, tid: u32) {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
+        if !self.state_health.may_write(Instant::now()) {
+            return;
+        }
         let Some(pieces) = t.checkpoint.take_journal() else {
             return;
         };
@@ -512,7 +700,7 @@ impl Engine {
         let path = self.config.state_file(t.meta.info_hash, "journal");
         // Holds the storage: a removal waits for the append.
         let hold = t.disk.clone();
-        self.run_job(Ctx::Chore(Chore::Journal), move || {
+        self.run_job(Ctx::Journal { tid, pieces }, move || {
             let _hold = hold;
             RunResult::Io(storage::append_file(&path, &bytes))
         });

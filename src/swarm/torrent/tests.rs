@@ -549,3 +549,41 @@ fn finished_writes_refill_the_pipeline_at_once() {
         "written: one more request right away"
     );
 }
+
+/// After a failed sync: a lost piece is wanted again from peers that have
+/// it, and a piece half written starts over.
+#[test]
+fn a_lost_piece_and_unverified_writes_are_downloaded_again() {
+    let (mut s, now) = swarm(3, true);
+    s.add_peer(1, addr(1), false, now);
+    let bf = full_bitfield(&s);
+    s.on_message(1, Message::Bitfield(&bf), now);
+    s.on_message(1, Message::Unchoke, now);
+    s.drain().for_each(drop);
+    assert!(s.is_complete());
+    s.lose_piece(s.lengths().piece(1).unwrap(), now);
+    assert!(!s.have().get(1) && s.have().count() == 2);
+    s.lose_piece(s.lengths().piece(1).unwrap(), now);
+    assert_eq!(s.have().count(), 2, "lost once");
+    s.set_download_enabled(true, now);
+    let out: Vec<Out> = s.drain().collect();
+    assert!(sent(&out, 1, Message::Interested), "{out:?}");
+    let wanted = requests(&out, 1);
+    assert!(!wanted.is_empty() && wanted.iter().all(|b| b.index == 1));
+    // The first block is written, then a sync fails: it is asked for again.
+    let first = wanted[0];
+    deliver(&mut s, 1, first, false, now);
+    s.forget_unverified_writes(now);
+    // Every block still requested stays requested; the written one is free
+    // and goes out again once the pipeline has room.
+    let mut asked = Vec::new();
+    for b in wanted.iter().skip(1) {
+        asked.extend(requests(&deliver(&mut s, 1, *b, false, now), 1));
+    }
+    assert!(asked.contains(&first), "{asked:?}");
+    let out = deliver(&mut s, 1, first, false, now);
+    assert!(
+        out.contains(&Out::Hash(s.lengths().piece(1).unwrap())),
+        "{out:?}"
+    );
+}
