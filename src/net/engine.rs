@@ -17,6 +17,7 @@
 //! `checkpoint_interval`, at completion and at shutdown. Nothing is written
 //! while a torrent is idle.
 
+use super::admission::{self, Census, Limits};
 use super::checkpoint::{Checkpoint, Due};
 use super::conn::{Conn, ConnState};
 use super::memory::MemoryCaps;
@@ -96,9 +97,17 @@ pub struct EngineConfig {
     /// Connections one IP address may hold at once (all torrents, both
     /// directions, handshakes included); one per torrent in any case.
     pub max_connections_per_ip: usize,
+    /// Our dials still connecting or handshaking.
     pub max_half_open: usize,
+    /// Incoming connections that have not sent a whole handshake; they
+    /// have slots of their own within `max_connections` (see
+    /// [`crate::net::admission`]).
+    pub max_half_open_incoming: usize,
     pub connect_timeout: Duration,
+    /// Our dials: from the connect to the peer's whole handshake.
     pub handshake_timeout: Duration,
+    /// Incoming connections: from the accept to the peer's whole handshake.
+    pub incoming_handshake_timeout: Duration,
     /// Close a connection that sent nothing for this long.
     pub idle_timeout: Duration,
     /// Send a keep-alive after this long without sending.
@@ -136,6 +145,15 @@ impl EngineConfig {
             .join(format!("{}.{ext}", info_hash.to_hex()))
     }
 
+    /// The connection caps, as admission takes them.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            max_half_open: self.max_half_open,
+            max_half_open_incoming: self.max_half_open_incoming,
+        }
+    }
+
     pub fn new(listen: SocketAddr, download_dir: PathBuf, state_dir: PathBuf) -> EngineConfig {
         EngineConfig {
             listen,
@@ -146,8 +164,10 @@ impl EngineConfig {
             max_connections_per_torrent: 40,
             max_connections_per_ip: 4,
             max_half_open: 8,
+            max_half_open_incoming: 8,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            incoming_handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(120),
             keepalive_interval: Duration::from_secs(60),
             swarm: SwarmConfig::default(),
@@ -1231,9 +1251,10 @@ impl Engine {
             self.accept(now);
         }
         // Connection timeouts and keep-alives.
-        let (connect_t, handshake_t, idle_t, keepalive) = (
+        let (connect_t, handshake_t, incoming_t, idle_t, keepalive) = (
             self.config.connect_timeout,
             self.config.handshake_timeout,
+            self.config.incoming_handshake_timeout,
             self.config.idle_timeout,
             self.config.keepalive_interval,
         );
@@ -1244,7 +1265,10 @@ impl Engine {
                 ConnState::Connecting if now.duration_since(c.created) > connect_t => {
                     c.close("connect timed out")
                 }
-                ConnState::Handshake if now.duration_since(c.created) > handshake_t => {
+                ConnState::Handshake
+                    if now.duration_since(c.created)
+                        > if c.outgoing { handshake_t } else { incoming_t } =>
+                {
                     if !c.outgoing {
                         // Connected and silent: a strike (half-open floods).
                         self.violations

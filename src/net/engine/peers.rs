@@ -3,6 +3,7 @@
 //! dispatch to the swarm, uploads, flushing and closing.
 
 use super::*;
+use crate::net::admission::{Arrival, Knock, Slot};
 use crate::net::peerlist::PeerList;
 use crate::net::transport::{self, Transport};
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
@@ -92,16 +93,10 @@ impl Engine {
         self.dial(tid, info_hash, candidates, budget, now);
     }
 
-    /// New outgoing connections allowed now: under the half-open cap and the
-    /// global connection cap.
+    /// New outgoing connections allowed now: under the dials' half-open
+    /// cap, leaving the incoming handshakes' slots free (`admission`).
     pub(super) fn dial_budget(&self) -> usize {
-        let half_open = self
-            .conns
-            .values()
-            .filter(|c| c.state != ConnState::Active)
-            .count();
-        let half = self.config.max_half_open.saturating_sub(half_open);
-        half.min(self.config.max_connections.saturating_sub(self.conns.len()))
+        self.config.limits().dial_budget(self.census())
     }
 
     /// The known-peer list of a torrent or a magnet.
@@ -179,12 +174,13 @@ impl Engine {
         Ok(key)
     }
 
-    /// Accepts what waits in the backlog; stops at the connection cap
-    /// (see `defence.rs`: the rest waits in the kernel until
-    /// `resume_accepting`).
+    /// Accepts what waits in the backlog, each new connection in a slot
+    /// of its own or in the slot of a silent one (`admission::on_knock`);
+    /// stops when no slot can be had (see `defence.rs`: the rest waits in
+    /// the kernel until `resume_accepting`).
     pub(super) fn accept(&mut self, now: Instant) {
         loop {
-            if self.pause_accepting() {
+            if self.pause_accepting(now) {
                 return;
             }
             match self.listener.accept() {
@@ -193,7 +189,14 @@ impl Engine {
                         log::debug!("{addr}: not accepted: {why}");
                         continue;
                     }
+                    if let Knock::Evict(victim) = self.knock(now) {
+                        self.evict(victim, "an incoming handshake");
+                    }
                     let mut sock = Transport::accepted(sock);
+                    // What the peer has sent already: a whole handshake
+                    // keeps the slot against later knocks.
+                    let mut head = [0u8; HANDSHAKE_LEN];
+                    let peeked = sock.peek(&mut head).unwrap_or(0);
                     let key = self.conns.next_key();
                     let token = Token(index_of(key) + FIRST_CONN);
                     if self
@@ -213,6 +216,7 @@ impl Engine {
                         }
                     }
                     c.readable = true;
+                    c.peeked = peeked;
                     self.conns.insert_with(|_| c);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -587,18 +591,15 @@ impl Engine {
                 let Some((tid, info_hash)) = usable else {
                     return c.close("handshake for a torrent we do not serve");
                 };
-                let per_torrent = self.config.max_connections_per_torrent;
-                let n = self
-                    .conns
-                    .values()
-                    .filter(|x| x.torrent == Some(tid))
-                    .count();
+                if let Err(why) = self.make_room(key, tid, now) {
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.close(why);
+                    }
+                    return;
+                }
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
-                if n >= per_torrent {
-                    return c.close("too many connections for this torrent");
-                }
                 c.torrent = Some(tid);
                 c.queue_handshake(&Handshake::ours(info_hash, self.peer_id));
                 tid
@@ -666,6 +667,41 @@ impl Engine {
         }
         self.pex_connected(tid, key, addr, outgoing, now);
         self.apply_swarm(tid, now);
+    }
+
+    /// Room for incoming connection `key`, whose handshake for torrent
+    /// `tid` is complete: within the torrent's share and the settled share
+    /// of all connections, each by taking the slot of the least useful
+    /// connection when full (`admission::on_arrival`). Why not, if not.
+    fn make_room(&mut self, key: PeerKey, tid: u32, now: Instant) -> Result<(), &'static str> {
+        let mut slots = self.slots(now);
+        slots.retain(|s| s.key != key);
+        let torrent: Vec<Slot> = slots
+            .iter()
+            .filter(|s| {
+                self.conns
+                    .get(s.key)
+                    .is_some_and(|c| c.torrent == Some(tid))
+            })
+            .copied()
+            .collect();
+        let cap = self.config.max_connections_per_torrent;
+        match admission::on_arrival(&torrent, cap, now) {
+            Arrival::Admit => {}
+            Arrival::Evict(victim) => {
+                self.evict(victim, "a peer of the same torrent");
+                slots.retain(|s| s.key != victim);
+            }
+            Arrival::Refuse => return Err("too many connections for this torrent"),
+        }
+        match admission::on_arrival(&slots, self.config.limits().settled_cap(), now) {
+            Arrival::Admit => Ok(()),
+            Arrival::Evict(victim) => {
+                self.evict(victim, "a new peer");
+                Ok(())
+            }
+            Arrival::Refuse => Err("too many connections"),
+        }
     }
 
     /// Upload reads wait here for the rate limit and the peer's send buffer.

@@ -1,0 +1,328 @@
+//! Peer slots under a half-open flood, end to end on loopback: a seeder
+//! daemon (127.0.22.1) is knocked on by 400 silent TCP connections from 400
+//! addresses (127.0.24.1–200, 127.0.25.1–200), each opened again as soon as
+//! the seeder closes it. Meanwhile a legitimate peer (127.0.22.2, written
+//! here with blocking sockets) must get through the BitTorrent handshake and
+//! receive a block within 2 s of its first try, and `GET /metrics` must never
+//! show more half-open connections than their published maximum.
+
+mod common;
+
+use common::daemon::{one_file_torrent, DaemonProc};
+use common::TempDir;
+use peerlet::metainfo::Torrent;
+use socket2::{Domain, Socket, Type};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Silent connections, one per attacker address.
+const ATTACKERS: usize = 400;
+/// Attacker threads (each holds `ATTACKERS / THREADS` addresses).
+const THREADS: usize = 4;
+/// The legitimate peer's budget from its first try to its first block.
+const LEGIT_DEADLINE: Duration = Duration::from_secs(2);
+/// Upper bound for the whole attack.
+const ATTACK_LIMIT: Duration = Duration::from_secs(40);
+
+/// Attacker address `i`: 127.0.24.1–200, then 127.0.25.1–200.
+fn attacker_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 24 + (i / 200) as u8, 1 + (i % 200) as u8)
+}
+
+/// A TCP connection to `to` from the loopback address `src`.
+fn connect_from(src: Ipv4Addr, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(src.into(), 0).into())?;
+    s.connect_timeout(&to.into(), timeout)?;
+    Ok(s.into())
+}
+
+/// True when the peer closed `s` (end of stream or reset); `s` is non-blocking.
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
+}
+
+/// What the attack did: connections opened, and how many were closed by
+/// the seeder (and opened again).
+#[derive(Default)]
+struct AttackCounts {
+    opened: AtomicU64,
+    closed: AtomicU64,
+}
+
+/// Holds one silent connection from each of `ips`, opening it again when
+/// the seeder closes it, until `stop` (or [`ATTACK_LIMIT`]).
+fn attack(ips: Vec<Ipv4Addr>, target: SocketAddr, stop: Arc<AtomicBool>, n: Arc<AttackCounts>) {
+    let mut held: Vec<Option<TcpStream>> = ips.iter().map(|_| None).collect();
+    let deadline = Instant::now() + ATTACK_LIMIT;
+    // Bounded: at most one pass every 2 ms for ATTACK_LIMIT.
+    for _ in 0..(ATTACK_LIMIT.as_millis() / 2) {
+        if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+            break;
+        }
+        for (ip, slot) in ips.iter().zip(held.iter_mut()) {
+            if let Some(s) = slot.as_mut() {
+                if !closed(s) {
+                    continue;
+                }
+                n.closed.fetch_add(1, Ordering::Relaxed);
+                *slot = None;
+            }
+            if let Ok(s) = connect_from(*ip, target, Duration::from_millis(500)) {
+                let _ = s.set_nonblocking(true);
+                n.opened.fetch_add(1, Ordering::Relaxed);
+                *slot = Some(s);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A `name value` sample of a Prometheus text exposition (no labels).
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse::<f64>().ok().map(|v| v as u64))?
+    })
+}
+
+/// `GET /metrics` from the API at `api`: the body, or why not.
+fn scrape(api: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(api).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(format!("bad answer: {text}")),
+    }
+}
+
+/// Reads one length-prefixed peer message (`None`: a keep-alive).
+fn read_message(s: &mut TcpStream) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 {
+        return Ok(None);
+    }
+    if len > (1 << 20) {
+        return Err(std::io::Error::other(format!("a {len} byte message")));
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok(Some((body[0], body[1..].to_vec())))
+}
+
+/// One try of the legitimate peer, from 127.0.22.2, all of it before
+/// `deadline`: handshake, interested, wait for unchoke, request the first
+/// block, receive it. The block's bytes.
+fn fetch_first_block(
+    target: SocketAddr,
+    info_hash: [u8; 20],
+    deadline: Instant,
+) -> Result<Vec<u8>, String> {
+    let left = |what: &str| {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("out of time ({what})"))
+    };
+    let mut s = connect_from(Ipv4Addr::new(127, 0, 22, 2), target, left("connect")?)
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(left("handshake")?))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    peerlet::wire::peer::Handshake::ours(info_hash, *b"-LG0001-legitimate01").emit(&mut out);
+    out.extend_from_slice(&[0, 0, 0, 1, 2]); // interested
+    s.write_all(&out)
+        .map_err(|e| format!("send handshake: {e}"))?;
+    let mut hs = [0u8; 68];
+    s.read_exact(&mut hs)
+        .map_err(|e| format!("no handshake back: {e}"))?;
+    if hs[28..48] != info_hash {
+        return Err("handshake for another torrent".into());
+    }
+    let mut requested = false;
+    // Bounded: at most 64 messages before the block.
+    for _ in 0..64 {
+        s.set_read_timeout(Some(left("messages")?))
+            .map_err(|e| e.to_string())?;
+        let msg = read_message(&mut s).map_err(|e| format!("read: {e}"))?;
+        match msg {
+            // Unchoke: ask for the first block.
+            Some((1, _)) if !requested => {
+                let mut req = vec![0, 0, 0, 13, 6];
+                req.extend_from_slice(&0u32.to_be_bytes());
+                req.extend_from_slice(&0u32.to_be_bytes());
+                req.extend_from_slice(&(16384u32).to_be_bytes());
+                s.write_all(&req).map_err(|e| format!("request: {e}"))?;
+                requested = true;
+            }
+            Some((7, body)) if body.len() > 8 => return Ok(body[8..].to_vec()),
+            _ => {}
+        }
+    }
+    Err("no block after 64 messages".into())
+}
+
+#[test]
+fn a_peer_gets_in_past_400_silent_connections() {
+    let tmp = TempDir::new("peer-slots");
+    let payload = tmp.join("payload");
+    let torrent_path = tmp.join("p.torrent");
+    let hash = one_file_torrent(&payload, "data.bin", 1 << 20, 22, &torrent_path, "64K");
+    let torrent = Torrent::from_bytes(&std::fs::read(&torrent_path).unwrap()).unwrap();
+    let data = std::fs::read(payload.join("data.bin")).unwrap();
+
+    let seeder = DaemonProc::start(tmp.path(), "seeder", "127.0.22.1", &[]);
+    common::daemon::copy_tree(&payload, &seeder.download_dir.join("payload"));
+    seeder.add(&torrent_path, &[]);
+    seeder.wait_complete(&hash, Duration::from_secs(60));
+    let target = seeder.listen;
+    let max = sample(
+        &scrape(&seeder.api).unwrap(),
+        "peerlet_connections_half_open_max",
+    )
+    .expect("peerlet_connections_half_open_max");
+
+    // The attack.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(AttackCounts::default());
+    let mut attackers = Vec::new();
+    for t in 0..THREADS {
+        let ips: Vec<Ipv4Addr> = (0..ATTACKERS)
+            .filter(|i| i % THREADS == t)
+            .map(attacker_ip)
+            .collect();
+        let (stop, counts) = (stop.clone(), counts.clone());
+        attackers.push(std::thread::spawn(move || {
+            attack(ips, target, stop, counts)
+        }));
+    }
+    // The scrapes, every 50 ms while the attack lasts: the largest
+    // half-open count seen, and every scrape over the maximum.
+    let scrapes = Arc::new(Mutex::new((0u64, 0u64, Vec::<String>::new())));
+    let poller = {
+        let (stop, scrapes) = (stop.clone(), scrapes.clone());
+        let api = seeder.api.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + ATTACK_LIMIT;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match scrape(&api) {
+                    Ok(text) => {
+                        let mut s = scrapes.lock().unwrap();
+                        s.0 += 1;
+                        let n = sample(&text, "peerlet_connections_half_open").unwrap_or(0);
+                        let m = sample(&text, "peerlet_connections_half_open_max").unwrap_or(0);
+                        s.1 = s.1.max(n);
+                        if n > m && s.2.len() < 10 {
+                            s.2.push(format!("half_open {n} > max {m}"));
+                        }
+                    }
+                    Err(e) => {
+                        let mut s = scrapes.lock().unwrap();
+                        if s.2.len() < 10 {
+                            s.2.push(format!("scrape failed: {e}"));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    // The flood takes hold: every attacker address connected once and the
+    // seeder closed some of them (3 s at most).
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle
+        && (counts.opened.load(Ordering::Relaxed) < ATTACKERS as u64
+            || counts.closed.load(Ordering::Relaxed) == 0)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The legitimate peer: tries again at once until it has a block, for
+    // 2 s from its first try.
+    let started = Instant::now();
+    let deadline = started + LEGIT_DEADLINE;
+    let mut tries = Vec::new();
+    let mut got = None;
+    // Bounded: at most 200 tries, and the deadline.
+    for _ in 0..200 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        match fetch_first_block(target, torrent.info_hash.0, deadline) {
+            Ok(block) => {
+                got = Some(block);
+                break;
+            }
+            Err(e) => {
+                tries.push(format!("{:?}: {e}", started.elapsed()));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    let took = started.elapsed();
+    // Half-open counts while the flood goes on after it.
+    std::thread::sleep(Duration::from_secs(2));
+
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    poller.join().unwrap();
+    let (n_scrapes, most, over) = std::mem::take(&mut *scrapes.lock().unwrap());
+    eprintln!(
+        "attack: {} connections opened, {} closed by the seeder; legitimate peer: {} after {took:?} \
+         ({} failed tries); {n_scrapes} scrapes, half-open at most {most} (max {max})",
+        counts.opened.load(Ordering::Relaxed),
+        counts.closed.load(Ordering::Relaxed),
+        if got.is_some() { "a block" } else { "nothing" },
+        tries.len(),
+    );
+
+    let block = got.unwrap_or_else(|| {
+        panic!(
+            "the legitimate peer got no block within {LEGIT_DEADLINE:?} of its first try; \
+             its tries:\n{}\nseeder log:\n{}",
+            tries.join("\n"),
+            seeder.log_tail(20)
+        )
+    });
+    assert!(
+        block[..] == data[..16384],
+        "the block differs from the file's first 16 KiB"
+    );
+    assert!(
+        n_scrapes >= 10,
+        "only {n_scrapes} scrapes during the attack"
+    );
+    assert!(
+        over.is_empty(),
+        "peerlet_connections_half_open over peerlet_connections_half_open_max ({max}):\n{}",
+        over.join("\n")
+    );
+    assert!(
+        counts.opened.load(Ordering::Relaxed) >= ATTACKERS as u64,
+        "the attack did not take hold"
+    );
+}
