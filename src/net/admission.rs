@@ -115,7 +115,7 @@ impl Activity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
     pub key: PeerKey,
-    /// When it was opened (knocking, dialling) or established.
+    /// When it was opened.
     pub since: Instant,
     pub standing: Standing,
 }

@@ -68,14 +68,20 @@ impl Engine {
             .map(|c| Slot {
                 key: c.key,
                 since: c.created,
-                standing: self.standing(c, now),
+                standing: self.standing(c, Some(now)),
             })
             .collect()
     }
 
-    fn standing(&self, c: &Conn, now: Instant) -> Standing {
+    /// How `c` stands; with `now`, what an established one does (without,
+    /// established ones read as protected: enough for a knock, which never
+    /// takes them).
+    fn standing(&self, c: &Conn, now: Option<Instant>) -> Standing {
         match c.state {
             ConnState::Active => {
+                let Some(now) = now else {
+                    return Standing::Established(Activity::PROTECTED);
+                };
                 let used = c
                     .torrent
                     .and_then(|tid| self.torrents.get(&tid))
@@ -122,8 +128,8 @@ impl Engine {
     /// No slot for another incoming connection, not even by taking a
     /// silent one's: stop accepting (true). Connections wait in the
     /// kernel's backlog until [`Engine::resume_accepting`].
-    pub(super) fn pause_accepting(&mut self, now: Instant) -> bool {
-        if self.shutdown.is_some() || self.knock(now) != Knock::Wait {
+    pub(super) fn pause_accepting(&mut self) -> bool {
+        if self.shutdown.is_some() || self.knock() != Knock::Wait {
             return false;
         }
         if !self.accept_paused {
@@ -139,15 +145,25 @@ impl Engine {
     }
 
     /// Where the next incoming connection goes.
-    pub(super) fn knock(&self, now: Instant) -> Knock {
-        admission::on_knock(&self.config.limits(), &self.slots(now))
+    pub(super) fn knock(&self) -> Knock {
+        let slots: Vec<Slot> = self
+            .conns
+            .values()
+            .filter(|c| c.closing.is_none())
+            .map(|c| Slot {
+                key: c.key,
+                since: c.created,
+                standing: self.standing(c, None),
+            })
+            .collect();
+        admission::on_knock(&self.config.limits(), &slots)
     }
 
     /// Accepting again once a slot can be had. The listener is
     /// edge-triggered: what waits in the backlog raises no new event, so
     /// this accepts at once.
     pub(super) fn resume_accepting(&mut self, now: Instant) {
-        if !self.accept_paused || (self.shutdown.is_none() && self.knock(now) == Knock::Wait) {
+        if !self.accept_paused || (self.shutdown.is_none() && self.knock() == Knock::Wait) {
             return;
         }
         log::info!("{} connections: accepting again", self.conns.len());

@@ -180,7 +180,7 @@ impl Engine {
     /// the kernel until `resume_accepting`).
     pub(super) fn accept(&mut self, now: Instant) {
         loop {
-            if self.pause_accepting(now) {
+            if self.pause_accepting() {
                 return;
             }
             match self.listener.accept() {
@@ -189,7 +189,7 @@ impl Engine {
                         log::debug!("{addr}: not accepted: {why}");
                         continue;
                     }
-                    if let Knock::Evict(victim) = self.knock(now) {
+                    if let Knock::Evict(victim) = self.knock() {
                         self.evict(victim, "an incoming handshake");
                     }
                     let mut sock = Transport::accepted(sock);
