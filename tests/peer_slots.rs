@@ -1,10 +1,19 @@
-//! Peer slots under a half-open flood, end to end on loopback: a seeder
-//! daemon (127.0.22.1) is knocked on by 400 silent TCP connections from 400
-//! addresses (127.0.24.1–200, 127.0.25.1–200), each opened again as soon as
-//! the seeder closes it. Meanwhile a legitimate peer (127.0.22.2, written
-//! here with blocking sockets) must get through the BitTorrent handshake and
-//! receive a block within 2 s of its first try, and `GET /metrics` must never
-//! show more half-open connections than their published maximum.
+//! Peer slots, end to end on loopback (src/net/admission.rs has the rules
+//! and their fake-time tests):
+//!
+//! - Under a half-open flood: a seeder daemon (127.0.22.1) is knocked on by
+//!   400 silent TCP connections from 400 addresses (127.0.24.1–200,
+//!   127.0.25.1–200), each opened again as soon as the seeder closes it.
+//!   Meanwhile a legitimate peer (127.0.22.2, written here with blocking
+//!   sockets) must get through the BitTorrent handshake and receive a block
+//!   within 2 s of its first try, and `GET /metrics` must never show more
+//!   half-open connections than their published maximum.
+//! - At the connection limit: idle handshaken peers (127.0.23.1–2) fill a
+//!   seeder's (127.0.22.3) settled slots; a new peer (127.0.22.4) is
+//!   refused while they are young and takes the slot of one of them once
+//!   they are past their grace.
+//!
+//! The tests run one at a time (the flood would slow the other down).
 
 mod common;
 
@@ -17,6 +26,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// One test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Silent connections, one per attacker address.
 const ATTACKERS: usize = 400;
@@ -138,14 +150,23 @@ fn fetch_first_block(
     info_hash: [u8; 20],
     deadline: Instant,
 ) -> Result<Vec<u8>, String> {
+    fetch_first_block_from(Ipv4Addr::new(127, 0, 22, 2), target, info_hash, deadline)
+}
+
+/// [`fetch_first_block`] from `src`.
+fn fetch_first_block_from(
+    src: Ipv4Addr,
+    target: SocketAddr,
+    info_hash: [u8; 20],
+    deadline: Instant,
+) -> Result<Vec<u8>, String> {
     let left = |what: &str| {
         deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
             .ok_or_else(|| format!("out of time ({what})"))
     };
-    let mut s = connect_from(Ipv4Addr::new(127, 0, 22, 2), target, left("connect")?)
-        .map_err(|e| format!("connect: {e}"))?;
+    let mut s = connect_from(src, target, left("connect")?).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(left("handshake")?))
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -184,6 +205,7 @@ fn fetch_first_block(
 
 #[test]
 fn a_peer_gets_in_past_400_silent_connections() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = TempDir::new("peer-slots");
     let payload = tmp.join("payload");
     let torrent_path = tmp.join("p.torrent");
@@ -325,4 +347,105 @@ fn a_peer_gets_in_past_400_silent_connections() {
         counts.opened.load(Ordering::Relaxed) >= ATTACKERS as u64,
         "the attack did not take hold"
     );
+}
+
+/// A handshaken peer that sends nothing more: connects from `src`, sends
+/// its handshake, reads the seeder's. The connection, non-blocking.
+fn idle_peer(src: Ipv4Addr, target: SocketAddr, info_hash: [u8; 20], id: u8) -> TcpStream {
+    let mut s = connect_from(src, target, Duration::from_secs(2)).unwrap();
+    let mut out = Vec::new();
+    let mut peer_id = *b"-ID0001-idle00000000";
+    peer_id[19] = id;
+    peerlet::wire::peer::Handshake::ours(info_hash, peer_id).emit(&mut out);
+    s.write_all(&out).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut hs = [0u8; 68];
+    s.read_exact(&mut hs)
+        .unwrap_or_else(|e| panic!("idle peer {src}: no handshake back: {e}"));
+    assert_eq!(hs[28..48], info_hash);
+    s.set_nonblocking(true).unwrap();
+    s
+}
+
+#[test]
+fn a_new_peer_takes_the_slot_of_an_idle_one_at_the_limit() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new("peer-slots-idle");
+    let payload = tmp.join("payload");
+    let torrent_path = tmp.join("p.torrent");
+    let hash = one_file_torrent(&payload, "data.bin", 1 << 20, 23, &torrent_path, "64K");
+    let torrent = Torrent::from_bytes(&std::fs::read(&torrent_path).unwrap()).unwrap();
+    let info_hash = torrent.info_hash.0;
+    let data = std::fs::read(payload.join("data.bin")).unwrap();
+
+    // 4 connections: 2 kept for incoming handshakes, 2 for the rest.
+    let seeder = DaemonProc::start(
+        tmp.path(),
+        "seeder",
+        "127.0.22.3",
+        &["--max-connections", "4"],
+    );
+    common::daemon::copy_tree(&payload, &seeder.download_dir.join("payload"));
+    seeder.add(&torrent_path, &[]);
+    seeder.wait_complete(&hash, Duration::from_secs(60));
+    let target = seeder.listen;
+    let newcomer = Ipv4Addr::new(127, 0, 22, 4);
+
+    let since = Instant::now();
+    let mut idle: Vec<TcpStream> = (1..=2)
+        .map(|i| idle_peer(Ipv4Addr::new(127, 0, 23, i), target, info_hash, i))
+        .collect();
+    // Young idle peers keep their slots: the newcomer is refused.
+    let early = fetch_first_block_from(
+        newcomer,
+        target,
+        info_hash,
+        Instant::now() + Duration::from_secs(2),
+    );
+    assert!(
+        early.is_err() && since.elapsed() < peerlet::net::admission::ESTABLISHED_GRACE,
+        "a newcomer got in while the idle peers were young: {early:?}"
+    );
+    // Past their grace, it takes the slot of one of them, within 2 s of
+    // its first try.
+    std::thread::sleep(
+        (since + peerlet::net::admission::ESTABLISHED_GRACE + Duration::from_secs(1))
+            .saturating_duration_since(Instant::now()),
+    );
+    let started = Instant::now();
+    let deadline = started + LEGIT_DEADLINE;
+    let mut tries = Vec::new();
+    let mut got = None;
+    // Bounded: at most 50 tries, and the deadline.
+    for _ in 0..50 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        match fetch_first_block_from(newcomer, target, info_hash, deadline) {
+            Ok(block) => {
+                got = Some(block);
+                break;
+            }
+            Err(e) => {
+                tries.push(format!("{:?}: {e}", started.elapsed()));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    let block = got.unwrap_or_else(|| {
+        panic!(
+            "the newcomer got no block within {LEGIT_DEADLINE:?}; its tries:\n{}\nseeder log:\n{}",
+            tries.join("\n"),
+            seeder.log_tail(20)
+        )
+    });
+    assert!(block[..] == data[..16384], "the block differs");
+    // One idle peer gave its slot (within 2 s), the other kept its own.
+    let mut gone = 0;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until && gone == 0 {
+        gone = idle.iter_mut().map(closed).filter(|&c| c).count();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(gone, 1, "idle peers closed: {gone} of 2");
 }
