@@ -125,12 +125,18 @@ impl Engine {
         }
     }
 
-    /// No slot for another incoming connection, not even by taking a
-    /// silent one's: stop accepting (true). Connections wait in the
-    /// kernel's backlog until [`Engine::resume_accepting`].
-    pub(super) fn pause_accepting(&mut self) -> bool {
-        if self.shutdown.is_some() || self.knock() != Knock::Wait {
-            return false;
+    /// Where the next incoming connection goes ([`Engine::knock_fresh`]);
+    /// `None` when there is no slot for it, not even by taking a silent
+    /// one's: accepting stops, and connections wait in the kernel's
+    /// backlog until [`Engine::resume_accepting`].
+    pub(super) fn next_knock(&mut self) -> Option<Knock> {
+        if self.shutdown.is_some() {
+            // Accepted and refused at once (`refuse_incoming`).
+            return Some(Knock::Admit);
+        }
+        let knock = self.knock_fresh();
+        if knock != Knock::Wait {
+            return Some(knock);
         }
         if !self.accept_paused {
             let n = self.census();
@@ -141,7 +147,7 @@ impl Engine {
             );
             self.accept_paused = true;
         }
-        true
+        None
     }
 
     /// Where the next incoming connection goes.
@@ -157,6 +163,29 @@ impl Engine {
             })
             .collect();
         admission::on_knock(&self.config.limits(), &slots)
+    }
+
+    /// [`Engine::knock`], with the would-be victim's peek brought up to
+    /// date first: a connection that looked silent and whose handshake has
+    /// arrived since (not read yet: reads come later in the loop turn)
+    /// keeps its slot.
+    pub(super) fn knock_fresh(&mut self) -> Knock {
+        // Bounded: each round finds a victim with more bytes than it showed.
+        for _ in 0..=self.config.max_half_open_incoming {
+            let knock = self.knock();
+            let Knock::Evict(victim) = knock else {
+                return knock;
+            };
+            let Some(c) = self.conns.get_mut(victim) else {
+                return knock;
+            };
+            let mut head = [0u8; HANDSHAKE_LEN];
+            match c.sock.peek(&mut head) {
+                Ok(n) if n > c.peeked => c.peeked = n,
+                _ => return knock,
+            }
+        }
+        self.knock()
     }
 
     /// Accepting again once a slot can be had. The listener is

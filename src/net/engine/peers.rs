@@ -180,16 +180,16 @@ impl Engine {
     /// the kernel until `resume_accepting`).
     pub(super) fn accept(&mut self, now: Instant) {
         loop {
-            if self.pause_accepting() {
+            let Some(knock) = self.next_knock() else {
                 return;
-            }
+            };
             match self.listener.accept() {
                 Ok((sock, addr)) => {
                     if let Some(why) = self.refuse_incoming(addr.ip(), now) {
                         log::debug!("{addr}: not accepted: {why}");
                         continue;
                     }
-                    if let Knock::Evict(victim) = self.knock() {
+                    if let Knock::Evict(victim) = knock {
                         self.evict(victim, "an incoming handshake");
                     }
                     let mut sock = Transport::accepted(sock);
