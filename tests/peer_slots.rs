@@ -203,6 +203,138 @@ fn fetch_first_block_from(
     Err("no block after 64 messages".into())
 }
 
+/// The attack, and `GET /metrics` scraped every 50 ms while it lasts.
+struct Flood {
+    stop: Arc<AtomicBool>,
+    counts: Arc<AttackCounts>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    poller: std::thread::JoinHandle<()>,
+    scrapes: Arc<Mutex<Scrapes>>,
+}
+
+/// What the scrapes saw: how many, the most half-open connections, and
+/// every scrape over the published maximum (the first 10).
+#[derive(Default)]
+struct Scrapes {
+    n: u64,
+    most: u64,
+    over: Vec<String>,
+}
+
+/// A finished flood.
+struct FloodReport {
+    opened: u64,
+    closed: u64,
+    scrapes: Scrapes,
+}
+
+impl Flood {
+    /// Starts the attack on `target` and the scrapes of `api`; returns once
+    /// it has taken hold: every attacker address connected once and the
+    /// seeder closed some of them (3 s at most), plus 500 ms.
+    fn start(target: SocketAddr, api: &str) -> Flood {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(AttackCounts::default());
+        let mut threads = Vec::new();
+        for t in 0..THREADS {
+            let ips: Vec<Ipv4Addr> = (0..ATTACKERS)
+                .filter(|i| i % THREADS == t)
+                .map(attacker_ip)
+                .collect();
+            let (stop, counts) = (stop.clone(), counts.clone());
+            threads.push(std::thread::spawn(move || {
+                attack(ips, target, stop, counts)
+            }));
+        }
+        let scrapes = Arc::new(Mutex::new(Scrapes::default()));
+        let poller = {
+            let (stop, scrapes) = (stop.clone(), scrapes.clone());
+            let api = api.to_string();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + ATTACK_LIMIT;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let got = scrape(&api);
+                    let mut s = scrapes.lock().unwrap();
+                    match got {
+                        Ok(text) => {
+                            s.n += 1;
+                            let n = sample(&text, "peerlet_connections_half_open").unwrap_or(0);
+                            let m = sample(&text, "peerlet_connections_half_open_max").unwrap_or(0);
+                            s.most = s.most.max(n);
+                            if n > m && s.over.len() < 10 {
+                                s.over.push(format!("half_open {n} > max {m}"));
+                            }
+                        }
+                        Err(e) if s.over.len() < 10 => s.over.push(format!("scrape failed: {e}")),
+                        Err(_) => {}
+                    }
+                    drop(s);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let settle = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < settle
+            && (counts.opened.load(Ordering::Relaxed) < ATTACKERS as u64
+                || counts.closed.load(Ordering::Relaxed) == 0)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        Flood {
+            stop,
+            counts,
+            threads,
+            poller,
+            scrapes,
+        }
+    }
+
+    fn stop(self) -> FloodReport {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        self.poller.join().unwrap();
+        let scrapes = std::mem::take(&mut *self.scrapes.lock().unwrap());
+        FloodReport {
+            opened: self.counts.opened.load(Ordering::Relaxed),
+            closed: self.counts.closed.load(Ordering::Relaxed),
+            scrapes,
+        }
+    }
+}
+
+impl std::fmt::Display for FloodReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "attack: {} connections opened, {} closed by the seeder; {} scrapes, half-open at most {}",
+            self.opened, self.closed, self.scrapes.n, self.scrapes.most
+        )
+    }
+}
+
+impl FloodReport {
+    /// The attack took hold, the scrapes went on, and none showed more
+    /// half-open connections than `max` (the published maximum).
+    fn check(&self, max: u64) {
+        assert!(
+            self.opened >= ATTACKERS as u64,
+            "the attack did not take hold: {self}"
+        );
+        assert!(
+            self.scrapes.n >= 10,
+            "too few scrapes during the attack: {self}"
+        );
+        assert!(
+            self.scrapes.over.is_empty(),
+            "peerlet_connections_half_open over peerlet_connections_half_open_max ({max}):\n{}",
+            self.scrapes.over.join("\n")
+        );
+    }
+}
+
 #[test]
 fn a_peer_gets_in_past_400_silent_connections() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -224,62 +356,7 @@ fn a_peer_gets_in_past_400_silent_connections() {
     )
     .expect("peerlet_connections_half_open_max");
 
-    // The attack.
-    let stop = Arc::new(AtomicBool::new(false));
-    let counts = Arc::new(AttackCounts::default());
-    let mut attackers = Vec::new();
-    for t in 0..THREADS {
-        let ips: Vec<Ipv4Addr> = (0..ATTACKERS)
-            .filter(|i| i % THREADS == t)
-            .map(attacker_ip)
-            .collect();
-        let (stop, counts) = (stop.clone(), counts.clone());
-        attackers.push(std::thread::spawn(move || {
-            attack(ips, target, stop, counts)
-        }));
-    }
-    // The scrapes, every 50 ms while the attack lasts: the largest
-    // half-open count seen, and every scrape over the maximum.
-    let scrapes = Arc::new(Mutex::new((0u64, 0u64, Vec::<String>::new())));
-    let poller = {
-        let (stop, scrapes) = (stop.clone(), scrapes.clone());
-        let api = seeder.api.clone();
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + ATTACK_LIMIT;
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match scrape(&api) {
-                    Ok(text) => {
-                        let mut s = scrapes.lock().unwrap();
-                        s.0 += 1;
-                        let n = sample(&text, "peerlet_connections_half_open").unwrap_or(0);
-                        let m = sample(&text, "peerlet_connections_half_open_max").unwrap_or(0);
-                        s.1 = s.1.max(n);
-                        if n > m && s.2.len() < 10 {
-                            s.2.push(format!("half_open {n} > max {m}"));
-                        }
-                    }
-                    Err(e) => {
-                        let mut s = scrapes.lock().unwrap();
-                        if s.2.len() < 10 {
-                            s.2.push(format!("scrape failed: {e}"));
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
-
-    // The flood takes hold: every attacker address connected once and the
-    // seeder closed some of them (3 s at most).
-    let settle = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < settle
-        && (counts.opened.load(Ordering::Relaxed) < ATTACKERS as u64
-            || counts.closed.load(Ordering::Relaxed) == 0)
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let flood = Flood::start(target, &seeder.api);
 
     // The legitimate peer: tries again at once until it has a block, for
     // 2 s from its first try.
@@ -307,17 +384,9 @@ fn a_peer_gets_in_past_400_silent_connections() {
     // Half-open counts while the flood goes on after it.
     std::thread::sleep(Duration::from_secs(2));
 
-    stop.store(true, Ordering::Relaxed);
-    for a in attackers {
-        a.join().unwrap();
-    }
-    poller.join().unwrap();
-    let (n_scrapes, most, over) = std::mem::take(&mut *scrapes.lock().unwrap());
+    let report = flood.stop();
     eprintln!(
-        "attack: {} connections opened, {} closed by the seeder; legitimate peer: {} after {took:?} \
-         ({} failed tries); {n_scrapes} scrapes, half-open at most {most} (max {max})",
-        counts.opened.load(Ordering::Relaxed),
-        counts.closed.load(Ordering::Relaxed),
+        "{report}; legitimate peer: {} after {took:?} ({} failed tries)",
         if got.is_some() { "a block" } else { "nothing" },
         tries.len(),
     );
@@ -334,19 +403,7 @@ fn a_peer_gets_in_past_400_silent_connections() {
         block[..] == data[..16384],
         "the block differs from the file's first 16 KiB"
     );
-    assert!(
-        n_scrapes >= 10,
-        "only {n_scrapes} scrapes during the attack"
-    );
-    assert!(
-        over.is_empty(),
-        "peerlet_connections_half_open over peerlet_connections_half_open_max ({max}):\n{}",
-        over.join("\n")
-    );
-    assert!(
-        counts.opened.load(Ordering::Relaxed) >= ATTACKERS as u64,
-        "the attack did not take hold"
-    );
+    report.check(max);
 }
 
 /// A handshaken peer that sends nothing more: connects from `src`, sends
@@ -448,4 +505,61 @@ fn a_new_peer_takes_the_slot_of_an_idle_one_at_the_limit() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(gone, 1, "idle peers closed: {gone} of 2");
+}
+
+/// The flood on a private network's node (127.0.22.5): the silent
+/// connections never start the Noise handshake, and a member (127.0.22.6,
+/// a second daemon with the same secret) downloads the whole torrent
+/// through it meanwhile.
+#[test]
+fn a_member_gets_in_past_400_silent_connections_on_a_private_network() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new("peer-slots-private");
+    let secret = tmp.join("net.secret");
+    let (code, out, err) = common::run(&["secret", secret.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let secret_arg = ["--network-secret", secret.to_str().unwrap()];
+    let payload = tmp.join("payload");
+    let torrent_path = tmp.join("p.torrent");
+    let hash = one_file_torrent(&payload, "data.bin", 1 << 20, 24, &torrent_path, "64K");
+
+    let seeder = DaemonProc::start(tmp.path(), "seeder", "127.0.22.5", &secret_arg);
+    common::daemon::copy_tree(&payload, &seeder.download_dir.join("payload"));
+    seeder.add(&torrent_path, &[]);
+    seeder.wait_complete(&hash, Duration::from_secs(60));
+    let max = sample(
+        &scrape(&seeder.api).unwrap(),
+        "peerlet_connections_half_open_max",
+    )
+    .expect("peerlet_connections_half_open_max");
+    let member = DaemonProc::start(tmp.path(), "member", "127.0.22.6", &secret_arg);
+
+    let flood = Flood::start(seeder.listen, &seeder.api);
+    let started = Instant::now();
+    member.add(&torrent_path, &[seeder.listen]);
+    // Bounded: polls every 100 ms until the deadline.
+    let deadline = started + Duration::from_secs(20);
+    let mut done = false;
+    while Instant::now() < deadline {
+        let st = member.try_status(&hash);
+        let have = st.as_ref().and_then(|s| s.get("pieces_have")?.as_u64());
+        let total = st.as_ref().and_then(|s| s.get("pieces")?.as_u64());
+        if have.is_some() && have == total {
+            done = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    // Half-open counts while the flood goes on after it.
+    std::thread::sleep(Duration::from_secs(2));
+    let report = flood.stop();
+    eprintln!("{report}; the member: complete {done} after {took:?}");
+    assert!(
+        done,
+        "the member did not complete within 20 s under the flood\nseeder log:\n{}\nmember log:\n{}",
+        seeder.log_tail(20),
+        member.log_tail(20)
+    );
+    report.check(max);
 }
