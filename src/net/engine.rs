@@ -315,6 +315,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         bans: crate::net::bans::BanList::new(),
         violations: Vec::new(),
         accept_paused: false,
+        accept_pause_said: None,
         accept_failed: false,
         send_over: HashMap::new(),
         handshake_reads: 0,
@@ -678,6 +679,8 @@ struct Engine {
     violations: Vec<(IpAddr, String)>,
     /// At the connection cap: connections wait in the listen backlog.
     accept_paused: bool,
+    /// When a pause was last logged at info level (at most once a minute).
+    accept_pause_said: Option<Instant>,
     /// The last accept failed (no file descriptor left, ...): `tick`
     /// tries again.
     accept_failed: bool,

@@ -37,6 +37,9 @@ pub(super) const SLOW_READER_BYTES: usize = 1 << 20;
 pub(super) const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(20);
 /// Data waiting and not one byte taken by the peer for this long: closed.
 pub(super) const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Accepting paused for want of a slot is logged at info level at most
+/// this often (debug otherwise).
+const PAUSE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Connections whose first bytes are read in one loop turn.
 pub(super) const HANDSHAKE_READS_PER_TURN: usize = 16;
 
@@ -129,7 +132,7 @@ impl Engine {
     /// `None` when there is no slot for it, not even by taking a silent
     /// one's: accepting stops, and connections wait in the kernel's
     /// backlog until [`Engine::resume_accepting`].
-    pub(super) fn next_knock(&mut self) -> Option<Knock> {
+    pub(super) fn next_knock(&mut self, now: Instant) -> Option<Knock> {
         if self.shutdown.is_some() {
             // Accepted and refused at once (`refuse_incoming`).
             return Some(Knock::Admit);
@@ -139,8 +142,20 @@ impl Engine {
             return Some(knock);
         }
         if !self.accept_paused {
+            // Pauses can come and go every loop turn (a burst of whole
+            // handshakes waiting to be read): said once a minute.
+            let say = self
+                .accept_pause_said
+                .is_none_or(|t| now.saturating_duration_since(t) >= PAUSE_LOG_INTERVAL);
             let n = self.census();
-            log::info!(
+            let level = if say {
+                self.accept_pause_said = Some(now);
+                log::Level::Info
+            } else {
+                log::Level::Debug
+            };
+            log::log!(
+                level,
                 "{} connections, {} incoming handshaking: not accepting more until a slot frees",
                 n.total(),
                 n.knocking
@@ -195,7 +210,7 @@ impl Engine {
         if !self.accept_paused || (self.shutdown.is_none() && self.knock() == Knock::Wait) {
             return;
         }
-        log::info!("{} connections: accepting again", self.conns.len());
+        log::debug!("{} connections: accepting again", self.conns.len());
         self.accept_paused = false;
         self.accept(now);
     }

@@ -180,7 +180,7 @@ impl Engine {
     /// the kernel until `resume_accepting`).
     pub(super) fn accept(&mut self, now: Instant) {
         loop {
-            let Some(knock) = self.next_knock() else {
+            let Some(knock) = self.next_knock(now) else {
                 return;
             };
             match self.listener.accept() {
@@ -591,7 +591,11 @@ impl Engine {
                 let Some((tid, info_hash)) = usable else {
                     return c.close("handshake for a torrent we do not serve");
                 };
-                if let Err(why) = self.make_room(key, tid, now) {
+                // A twin is refused before it takes anyone's slot.
+                if let Some(why) = self
+                    .twin(key, tid, &h.peer_id, addr)
+                    .map_or_else(|| self.make_room(key, tid, now).err(), Some)
+                {
                     if let Some(c) = self.conns.get_mut(key) {
                         c.close(why);
                     }
@@ -605,27 +609,12 @@ impl Engine {
                 tid
             }
         };
-        let duplicate = self.conns.values().any(|x| {
-            x.key != key
-                && x.torrent == Some(tid)
-                && x.state == ConnState::Active
-                && x.peer_id == h.peer_id
-        });
-        // One connection per address and torrent (as libtorrent).
-        let same_ip = self.conns.values().any(|x| {
-            x.key != key
-                && x.torrent == Some(tid)
-                && x.state == ConnState::Active
-                && x.addr.ip() == addr.ip()
-        });
+        let twin = self.twin(key, tid, &h.peer_id, addr);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if duplicate {
-            return c.close("already connected to this peer");
-        }
-        if same_ip {
-            return c.close("already connected to this address for this torrent");
+        if let Some(why) = twin {
+            return c.close(why);
         }
         c.peer_id = h.peer_id;
         c.fast = h.supports_fast();
@@ -667,6 +656,31 @@ impl Engine {
         }
         self.pex_connected(tid, key, addr, outgoing, now);
         self.apply_swarm(tid, now);
+    }
+
+    /// Why `key`, whose handshake for torrent `tid` from `peer_id` at
+    /// `addr` is complete, duplicates another connection, if it does: the
+    /// same peer, or the same address (one connection per address and
+    /// torrent, as libtorrent).
+    fn twin(
+        &self,
+        key: PeerKey,
+        tid: u32,
+        peer_id: &[u8; 20],
+        addr: SocketAddr,
+    ) -> Option<&'static str> {
+        let others = || {
+            self.conns.values().filter(move |x| {
+                x.key != key && x.torrent == Some(tid) && x.state == ConnState::Active
+            })
+        };
+        if others().any(|x| x.peer_id == *peer_id) {
+            return Some("already connected to this peer");
+        }
+        if others().any(|x| x.addr.ip() == addr.ip()) {
+            return Some("already connected to this address for this torrent");
+        }
+        None
     }
 
     /// Room for incoming connection `key`, whose handshake for torrent
