@@ -294,6 +294,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         listener,
         udp,
         udp_readable: false,
+        accept_more: false,
         beacon_readable: false,
         overlay,
         config,
@@ -652,6 +653,9 @@ struct Engine {
     udp: crate::net::udp::UdpPort,
     /// The UDP socket may hold more datagrams (edge-triggered readiness).
     udp_readable: bool,
+    /// The listener may hold more connections than one turn accepts
+    /// (edge-triggered readiness).
+    accept_more: bool,
     beacon_readable: bool,
     /// The discovery overlay (`None` when turned off).
     overlay: Option<overlay::OverlayDriver>,
@@ -721,6 +725,9 @@ struct Engine {
     next_removal: u64,
 }
 
+/// Connections accepted in one loop turn at most: a flood of connections
+/// cannot hold the loop in `accept`.
+const MAX_ACCEPTS_PER_TURN: usize = 64;
 /// Bytes a single socket may deliver per loop turn (fairness).
 const READ_BUDGET: usize = 1 << 20;
 /// Jobs waiting for the pool beyond which sockets are not read.
@@ -753,12 +760,15 @@ impl Engine {
         );
         loop {
             let now = Instant::now();
-            let timeout =
-                if self.udp_readable || self.beacon_readable || self.has_pending_reads(now) {
-                    Duration::ZERO
-                } else {
-                    self.next_wakeup(now).saturating_duration_since(now)
-                };
+            let timeout = if self.udp_readable
+                || self.beacon_readable
+                || self.accept_more
+                || self.has_pending_reads(now)
+            {
+                Duration::ZERO
+            } else {
+                self.next_wakeup(now).saturating_duration_since(now)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
@@ -790,6 +800,9 @@ impl Engine {
             }
             self.drain_commands(now);
             self.drain_jobs(now);
+            if std::mem::take(&mut self.accept_more) {
+                self.accept(now);
+            }
             if std::mem::take(&mut self.udp_readable) {
                 self.on_udp_readable(now);
             }

@@ -177,9 +177,10 @@ impl Engine {
     /// Accepts what waits in the backlog, each new connection in a slot
     /// of its own or in the slot of a silent one (`admission::on_knock`);
     /// stops when no slot can be had (see `defence.rs`: the rest waits in
-    /// the kernel until `resume_accepting`).
+    /// the kernel until `resume_accepting`), and after
+    /// [`MAX_ACCEPTS_PER_TURN`] (the next loop turn goes on).
     pub(super) fn accept(&mut self, now: Instant) {
-        loop {
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
             let Some(knock) = self.next_knock(now) else {
                 return;
             };
@@ -239,6 +240,9 @@ impl Engine {
                 }
             }
         }
+        // More may wait: the next turn goes on (the listener raises no new
+        // event for them), after the other sockets had theirs.
+        self.accept_more = true;
     }
 
     // ----- connections -----
