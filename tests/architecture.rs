@@ -640,6 +640,8 @@ const PURE: &[&str] = &[
     // classifier (udp.rs owns a socket, so only its classifier is pure:
     // checked in its own unit tests).
     "net/checkpoint.rs",
+    // Who gets a connection slot.
+    "net/admission.rs",
 ];
 
 #[test]

@@ -302,7 +302,6 @@ fn a_transfer_survives_a_connection_and_datagram_flood() {
     let want = std::fs::read(payload.join("data.bin")).unwrap();
     assert!(got == want, "the downloaded file differs");
     let hwm_kib = proc_kib(pid, "VmHWM:");
-    let log = std::fs::read_to_string(&leecher.log).unwrap();
     let banned = bans(&leecher);
     latencies.sort();
     eprintln!(
@@ -325,9 +324,10 @@ fn a_transfer_survives_a_connection_and_datagram_flood() {
         Some("seeding"),
         "{st}"
     );
-    // Most of the 2,000: while accepting is paused at the cap, connects wait
-    // in the kernel's listen backlog (and time out when it is full); each
-    // thread stops after 25 s.
+    // Most of the 2,000: silent connections give their slots to newer ones
+    // (tests/peer_slots.rs), connects that find no slot wait in the kernel's
+    // listen backlog (and time out when it is full); each thread stops
+    // after 25 s.
     assert!(attempts.load(Ordering::Relaxed) >= 1000);
     if leecher.emulated() {
         eprintln!("memory bound not checked: the daemon runs under qemu-user, whose translation cache counts in its RSS");
@@ -337,11 +337,6 @@ fn a_transfer_survives_a_connection_and_datagram_flood() {
             "peak RSS {hwm_kib} KiB over idle {idle_kib} KiB + {memory_limit_kib} KiB"
         );
     }
-    assert!(
-        log.contains("connections: not accepting more until fewer than 90"),
-        "accepting never paused at the cap:\n{}",
-        leecher.log_tail(30)
-    );
     assert!(
         !banned.is_empty() && banned.iter().all(|(ip, _)| ip.starts_with("127.0.1.")),
         "{banned:?}"

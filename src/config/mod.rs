@@ -268,7 +268,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "max_connections",
         kind: Kind::Int { min: 1, max: 65_536 },
-        help: "Peer connections at once (all torrents, both directions); accepting pauses at the cap. Each needs a file descriptor (ulimit -n).",
+        help: "Peer connections at once (all torrents, both directions, handshakes included); up to 8 are kept for incoming handshakes, and at the cap a new peer takes the slot of a silent or idle one. Each needs a file descriptor (ulimit -n).",
         reloads: false,
     },
     Key {

@@ -322,7 +322,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
     w.value(
         "peerlet_connections_half_open_max",
         Gauge,
-        "Most half-open connections at once (the limit).",
+        "Most half-open connections at once (the limit: dials plus incoming handshakes).",
         m.max_half_open,
     );
     w.by_label(

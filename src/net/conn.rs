@@ -72,6 +72,10 @@ pub struct Conn {
     opos: usize,
     /// Bytes in `out` not yet written.
     out_len: usize,
+    /// Bytes taken from the transport so far (ciphertext on a private link).
+    pub received: u64,
+    /// Bytes the last peek found waiting, while handshaking.
+    pub peeked: usize,
     pub readable: bool,
     pub writable: bool,
     /// Set when the connection must close (with the reason, for the log).
@@ -114,6 +118,8 @@ impl Conn {
             out: VecDeque::new(),
             opos: 0,
             out_len: 0,
+            received: 0,
+            peeked: 0,
             readable: false,
             writable: false,
             closing: None,
@@ -121,6 +127,13 @@ impl Conn {
             last_recv: now,
             last_send: now,
         }
+    }
+
+    /// Bytes of the peer's handshake seen so far (read or waiting).
+    pub fn handshake_seen(&self) -> usize {
+        usize::try_from(self.received)
+            .unwrap_or(usize::MAX)
+            .max(self.peeked)
     }
 
     pub fn close(&mut self, reason: impl Into<String>) {
@@ -171,8 +184,14 @@ impl Conn {
         let end = self.rbuf.len().min(self.rend + max.max(1));
         let dst = &mut self.rbuf[self.rend..end];
         let res = match self.secure.as_deref_mut() {
-            Some(link) => read_secure(link, &mut self.sock, dst),
-            None => self.sock.read(dst),
+            Some(link) => read_secure(link, &mut self.sock, dst, &mut self.received),
+            None => {
+                let res = self.sock.read(dst);
+                if let Ok(n) = res {
+                    self.received += n as u64;
+                }
+                res
+            }
         };
         match res {
             Ok(0) => Err(io::Error::new(
@@ -360,7 +379,12 @@ impl Conn {
 /// `Ok(0)` is the end of the stream, `WouldBlock` nothing more for now, and
 /// `Interrupted` "call again" (handshake frames were answered, or the loop
 /// bound was reached).
-fn read_secure(link: &mut SecureLink, sock: &mut Transport, dst: &mut [u8]) -> io::Result<usize> {
+fn read_secure(
+    link: &mut SecureLink,
+    sock: &mut Transport,
+    dst: &mut [u8],
+    received: &mut u64,
+) -> io::Result<usize> {
     for _ in 0..8 {
         let n = link.read_plain(dst)?;
         if n > 0 {
@@ -369,6 +393,7 @@ fn read_secure(link: &mut SecureLink, sock: &mut Transport, dst: &mut [u8]) -> i
         let mut eof = false;
         let got = link.read_input(|buf| {
             let n = sock.read(buf)?;
+            *received += n as u64;
             eof = n == 0;
             Ok(n)
         })?;

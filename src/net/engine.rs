@@ -17,6 +17,7 @@
 //! `checkpoint_interval`, at completion and at shutdown. Nothing is written
 //! while a torrent is idle.
 
+use super::admission::{self, Census, Limits};
 use super::checkpoint::{Checkpoint, Due};
 use super::conn::{Conn, ConnState};
 use super::memory::MemoryCaps;
@@ -103,9 +104,17 @@ pub struct EngineConfig {
     /// Connections one IP address may hold at once (all torrents, both
     /// directions, handshakes included); one per torrent in any case.
     pub max_connections_per_ip: usize,
+    /// Our dials still connecting or handshaking.
     pub max_half_open: usize,
+    /// Incoming connections that have not sent a whole handshake; they
+    /// have slots of their own within `max_connections` (see
+    /// [`crate::net::admission`]).
+    pub max_half_open_incoming: usize,
     pub connect_timeout: Duration,
+    /// Our dials: from the connect to the peer's whole handshake.
     pub handshake_timeout: Duration,
+    /// Incoming connections: from the accept to the peer's whole handshake.
+    pub incoming_handshake_timeout: Duration,
     /// Close a connection that sent nothing for this long.
     pub idle_timeout: Duration,
     /// Send a keep-alive after this long without sending.
@@ -143,6 +152,15 @@ impl EngineConfig {
             .join(format!("{}.{ext}", info_hash.to_hex()))
     }
 
+    /// The connection caps, as admission takes them.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            max_half_open: self.max_half_open,
+            max_half_open_incoming: self.max_half_open_incoming,
+        }
+    }
+
     pub fn new(listen: SocketAddr, download_dir: PathBuf, state_dir: PathBuf) -> EngineConfig {
         EngineConfig {
             listen,
@@ -154,8 +172,10 @@ impl EngineConfig {
             max_connections_per_torrent: 40,
             max_connections_per_ip: 4,
             max_half_open: 8,
+            max_half_open_incoming: 8,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            incoming_handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(120),
             keepalive_interval: Duration::from_secs(60),
             swarm: SwarmConfig::default(),
@@ -285,6 +305,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         listener,
         udp,
         udp_readable: false,
+        accept_more: false,
         beacon_readable: false,
         overlay,
         config,
@@ -306,6 +327,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         bans: crate::net::bans::BanList::new(),
         violations: Vec::new(),
         accept_paused: false,
+        accept_pause_said: None,
         accept_failed: false,
         send_over: HashMap::new(),
         handshake_reads: 0,
@@ -689,6 +711,9 @@ struct Engine {
     udp: crate::net::udp::UdpPort,
     /// The UDP socket may hold more datagrams (edge-triggered readiness).
     udp_readable: bool,
+    /// The listener may hold more connections than one turn accepts
+    /// (edge-triggered readiness).
+    accept_more: bool,
     beacon_readable: bool,
     /// The discovery overlay (`None` when turned off).
     overlay: Option<overlay::OverlayDriver>,
@@ -716,6 +741,8 @@ struct Engine {
     violations: Vec<(IpAddr, String)>,
     /// At the connection cap: connections wait in the listen backlog.
     accept_paused: bool,
+    /// When a pause was last logged at info level (at most once a minute).
+    accept_pause_said: Option<Instant>,
     /// The last accept failed (no file descriptor left, ...): `tick`
     /// tries again.
     accept_failed: bool,
@@ -758,6 +785,9 @@ struct Engine {
     next_removal: u64,
 }
 
+/// Connections accepted in one loop turn at most: a flood of connections
+/// cannot hold the loop in `accept`.
+const MAX_ACCEPTS_PER_TURN: usize = 64;
 /// Bytes a single socket may deliver per loop turn (fairness).
 const READ_BUDGET: usize = 1 << 20;
 /// Jobs waiting for the pool beyond which sockets are not read.
@@ -790,12 +820,15 @@ impl Engine {
         );
         loop {
             let now = Instant::now();
-            let timeout =
-                if self.udp_readable || self.beacon_readable || self.has_pending_reads(now) {
-                    Duration::ZERO
-                } else {
-                    self.next_wakeup(now).saturating_duration_since(now)
-                };
+            let timeout = if self.udp_readable
+                || self.beacon_readable
+                || self.accept_more
+                || self.has_pending_reads(now)
+            {
+                Duration::ZERO
+            } else {
+                self.next_wakeup(now).saturating_duration_since(now)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
@@ -827,6 +860,9 @@ impl Engine {
             }
             self.drain_commands(now);
             self.drain_jobs(now);
+            if std::mem::take(&mut self.accept_more) {
+                self.accept(now);
+            }
             if std::mem::take(&mut self.udp_readable) {
                 self.on_udp_readable(now);
             }
@@ -1364,9 +1400,10 @@ impl Engine {
             self.accept(now);
         }
         // Connection timeouts and keep-alives.
-        let (connect_t, handshake_t, idle_t, keepalive) = (
+        let (connect_t, handshake_t, incoming_t, idle_t, keepalive) = (
             self.config.connect_timeout,
             self.config.handshake_timeout,
+            self.config.incoming_handshake_timeout,
             self.config.idle_timeout,
             self.config.keepalive_interval,
         );
@@ -1377,7 +1414,10 @@ impl Engine {
                 ConnState::Connecting if now.duration_since(c.created) > connect_t => {
                     c.close("connect timed out")
                 }
-                ConnState::Handshake if now.duration_since(c.created) > handshake_t => {
+                ConnState::Handshake
+                    if now.duration_since(c.created)
+                        > if c.outgoing { handshake_t } else { incoming_t } =>
+                {
                     if !c.outgoing {
                         // Connected and silent: a strike (half-open floods).
                         self.violations

@@ -1,6 +1,7 @@
 //! The network thread: the only user of `mio`.
 //!
 //! - [`engine`]: the poll loop, torrents, jobs, resume checkpoints, control commands.
+//! - [`admission`]: who gets a connection slot, and who goes for a newcomer (sans I/O).
 //! - [`bans`]: banned addresses with expiry, strikes for protocol violations.
 //! - [`checkpoint`]: one torrent's durability bookkeeping (sync, journal, record), sans I/O.
 //! - [`conn`]: one peer connection (transport, capped buffers, readiness, timers).
@@ -14,6 +15,7 @@
 //! Architecture Invariant: nothing here hashes or touches files; that is
 //! work for the pool (`crate::workers`), submitted as jobs.
 
+pub mod admission;
 pub mod api;
 pub mod bans;
 pub mod checkpoint;

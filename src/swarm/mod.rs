@@ -15,4 +15,4 @@ pub mod rate;
 pub mod torrent;
 
 pub use bitfield::Bitfield;
-pub use torrent::{Disconnect, Out, PeerInfo, PeerKey, Swarm, SwarmConfig, SwarmStats};
+pub use torrent::{Disconnect, Out, PeerInfo, PeerKey, PeerUse, Swarm, SwarmConfig, SwarmStats};

@@ -46,6 +46,17 @@ impl Rate {
         self.total += bytes;
     }
 
+    /// Bytes were counted within the window that ends at `now`.
+    pub fn moved_recently(&self, now: Instant) -> bool {
+        let Some(start) = self.slot_start else {
+            return false;
+        };
+        let elapsed = now.saturating_duration_since(start).as_secs() as usize;
+        // The newest `WINDOW - elapsed` slots are still inside the window.
+        (0..Rate::WINDOW.saturating_sub(elapsed))
+            .any(|back| self.slots[(self.head + Rate::WINDOW - back) % Rate::WINDOW] > 0)
+    }
+
     /// Average over the completed seconds of the window (the current partial
     /// second counts in proportion).
     pub fn per_second(&mut self, now: Instant) -> u64 {
@@ -157,6 +168,22 @@ mod tests {
         assert!((900..=1100).contains(&rate), "{rate}");
         assert_eq!(r.per_second(t0 + Duration::from_secs(30)), 0);
         assert_eq!(r.total, 10_000);
+    }
+
+    #[test]
+    fn moved_recently_within_the_window() {
+        let t0 = Instant::now();
+        let mut r = Rate::default();
+        assert!(!r.moved_recently(t0));
+        r.add(0, t0);
+        assert!(!r.moved_recently(t0));
+        r.add(10, t0 + Duration::from_millis(1500));
+        assert!(r.moved_recently(t0 + Duration::from_millis(1500)));
+        assert!(r.moved_recently(t0 + Duration::from_millis(5999)));
+        assert!(!r.moved_recently(t0 + Duration::from_secs(6)));
+        // What per_second sees agrees.
+        assert_eq!(r.clone().per_second(t0 + Duration::from_secs(6)), 0);
+        assert!(r.per_second(t0 + Duration::from_millis(5999)) > 0);
     }
 
     #[test]

@@ -236,6 +236,18 @@ pub struct SwarmStats {
     pub pieces_downloaded: u32,
 }
 
+/// What a connected peer does for us ([`Swarm::peer_use`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerUse {
+    /// Sides interested in the other: 0, 1 or 2.
+    pub interest: u8,
+    /// Blocks asked for either way (queued, being read, awaited), or
+    /// payload moved within the rate window (5 s).
+    pub transferring: bool,
+    /// Payload bytes both ways since it connected.
+    pub moved: u64,
+}
+
 /// A snapshot of one peer for the status API.
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
@@ -1293,6 +1305,21 @@ impl Swarm {
         self.peers.iter().filter_map(|(&key, p)| {
             p.dht_port
                 .map(|port| (key, SocketAddr::new(p.addr.ip(), port)))
+        })
+    }
+
+    /// What a connected peer does for us, for choosing the connection to
+    /// drop when the slots are full.
+    pub fn peer_use(&self, key: PeerKey, now: Instant) -> Option<PeerUse> {
+        let p = self.peers.get(&key)?;
+        Some(PeerUse {
+            interest: u8::from(p.am_interested) + u8::from(p.peer_interested),
+            transferring: !p.requests_out.is_empty()
+                || !p.upload_queue.is_empty()
+                || !p.reads.is_empty()
+                || p.down.moved_recently(now)
+                || p.up.moved_recently(now),
+            moved: p.down.total + p.up.total,
         })
     }
 

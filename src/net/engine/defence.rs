@@ -3,9 +3,15 @@
 //! per-address connection caps, the accept back-off at the connection cap,
 //! and slow readers.
 //!
-//! - Accepting stops at `max_connections` (the rest wait in the kernel's
-//!   listen backlog, not accepted and closed) and resumes below 90 % of it;
-//!   the listener is edge-triggered, so resuming calls `accept` at once.
+//! - Connection slots follow [`crate::net::admission`]: incoming
+//!   connections still handshaking have `max_half_open_incoming` slots of
+//!   their own (reserved within `max_connections`) and a handshake deadline
+//!   of `incoming_handshake_timeout`; a new one takes the slot of a silent
+//!   one, and a peer that completes its handshake at the limit takes the
+//!   slot of the least useful connection. When no slot can be had,
+//!   accepting stops (the rest wait in the kernel's listen backlog, not
+//!   accepted and closed) until one frees; the listener is edge-triggered,
+//!   so resuming calls `accept` at once.
 //! - An address holds at most `max_connections_per_ip` connections (all
 //!   torrents, both directions, handshakes included) and one per torrent.
 //! - A connection closed for a protocol violation (a malformed or oversized
@@ -20,6 +26,7 @@
 //!   arrived, at most [`HANDSHAKE_READS_PER_TURN`] per loop turn.
 
 use super::*;
+use crate::net::admission::{Activity, Knock, Slot, Standing};
 use crate::net::bans;
 
 /// Bytes waiting in a connection's send buffer above which it is a slow
@@ -30,6 +37,9 @@ pub(super) const SLOW_READER_BYTES: usize = 1 << 20;
 pub(super) const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(20);
 /// Data waiting and not one byte taken by the peer for this long: closed.
 pub(super) const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Accepting paused for want of a slot is logged at info level at most
+/// this often (debug otherwise).
+const PAUSE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Connections whose first bytes are read in one loop turn.
 pub(super) const HANDSHAKE_READS_PER_TURN: usize = 16;
 
@@ -53,37 +63,154 @@ impl Engine {
         self.conns.values().filter(|c| c.addr.ip() == ip).count()
     }
 
-    /// At the connection cap: stop accepting (true). Connections wait in
-    /// the kernel's backlog until [`Engine::resume_accepting`].
-    pub(super) fn pause_accepting(&mut self) -> bool {
-        if self.shutdown.is_some() || self.conns.len() < self.config.max_connections {
-            return false;
+    /// Every open connection (not closing) as admission sees it.
+    pub(super) fn slots(&self, now: Instant) -> Vec<Slot> {
+        self.conns
+            .values()
+            .filter(|c| c.closing.is_none())
+            .map(|c| Slot {
+                key: c.key,
+                since: c.created,
+                standing: self.standing(c, Some(now)),
+            })
+            .collect()
+    }
+
+    /// How `c` stands; with `now`, what an established one does (without,
+    /// established ones read as protected: enough for a knock, which never
+    /// takes them).
+    fn standing(&self, c: &Conn, now: Option<Instant>) -> Standing {
+        match c.state {
+            ConnState::Active => {
+                let Some(now) = now else {
+                    return Standing::Established(Activity::PROTECTED);
+                };
+                let used = c
+                    .torrent
+                    .and_then(|tid| self.torrents.get(&tid))
+                    .and_then(|t| t.swarm.as_ref())
+                    .and_then(|s| s.peer_use(c.key, now));
+                Standing::Established(used.map_or(Activity::PROTECTED, |u| Activity {
+                    interest: u.interest,
+                    transferring: u.transferring,
+                    moved: u.moved,
+                    protected: false,
+                }))
+            }
+            _ if c.outgoing => Standing::Dialling,
+            _ => Standing::Knocking {
+                seen: c.handshake_seen(),
+                // A plain handshake is 68 bytes; a private link's is not
+                // known until it is read.
+                whole: c.secure.is_none() && c.handshake_seen() >= HANDSHAKE_LEN,
+            },
+        }
+    }
+
+    /// Open connections (not closing) by standing.
+    pub(super) fn census(&self) -> Census {
+        let mut n = Census::default();
+        for c in self.conns.values().filter(|c| c.closing.is_none()) {
+            match c.state {
+                ConnState::Active => n.established += 1,
+                _ if c.outgoing => n.dialling += 1,
+                _ => n.knocking += 1,
+            }
+        }
+        n
+    }
+
+    /// Closes `key` to give its slot to a newcomer (not a strike).
+    pub(super) fn evict(&mut self, key: PeerKey, why: &str) {
+        if let Some(c) = self.conns.get_mut(key) {
+            log::debug!("{}: closing for a newcomer: {why}", c.addr);
+            c.close(format!("slot given to a newcomer: {why}"));
+        }
+    }
+
+    /// Where the next incoming connection goes ([`Engine::knock_fresh`]);
+    /// `None` when there is no slot for it, not even by taking a silent
+    /// one's: accepting stops, and connections wait in the kernel's
+    /// backlog until [`Engine::resume_accepting`].
+    pub(super) fn next_knock(&mut self, now: Instant) -> Option<Knock> {
+        if self.shutdown.is_some() {
+            // Accepted and refused at once (`refuse_incoming`).
+            return Some(Knock::Admit);
+        }
+        let knock = self.knock_fresh();
+        if knock != Knock::Wait {
+            return Some(knock);
         }
         if !self.accept_paused {
-            log::info!(
-                "{} connections: not accepting more until fewer than {}",
-                self.conns.len(),
-                self.accept_resume_below()
+            // Pauses can come and go every loop turn (a burst of whole
+            // handshakes waiting to be read): said once a minute.
+            let say = self
+                .accept_pause_said
+                .is_none_or(|t| now.saturating_duration_since(t) >= PAUSE_LOG_INTERVAL);
+            let n = self.census();
+            let level = if say {
+                self.accept_pause_said = Some(now);
+                log::Level::Info
+            } else {
+                log::Level::Debug
+            };
+            log::log!(
+                level,
+                "{} connections, {} incoming handshaking: not accepting more until a slot frees",
+                n.total(),
+                n.knocking
             );
             self.accept_paused = true;
         }
-        true
+        None
     }
 
-    fn accept_resume_below(&self) -> usize {
-        (self.config.max_connections * 9 / 10).max(1)
+    /// Where the next incoming connection goes.
+    pub(super) fn knock(&self) -> Knock {
+        let slots: Vec<Slot> = self
+            .conns
+            .values()
+            .filter(|c| c.closing.is_none())
+            .map(|c| Slot {
+                key: c.key,
+                since: c.created,
+                standing: self.standing(c, None),
+            })
+            .collect();
+        admission::on_knock(&self.config.limits(), &slots)
     }
 
-    /// Accepting again once below 90 % of the cap. The listener is
+    /// [`Engine::knock`], with the would-be victim's peek brought up to
+    /// date first: a connection that looked silent and whose handshake has
+    /// arrived since (not read yet: reads come later in the loop turn)
+    /// keeps its slot.
+    pub(super) fn knock_fresh(&mut self) -> Knock {
+        // Bounded: each round finds a victim with more bytes than it showed.
+        for _ in 0..=self.config.max_half_open_incoming {
+            let knock = self.knock();
+            let Knock::Evict(victim) = knock else {
+                return knock;
+            };
+            let Some(c) = self.conns.get_mut(victim) else {
+                return knock;
+            };
+            let mut head = [0u8; HANDSHAKE_LEN];
+            match c.sock.peek(&mut head) {
+                Ok(n) if n > c.peeked => c.peeked = n,
+                _ => return knock,
+            }
+        }
+        self.knock()
+    }
+
+    /// Accepting again once a slot can be had. The listener is
     /// edge-triggered: what waits in the backlog raises no new event, so
     /// this accepts at once.
     pub(super) fn resume_accepting(&mut self, now: Instant) {
-        if !self.accept_paused
-            || (self.shutdown.is_none() && self.conns.len() >= self.accept_resume_below())
-        {
+        if !self.accept_paused || (self.shutdown.is_none() && self.knock() == Knock::Wait) {
             return;
         }
-        log::info!("{} connections: accepting again", self.conns.len());
+        log::debug!("{} connections: accepting again", self.conns.len());
         self.accept_paused = false;
         self.accept(now);
     }
@@ -165,7 +292,9 @@ impl Engine {
             return true;
         }
         let mut head = [0u8; HANDSHAKE_LEN];
-        match c.sock.peek(&mut head) {
+        let peeked = c.sock.peek(&mut head);
+        c.peeked = *peeked.as_ref().unwrap_or(&0);
+        match peeked {
             // The start of a handshake: wait for the rest. (What cannot
             // start one is read and refused at once.)
             Ok(n) if n > 0 && n < HANDSHAKE_LEN && Handshake::parse(&head[..n]).is_ok() => {

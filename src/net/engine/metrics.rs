@@ -111,13 +111,17 @@ impl Engine {
                 1,
             );
             if c.state != ConnState::Active {
-                m.half_open += 1;
+                // Closing ones are gone by the end of this loop turn: a
+                // newcomer may already hold the slot.
+                if c.closing.is_none() {
+                    m.half_open += 1;
+                }
             } else if c.torrent.is_some() {
                 bump(&mut m.peers, c.source, 1);
             }
         }
         m.max_connections = self.config.max_connections as u64;
-        m.max_half_open = self.config.max_half_open as u64;
+        m.max_half_open = self.config.limits().max_half_open_total() as u64;
 
         m.worker_queues = [
             ("live", Priority::Live),

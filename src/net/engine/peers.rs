@@ -3,6 +3,7 @@
 //! dispatch to the swarm, uploads, flushing and closing.
 
 use super::*;
+use crate::net::admission::{Arrival, Knock, Slot};
 use crate::net::peerlist::PeerList;
 use crate::net::transport::{self, Transport};
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
@@ -92,16 +93,10 @@ impl Engine {
         self.dial(tid, info_hash, candidates, budget, now);
     }
 
-    /// New outgoing connections allowed now: under the half-open cap and the
-    /// global connection cap.
+    /// New outgoing connections allowed now: under the dials' half-open
+    /// cap, leaving the incoming handshakes' slots free (`admission`).
     pub(super) fn dial_budget(&self) -> usize {
-        let half_open = self
-            .conns
-            .values()
-            .filter(|c| c.state != ConnState::Active)
-            .count();
-        let half = self.config.max_half_open.saturating_sub(half_open);
-        half.min(self.config.max_connections.saturating_sub(self.conns.len()))
+        self.config.limits().dial_budget(self.census())
     }
 
     /// The known-peer list of a torrent or a magnet.
@@ -179,21 +174,30 @@ impl Engine {
         Ok(key)
     }
 
-    /// Accepts what waits in the backlog; stops at the connection cap
-    /// (see `defence.rs`: the rest waits in the kernel until
-    /// `resume_accepting`).
+    /// Accepts what waits in the backlog, each new connection in a slot
+    /// of its own or in the slot of a silent one (`admission::on_knock`);
+    /// stops when no slot can be had (see `defence.rs`: the rest waits in
+    /// the kernel until `resume_accepting`), and after
+    /// [`MAX_ACCEPTS_PER_TURN`] (the next loop turn goes on).
     pub(super) fn accept(&mut self, now: Instant) {
-        loop {
-            if self.pause_accepting() {
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
+            let Some(knock) = self.next_knock(now) else {
                 return;
-            }
+            };
             match self.listener.accept() {
                 Ok((sock, addr)) => {
                     if let Some(why) = self.refuse_incoming(addr.ip(), now) {
                         log::debug!("{addr}: not accepted: {why}");
                         continue;
                     }
+                    if let Knock::Evict(victim) = knock {
+                        self.evict(victim, "an incoming handshake");
+                    }
                     let mut sock = Transport::accepted(sock);
+                    // What the peer has sent already: a whole handshake
+                    // keeps the slot against later knocks.
+                    let mut head = [0u8; HANDSHAKE_LEN];
+                    let peeked = sock.peek(&mut head).unwrap_or(0);
                     let key = self.conns.next_key();
                     let token = Token(index_of(key) + FIRST_CONN);
                     if self
@@ -213,6 +217,7 @@ impl Engine {
                         }
                     }
                     c.readable = true;
+                    c.peeked = peeked;
                     self.conns.insert_with(|_| c);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -235,6 +240,9 @@ impl Engine {
                 }
             }
         }
+        // More may wait: the next turn goes on (the listener raises no new
+        // event for them), after the other sockets had theirs.
+        self.accept_more = true;
     }
 
     // ----- connections -----
@@ -587,44 +595,30 @@ impl Engine {
                 let Some((tid, info_hash)) = usable else {
                     return c.close("handshake for a torrent we do not serve");
                 };
-                let per_torrent = self.config.max_connections_per_torrent;
-                let n = self
-                    .conns
-                    .values()
-                    .filter(|x| x.torrent == Some(tid))
-                    .count();
+                // A twin is refused before it takes anyone's slot.
+                if let Some(why) = self
+                    .twin(key, tid, &h.peer_id, addr)
+                    .map_or_else(|| self.make_room(key, tid, now).err(), Some)
+                {
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.close(why);
+                    }
+                    return;
+                }
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
-                if n >= per_torrent {
-                    return c.close("too many connections for this torrent");
-                }
                 c.torrent = Some(tid);
                 c.queue_handshake(&Handshake::ours(info_hash, self.peer_id));
                 tid
             }
         };
-        let duplicate = self.conns.values().any(|x| {
-            x.key != key
-                && x.torrent == Some(tid)
-                && x.state == ConnState::Active
-                && x.peer_id == h.peer_id
-        });
-        // One connection per address and torrent (as libtorrent).
-        let same_ip = self.conns.values().any(|x| {
-            x.key != key
-                && x.torrent == Some(tid)
-                && x.state == ConnState::Active
-                && x.addr.ip() == addr.ip()
-        });
+        let twin = self.twin(key, tid, &h.peer_id, addr);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if duplicate {
-            return c.close("already connected to this peer");
-        }
-        if same_ip {
-            return c.close("already connected to this address for this torrent");
+        if let Some(why) = twin {
+            return c.close(why);
         }
         c.peer_id = h.peer_id;
         c.fast = h.supports_fast();
@@ -666,6 +660,66 @@ impl Engine {
         }
         self.pex_connected(tid, key, addr, outgoing, now);
         self.apply_swarm(tid, now);
+    }
+
+    /// Why `key`, whose handshake for torrent `tid` from `peer_id` at
+    /// `addr` is complete, duplicates another connection, if it does: the
+    /// same peer, or the same address (one connection per address and
+    /// torrent, as libtorrent).
+    fn twin(
+        &self,
+        key: PeerKey,
+        tid: u32,
+        peer_id: &[u8; 20],
+        addr: SocketAddr,
+    ) -> Option<&'static str> {
+        let others = || {
+            self.conns.values().filter(move |x| {
+                x.key != key && x.torrent == Some(tid) && x.state == ConnState::Active
+            })
+        };
+        if others().any(|x| x.peer_id == *peer_id) {
+            return Some("already connected to this peer");
+        }
+        if others().any(|x| x.addr.ip() == addr.ip()) {
+            return Some("already connected to this address for this torrent");
+        }
+        None
+    }
+
+    /// Room for incoming connection `key`, whose handshake for torrent
+    /// `tid` is complete: within the torrent's share and the settled share
+    /// of all connections, each by taking the slot of the least useful
+    /// connection when full (`admission::on_arrival`). Why not, if not.
+    fn make_room(&mut self, key: PeerKey, tid: u32, now: Instant) -> Result<(), &'static str> {
+        let mut slots = self.slots(now);
+        slots.retain(|s| s.key != key);
+        let torrent: Vec<Slot> = slots
+            .iter()
+            .filter(|s| {
+                self.conns
+                    .get(s.key)
+                    .is_some_and(|c| c.torrent == Some(tid))
+            })
+            .copied()
+            .collect();
+        let cap = self.config.max_connections_per_torrent;
+        match admission::on_arrival(&torrent, cap, now) {
+            Arrival::Admit => {}
+            Arrival::Evict(victim) => {
+                self.evict(victim, "a peer of the same torrent");
+                slots.retain(|s| s.key != victim);
+            }
+            Arrival::Refuse => return Err("too many connections for this torrent"),
+        }
+        match admission::on_arrival(&slots, self.config.limits().settled_cap(), now) {
+            Arrival::Admit => Ok(()),
+            Arrival::Evict(victim) => {
+                self.evict(victim, "a new peer");
+                Ok(())
+            }
+            Arrival::Refuse => Err("too many connections"),
+        }
     }
 
     /// Upload reads wait here for the rate limit and the peer's send buffer.
