@@ -1,7 +1,7 @@
 // peerlet's web page: calls the JSON API on the same origin (docs/API.md).
 // Everything from the daemon (torrent names come from the network) is put
 // into the page with textContent, never as HTML, and names and errors
-// through shown(): no control characters, no bidirectional overrides (the
+// through visible(): no control characters, no bidirectional overrides (the
 // rule of src/text.rs).
 "use strict";
 
@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 const HASH_RE = /^([0-9a-fA-F]{40}|[A-Za-z2-7]{32})$/;
 
 const HIDDEN_RE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-const shown = (s) => String(s).replace(HIDDEN_RE, "?");
+const visible = (s) => String(s).replace(HIDDEN_RE, "?");
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -61,7 +61,7 @@ async function api(method, path, body, type) {
 let errorTimer = null;
 function showError(msg) {
   const box = $("error");
-  box.textContent = shown(msg);
+  box.textContent = visible(msg);
   box.hidden = false;
   clearTimeout(errorTimer);
   errorTimer = setTimeout(() => { box.hidden = true; }, 15000);
@@ -139,10 +139,10 @@ function updateCard(row, t) {
   const frac = t.total_size > 0 ? t.have_bytes / t.total_size : 0;
   const done = t.pieces > 0 && t.pieces_have === t.pieces;
   const pct = done ? 100 : Math.min(99.9, Math.floor(frac * 1000) / 10);
-  p.name.textContent = shown(t.name || t.info_hash);
+  p.name.textContent = visible(t.name || t.info_hash);
   p.progress.value = done ? 1 : frac;
   p.progress.classList.toggle("done", done);
-  p.progress.setAttribute("aria-label", "progress of " + shown(t.name || t.info_hash));
+  p.progress.setAttribute("aria-label", "progress of " + visible(t.name || t.info_hash));
   p.pct.textContent = t.state === "metadata" ? "–" : pct + "%";
   p.state.textContent = t.state;
   p.state.classList.toggle("error", t.state === "error");
@@ -159,10 +159,10 @@ function updateCard(row, t) {
   p.eta.textContent = eta;
   p.eta.hidden = !eta;
   p.size.textContent = t.total_size ? bytes(t.total_size) : "";
-  p.err.textContent = shown(t.error || "");
+  p.err.textContent = visible(t.error || "");
   p.err.hidden = !t.error;
   const paused = t.state === "paused";
-  const label = shown(t.name || t.info_hash);
+  const label = visible(t.name || t.info_hash);
   p.toggle.textContent = paused ? "Resume" : "Pause";
   p.toggle.dataset.action = paused ? "resume" : "pause";
   p.toggle.setAttribute("aria-label", (paused ? "Resume " : "Pause ") + label);
@@ -237,7 +237,7 @@ async function add(body, type, peers) {
   const r = await api("POST", path, body, type);
   clearError();
   const known = rows.get(r.info_hash);
-  const name = known ? known.p.name.textContent : shown(r.name);
+  const name = known ? known.p.name.textContent : visible(r.name);
   $("add-status").textContent = (r.added ? "Added " : "Already present: ") + name;
   refreshTorrents();
   return r;
@@ -346,8 +346,8 @@ function showResult(shown, r) {
     shown.set(r.info_hash, row);
   }
   row.holders = r.holders || [];
-  row.name.textContent = shown(r.name || r.info_hash);
-  row.btn.setAttribute("aria-label", "add " + shown(r.name || r.info_hash));
+  row.name.textContent = visible(r.name || r.info_hash);
+  row.btn.setAttribute("aria-label", "add " + visible(r.name || r.info_hash));
   const h = row.holders.length;
   row.meta.textContent = (r.size ? bytes(r.size) + " · " : "") + h + (h === 1 ? " holder" : " holders");
 }
