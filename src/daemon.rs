@@ -151,6 +151,8 @@ impl Daemon {
         if server.dirs.is_empty() {
             server.dirs.push(config.download_dir.clone());
         }
+        // The API's share of memory_limit: request bodies, torrent parses.
+        server.memory = net::memory::MemoryCaps::new(config.memory_budget).requests;
         let startup = load_state(&config.state_dir)?;
         let has_work = !startup.torrents.is_empty() || !startup.magnets.is_empty();
         if !startup.clean && has_work {
@@ -238,7 +240,11 @@ pub fn run(a: DaemonArgs) -> Result<u8, Error> {
     let token = control::token::load_or_create(&state_dir).map_err(Error::Token)?;
     let server = control::server::Config {
         web: settings.flag("web"),
-        token: control::token::required(api, settings.flag("api_token_required")).then_some(token),
+        token: control::token::required(api, settings.flag("api_token_required"))
+            .then(|| token.clone()),
+        // The command-line client sends it: its requests are served in
+        // slots that clients without it cannot fill.
+        trusted_token: Some(token),
         allowed_hosts: settings.list("api_allowed_hosts"),
         dirs: vec![download_dir.clone()],
         ..Default::default()
