@@ -132,31 +132,32 @@ fn ls_answers_in_time(d: &DaemonProc, what: &str) {
     }
 }
 
-#[test]
-fn slow_clients_do_not_keep_ls_waiting() {
-    let tmp = TempDir::new("api-slow-clients");
-    let d = DaemonProc::start(tmp.path(), "d", "127.0.31.1", &["--api", "127.0.31.1:0"]);
+/// A daemon on `ip` under `n` slow clients doing `how`: `peerlet ls`
+/// answers in time.
+fn ls_under_attack(name: &str, ip: &str, n: usize, base: usize, how: Slow) {
+    let tmp = TempDir::new(name);
+    let api_arg = format!("{ip}:0");
+    let d = DaemonProc::start(tmp.path(), "d", ip, &["--api", &api_arg]);
     let api: SocketAddr = d.api.parse().unwrap();
     assert_eq!(d.cli(&["ls"]).0, 0);
-
-    // Ten connections trickling a body at a byte a second.
-    let (stop, threads) = attack(api, 10, 1, Slow::Body);
+    let (stop, threads) = attack(api, n, base, how);
     // Every slot taken, and older than the eviction grace.
     thread::sleep(Duration::from_millis(1500));
-    ls_answers_in_time(&d, "bodies trickled");
+    ls_answers_in_time(&d, name);
     stop.store(true, Ordering::SeqCst);
     for t in threads {
         t.join().unwrap();
     }
+}
 
-    // Twelve trickling their heads and reconnecting.
-    let (stop, threads) = attack(api, 12, 20, Slow::Head);
-    thread::sleep(Duration::from_millis(1500));
-    ls_answers_in_time(&d, "heads trickled");
-    stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        t.join().unwrap();
-    }
+#[test]
+fn bodies_trickled_at_a_byte_a_second_do_not_keep_ls_waiting() {
+    ls_under_attack("api-slow-bodies", "127.0.31.1", 10, 1, Slow::Body);
+}
+
+#[test]
+fn heads_trickled_with_reconnects_do_not_keep_ls_waiting() {
+    ls_under_attack("api-slow-heads", "127.0.31.4", 12, 20, Slow::Head);
 }
 
 /// A response: status, head text, body.
@@ -272,37 +273,6 @@ fn request_memory_stays_within_memory_limit() {
         hostile.len()
     );
 
-    // 64 MiB: the API's share (16 MiB) holds one such body at a time.
-    let d = DaemonProc::start(
-        tmp.path(),
-        "big",
-        "127.0.31.3",
-        &["--api", "127.0.31.3:0", "--memory-limit", "64M"],
-    );
-    let api: SocketAddr = d.api.parse().unwrap();
-    thread::sleep(Duration::from_secs(2));
-    let idle = vmhwm(&d);
-    let answers = eight_posts(api, 1, &hostile);
-    let busy = answers.iter().filter(|a| a.status == 503).count();
-    for a in &answers {
-        match a.status {
-            503 => {
-                assert!(a.head.contains("\r\nRetry-After: 1\r\n"), "{}", a.head);
-                assert!(a.body.contains("memory_limit"), "{}", a.body);
-            }
-            // The one whose body was read: its parse alone is over the share.
-            413 => assert!(
-                a.body.contains("999000 bencoded values") && a.body.contains("raise memory_limit"),
-                "{}",
-                a.body
-            ),
-            s => panic!("unexpected {s}: {}", a.body),
-        }
-    }
-    assert!(busy >= 1, "no request was refused for memory");
-    assert_within(&d, idle, 64, "8 x 10 MB torrents, memory_limit 64M");
-    drop(d);
-
     // 8 MiB: the share (2 MiB) cannot hold one such body: 413 at once.
     let d = DaemonProc::start(
         tmp.path(),
@@ -313,11 +283,12 @@ fn request_memory_stays_within_memory_limit() {
     let api: SocketAddr = d.api.parse().unwrap();
     thread::sleep(Duration::from_secs(2));
     let idle = vmhwm(&d);
-    for a in eight_posts(api, 11, &hostile) {
+    let answers = eight_posts(api, 11, &hostile);
+    assert_within(&d, idle, 8, "8 x 10 MB torrents, memory_limit 8M");
+    for a in answers {
         assert_eq!(a.status, 413, "{}", a.body);
         assert!(a.body.contains("raise memory_limit"), "{}", a.body);
     }
-    assert_within(&d, idle, 8, "8 x 10 MB torrents, memory_limit 8M");
 
     // 700 kB bodies: two fit in the share at once, a third does not.
     let mut body = format!("d1:x{}:", 700_000 - 12).into_bytes();
@@ -361,4 +332,35 @@ fn request_memory_stays_within_memory_limit() {
     assert_eq!(code, 0);
     assert!(out.contains("normal"), "{out}");
     assert_within(&d, idle, 8, "memory_limit 8M, after all");
+    drop(d);
+
+    // 64 MiB: the API's share (16 MiB) holds one such body at a time.
+    let d = DaemonProc::start(
+        tmp.path(),
+        "big",
+        "127.0.31.3",
+        &["--api", "127.0.31.3:0", "--memory-limit", "64M"],
+    );
+    let api: SocketAddr = d.api.parse().unwrap();
+    thread::sleep(Duration::from_secs(2));
+    let idle = vmhwm(&d);
+    let answers = eight_posts(api, 1, &hostile);
+    assert_within(&d, idle, 64, "8 x 10 MB torrents, memory_limit 64M");
+    let busy = answers.iter().filter(|a| a.status == 503).count();
+    for a in &answers {
+        match a.status {
+            503 => {
+                assert!(a.head.contains("\r\nRetry-After: 1\r\n"), "{}", a.head);
+                assert!(a.body.contains("memory_limit"), "{}", a.body);
+            }
+            // The one whose body was read: its parse alone is over the share.
+            413 => assert!(
+                a.body.contains("999000 bencoded values") && a.body.contains("raise memory_limit"),
+                "{}",
+                a.body
+            ),
+            s => panic!("unexpected {s}: {}", a.body),
+        }
+    }
+    assert!(busy >= 1, "no request was refused for memory");
 }
