@@ -168,11 +168,11 @@ impl<S> Conns<S> {
 
     /// Marks untrusted `id` as waiting for the engine (`true`, no longer
     /// evictable) or done with it. `None`: it was evicted; `Some(false)`:
-    /// half of the untrusted slots already wait for the engine (newcomers
-    /// must keep room to be read).
+    /// as many as the untrusted cap already wait for the engine (the
+    /// overflow keeps room for newcomers to be read).
     pub fn working(&mut self, id: u64, working: bool) -> Option<bool> {
         let busy = self.count(Phase::Working);
-        let cap = (self.limits.untrusted / 2).max(1);
+        let cap = self.limits.untrusted;
         let e = self.list.iter_mut().find(|e| e.id == id)?;
         match (e.phase, working) {
             (Phase::Trusted, _) => {}
@@ -408,14 +408,15 @@ mod tests {
     fn untrusted_requests_waiting_for_the_engine_are_capped() {
         let mut c = Conns::new(LIMITS);
         let t0 = Instant::now();
-        let ids: Vec<u64> = (0..3u8)
+        let ids: Vec<u64> = (0..5u8)
             .map(|i| c.admit(IpAddr::from([127, 0, 0, i]), t0, 0).unwrap().0)
             .collect();
-        assert_eq!(c.working(ids[0], true), Some(true));
-        assert_eq!(c.working(ids[1], true), Some(true));
-        assert_eq!(c.working(ids[2], true), Some(false));
+        for &id in &ids[..4] {
+            assert_eq!(c.working(id, true), Some(true));
+        }
+        assert_eq!(c.working(ids[4], true), Some(false));
         assert_eq!(c.working(ids[0], false), Some(true));
-        assert_eq!(c.working(ids[2], true), Some(true));
+        assert_eq!(c.working(ids[4], true), Some(true));
     }
 
     #[test]
