@@ -3,7 +3,8 @@
 //!
 //! - slow clients (bodies or headers trickled at a byte a second, and
 //!   reconnecting) cannot keep `peerlet ls`, which sends the state
-//!   directory's token, from answering within a second;
+//!   directory's token, from answering within a second, whether the API
+//!   wants the token (as off loopback) or not;
 //! - request bodies and the parse of torrents being added stay within the
 //!   API's share of `memory_limit`: eight parallel 10 MB torrents of 999,000
 //!   values leave the peak RSS under its idle peak plus the budget plus
@@ -132,12 +133,14 @@ fn ls_answers_in_time(d: &DaemonProc, what: &str) {
     }
 }
 
-/// A daemon on `ip` under `n` slow clients doing `how`: `peerlet ls`
-/// answers in time.
-fn ls_under_attack(name: &str, ip: &str, n: usize, base: usize, how: Slow) {
+/// A daemon on `ip` (with `extra` arguments) under `n` slow clients doing
+/// `how`: `peerlet ls` answers in time.
+fn ls_under_attack(name: &str, ip: &str, extra: &[&str], n: usize, base: usize, how: Slow) {
     let tmp = TempDir::new(name);
     let api_arg = format!("{ip}:0");
-    let d = DaemonProc::start(tmp.path(), "d", ip, &["--api", &api_arg]);
+    let mut args = vec!["--api", &api_arg];
+    args.extend_from_slice(extra);
+    let d = DaemonProc::start(tmp.path(), "d", ip, &args);
     let api: SocketAddr = d.api.parse().unwrap();
     assert_eq!(d.cli(&["ls"]).0, 0);
     let (stop, threads) = attack(api, n, base, how);
@@ -152,12 +155,26 @@ fn ls_under_attack(name: &str, ip: &str, n: usize, base: usize, how: Slow) {
 
 #[test]
 fn bodies_trickled_at_a_byte_a_second_do_not_keep_ls_waiting() {
-    ls_under_attack("api-slow-bodies", "127.0.31.1", 10, 1, Slow::Body);
+    ls_under_attack("api-slow-bodies", "127.0.31.1", &[], 10, 1, Slow::Body);
 }
 
 #[test]
 fn heads_trickled_with_reconnects_do_not_keep_ls_waiting() {
-    ls_under_attack("api-slow-heads", "127.0.31.4", 12, 20, Slow::Head);
+    ls_under_attack("api-slow-heads", "127.0.31.4", &[], 12, 20, Slow::Head);
+}
+
+/// As off loopback: every request needs the token, so strangers never get
+/// past their heads, which they trickle and start over.
+#[test]
+fn heads_trickled_against_a_daemon_that_wants_the_token() {
+    ls_under_attack(
+        "api-slow-heads-token",
+        "127.0.31.5",
+        &["--api-token-required"],
+        12,
+        40,
+        Slow::Head,
+    );
 }
 
 /// A response: status, head text, body.
