@@ -244,7 +244,7 @@ fn hostile_torrent() -> Vec<u8> {
     t.extend_from_slice(&[7u8; 20]);
     t.extend_from_slice(b"e1:xl");
     for i in 0..998_987u32 {
-        t.extend_from_slice(format!("i{:08}e", i % 100_000_000).as_bytes());
+        t.extend_from_slice(format!("i{}e", 10_000_000 + i).as_bytes());
     }
     t.extend_from_slice(b"ee");
     t
@@ -306,6 +306,17 @@ fn request_memory_stays_within_memory_limit() {
         assert_eq!(a.status, 413, "{}", a.body);
         assert!(a.body.contains("raise memory_limit"), "{}", a.body);
     }
+    // What `peerlet add` says about it (the file is a valid torrent).
+    let big = tmp.join("big.torrent");
+    std::fs::write(&big, &*hostile).unwrap();
+    let (code, out, err) = d.cli(&["add", big.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    eprintln!("peerlet add of the 10 MB torrent: {err}");
+    assert!(
+        err.contains("needs more memory than the control API may use")
+            && err.contains("raise memory_limit"),
+        "{err}"
+    );
 
     // 700 kB bodies: two fit in the share at once, a third does not.
     let mut body = format!("d1:x{}:", 700_000 - 12).into_bytes();

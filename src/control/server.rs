@@ -2,21 +2,24 @@
 //!
 //! One accept thread; each connection is served by a short-lived handler
 //! thread. One request per connection. [`super::admission`] decides who is
-//! served: connections whose request does not show the daemon's token share
+//! served: connections whose request has not shown the daemon's token share
 //! [`Config::max_connections`] slots (at most [`Config::max_per_address`]
-//! per client address), and when those are full the oldest of them that is
-//! still sending its request is dropped for the newcomer; requests with the
-//! token (the command-line client sends it) move to
+//! per client address); when those are full, the oldest of them still
+//! sending its request is closed for the newcomer (a burst of newcomers
+//! within [`Config::eviction_grace`] may overflow to twice the slots).
+//! Requests with the token (the command-line client sends it) move to
 //! [`Config::max_trusted`] slots of their own, so no number of slow or
 //! silent strangers keeps `peerlet ls` waiting. The head has
 //! [`Config::head_timeout`] from the connection and the body
-//! [`Config::body_timeout`] after the head, deadlines that no trickle of
+//! [`Config::body_timeout`] after the head: deadlines that no trickle of
 //! bytes extends. A request body, and the parse of a torrent being added,
-//! are paid for from the API's share of `memory_limit`
-//! ([`Config::memory`]) before they are read: 503 with `Retry-After` when
-//! other requests hold it, 413 when one request alone needs more. Requests whose `Host` is a DNS name other than
-//! `localhost` (or a name in [`Config::allowed_hosts`]) are refused (421)
-//! before anything else happens, and so are requests a browser marks as
+//! are paid for from the API's share of `memory_limit` ([`Config::memory`])
+//! before they are read: 503 with `Retry-After` while other requests hold
+//! it, 413 when one request alone needs more.
+//!
+//! Requests whose `Host` is a DNS name other than `localhost` (or a name in
+//! [`Config::allowed_hosts`]) are refused (421) before anything else
+//! happens (bar reading the head), and so are requests a browser marks as
 //! cross-origin (403): a web page can neither rebind a name to this port
 //! nor post a form to it. Then, when [`Config::token`] is set (the API is
 //! not on loopback, or `api_token_required`), the request must carry the
@@ -590,9 +593,14 @@ fn serve(
     check_body_length(&route, len, cfg.max_body)?;
     // The body's bytes, before they are read.
     let mut memory = shared.budget.none();
-    memory
-        .grow(len)
-        .map_err(|r| memory_refused(r, format!("a request body of {len} bytes")))?;
+    memory.grow(len).map_err(|r| {
+        let what = if route.needs_body() {
+            format!("a .torrent file of {len} bytes")
+        } else {
+            format!("a request body of {len} bytes")
+        };
+        memory_refused(r, what)
+    })?;
     if len > 0
         && head
             .header("expect")
@@ -671,8 +679,8 @@ fn memory_refused(r: Refused, what: String) -> HttpError {
         Refused::TooLarge { cap } => HttpError::new(
             413,
             format!(
-                "{what} needs more memory than the control API may use: {cap} bytes, \
-                 a quarter of memory_limit; raise memory_limit to add it"
+                "{what} needs more memory than the control API may use \
+                 ({cap} bytes, a quarter of memory_limit); raise memory_limit to add it"
             ),
         ),
         Refused::Busy => HttpError::new(
