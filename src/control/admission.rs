@@ -130,14 +130,11 @@ impl<S> Conns<S> {
             // Nobody old enough to evict: the newcomers (all within their
             // grace) may overflow the cap up to twice its size.
             let hard = 2 * self.limits.untrusted;
-            let (n, room) = if remote(&ip) {
-                (remote_n, hard.saturating_sub(LOOPBACK_RESERVE))
-            } else {
-                (all, hard)
-            };
+            let fits =
+                all < hard && (!remote(&ip) || remote_n < hard.saturating_sub(LOOPBACK_RESERVE));
             match victim {
                 Some(i) => evicted = Some(self.list.swap_remove(i).handle),
-                None if n < room => {}
+                None if fits => {}
                 None => return Err(handle),
             }
         }
@@ -396,12 +393,14 @@ mod tests {
             assert!(c.admit(IpAddr::from([10, 0, 1, i]), later, 3).is_ok());
         }
         assert!(c.admit(ip("10.0.2.1"), later, 3).is_err());
-        // Loopback clients still get in.
+        // Loopback clients still get in, up to twice the cap in all.
         assert_eq!(
             c.admit(ip("127.0.0.1"), later, 4).ok().map(|r| r.1),
             Some(None)
         );
         assert_eq!(c.admit(ip("::1"), later, 5).ok().map(|r| r.1), Some(None));
+        assert_eq!(c.len(), 8);
+        assert!(c.admit(ip("127.0.0.2"), later, 6).is_err());
     }
 
     #[test]
