@@ -173,6 +173,8 @@ impl Daemon {
                 config.anchors.push(resolved);
             }
         }
+        // The API's share of memory_limit: request bodies, torrent parses.
+        server.memory = net::memory::MemoryCaps::new(config.memory_budget).requests;
         let startup = load_state(&config.state_dir)?;
         let has_work = !startup.torrents.is_empty() || !startup.magnets.is_empty();
         if !startup.clean && has_work {
@@ -262,6 +264,9 @@ pub fn run(a: DaemonArgs) -> Result<u8, Error> {
         web: settings.flag("web"),
         token: control::token::required(api, settings.flag("api_token_required"))
             .then(|| token.clone()),
+        // The command-line client sends it: its requests are served in
+        // slots that clients without it cannot fill.
+        trusted_token: Some(token.clone()),
         allowed_hosts: settings.list("api_allowed_hosts"),
         dirs: std::iter::once(download_dir.clone())
             .chain(settings.list("allowed_dirs").into_iter().map(PathBuf::from))

@@ -294,6 +294,8 @@ fn test_config() -> Config {
         head_timeout: Duration::from_secs(1),
         io_timeout: Duration::from_secs(1),
         engine_timeout: Duration::from_secs(1),
+        // Large bodies are tested here; tests/api_limits.rs tests the share.
+        memory: 64 << 20,
         // Any `dir` (the engine is a fake); tests/control_security.rs
         // checks that a daemon keeps it in its download directory.
         dirs: vec!["/".into()],
@@ -609,7 +611,7 @@ fn hostile_requests_get_clear_errors() {
         b"GET /api/node HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon\r\n\r\n",
     ] {
         let (st, j) = raw(addr, garbage);
-        assert_eq!(st, 400, "{:?}", String::from_utf8_lossy(garbage));
+        assert_eq!(st, 400, "{:?} {j}", String::from_utf8_lossy(garbage));
         assert!(!error_message(&j).is_empty());
     }
     assert_eq!(
@@ -636,7 +638,7 @@ fn hostile_requests_get_clear_errors() {
         b"POST /api/torrents HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000000\r\n\r\n",
     );
     assert_eq!(st, 413);
-    assert!(error_message(&j).contains("larger than the limit"), "{j}");
+    assert!(error_message(&j).contains("at most 10000000"), "{j}");
     assert_eq!(
         raw(addr, b"POST /api/torrents HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
             .0,
@@ -735,11 +737,14 @@ fn slow_clients_time_out_without_blocking_others() {
 fn connections_over_the_limit_get_503() {
     let (server, _log) = start(Config {
         max_connections: 2,
+        // Nobody is old enough to be evicted.
+        eviction_grace: Duration::from_secs(60),
         ..test_config()
     });
     let addr = server.local_addr();
-    let stalled: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    // Give the accept thread time to hand both to handlers.
+    // Two, and two more beyond the cap while nobody is old enough to evict.
+    let stalled: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // Give the accept thread time to hand them to handlers.
     thread::sleep(Duration::from_millis(200));
     let (st, j) = raw(addr, b"GET /api/node HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert_eq!(st, 503);
@@ -755,6 +760,35 @@ fn connections_over_the_limit_get_503() {
         assert!(Instant::now() < deadline, "still {st}");
         thread::sleep(Duration::from_millis(50));
     }
+    server.shutdown();
+}
+
+#[test]
+fn a_new_connection_evicts_the_oldest_silent_one() {
+    let (server, _log) = start(Config {
+        max_connections: 2,
+        eviction_grace: Duration::from_millis(100),
+        ..test_config()
+    });
+    let addr = server.local_addr();
+    let mut stalled: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    thread::sleep(Duration::from_millis(300));
+    // Served: the oldest silent connection made room.
+    let (st, _) = raw(addr, b"GET /api/node HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(st, 200);
+    // The evicted one is closed without an answer; the other still waits.
+    stalled[0]
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(matches!(stalled[0].read(&mut buf), Ok(0) | Err(_)));
+    stalled[1]
+        .write_all(b"GET /api/node HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    stalled[1]
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(read_answer(&mut stalled[1]).0, 200);
     server.shutdown();
 }
 

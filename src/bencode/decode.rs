@@ -395,6 +395,63 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// The most values [`decode`] can put on its tape for `input` (at most
+/// `max`), counted without allocating: it walks the string lengths and the
+/// delimiters and checks nothing else. A caller that must pay for the tape
+/// before decoding (the control API's memory budget) learns its size here;
+/// see [`tape_bytes`].
+pub fn count_values(input: &[u8], max: u32) -> usize {
+    let max = max as usize;
+    let mut n = 0usize;
+    let mut pos = 0usize;
+    while n < max {
+        let Some(rest) = input.get(pos..) else { break };
+        let Some(&b) = rest.first() else { break };
+        match b {
+            b'e' => pos += 1,
+            b'l' | b'd' => {
+                n += 1;
+                pos += 1;
+            }
+            b'i' => {
+                n += 1;
+                match rest.iter().position(|&c| c == b'e') {
+                    Some(e) => pos += e + 1,
+                    None => break,
+                }
+            }
+            b'0'..=b'9' => {
+                n += 1;
+                let Some(colon) = rest.iter().take(21).position(|&c| c == b':') else {
+                    break;
+                };
+                let digits = rest.get(..colon).unwrap_or_default();
+                let Some(len) = std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|d| d.parse::<usize>().ok())
+                else {
+                    break;
+                };
+                pos = pos.saturating_add(colon + 1).saturating_add(len);
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+/// The most bytes of memory the tape of a document of `values` values (see
+/// [`count_values`]) occupies while it is decoded: 16 per value, twice
+/// while it grows (the old copy beside the new one), plus a page at each
+/// end. Capacity reserved and never written is not counted: it is not
+/// resident.
+pub fn tape_bytes(values: usize) -> u64 {
+    let token = std::mem::size_of::<Token>() as u64;
+    (values as u64)
+        .saturating_mul(2 * token)
+        .saturating_add(8192)
+}
+
 /// Up-front tape capacity: a guess from the input size, never above the limit.
 fn estimate_tokens(input_len: usize, max_tokens: u32) -> usize {
     (input_len / 8 + 1).min(max_tokens as usize).min(1 << 16)
@@ -606,6 +663,44 @@ mod tests {
 
     fn err(input: &[u8]) -> Error {
         decode(input, Limits::MESSAGE).expect_err("should fail")
+    }
+
+    #[test]
+    fn count_values_bounds_the_tape() {
+        let docs: [&[u8]; 7] = [
+            b"i42e",
+            b"4:spam",
+            b"le",
+            b"d3:bar4:spam3:fooi42ee",
+            b"l4:spaml1:ai1eed1:xleee",
+            b"ll10:0123456789ei-3ee",
+            b"d4:infod6:lengthi1e4:name1:aee",
+        ];
+        for input in docs {
+            let doc = ok(input);
+            assert_eq!(count_values(input, u32::MAX), doc.tokens.len(), "{input:?}");
+        }
+        // Malformed or truncated input: never fewer than the decoder pushes before its error.
+        for input in [
+            &b"l4:spami1"[..],
+            b"li1ei2e99999:x",
+            b"lx",
+            b"l1a:",
+            b"d1:a",
+        ] {
+            assert!(count_values(input, u32::MAX) <= input.len());
+        }
+        // The limit caps the count.
+        let many = b"l"
+            .iter()
+            .chain(b"i0e".repeat(1000).iter())
+            .chain(b"e")
+            .copied()
+            .collect::<Vec<u8>>();
+        assert_eq!(count_values(&many, u32::MAX), 1001);
+        assert_eq!(count_values(&many, 10), 10);
+        assert_eq!(std::mem::size_of::<Token>(), 16);
+        assert_eq!(tape_bytes(1001), 32 * 1001 + 8192);
     }
 
     #[test]

@@ -30,7 +30,9 @@
 mod decode;
 mod encode;
 
-pub use decode::{decode, decode_prefix, Dict, DictIter, Document, ListIter, Node};
+pub use decode::{
+    count_values, decode, decode_prefix, tape_bytes, Dict, DictIter, Document, ListIter, Node,
+};
 pub use encode::{Encoder, Value};
 
 use std::fmt;

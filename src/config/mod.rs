@@ -244,7 +244,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "memory_limit",
         kind: Kind::Size { min: 64 * K, max: 4 * G },
-        help: "Memory budget: split into caps for blocks in flight, uploads and send buffers, read buffers (README, \"Memory budget\").",
+        help: "Memory budget: split into caps for blocks in flight, uploads and send buffers, read buffers, control API requests (README, \"Memory budget\").",
         reloads: false,
     },
     Key {

@@ -1,12 +1,25 @@
 //! The control API server (HTTP/1.1 + JSON) on its own thread.
 //!
 //! One accept thread; each connection is served by a short-lived handler
-//! thread, at most [`Config::max_connections`] at once (more get 503). One
-//! request per connection. Every read and write has a timeout and the whole
-//! request a deadline, so a slow or silent client holds a handler for
-//! seconds, never forever. Requests whose `Host` is a DNS name other than
-//! `localhost` (or a name in [`Config::allowed_hosts`]) are refused (421)
-//! before anything else happens, and so are requests a browser marks as
+//! thread. One request per connection. [`super::admission`] decides who is
+//! served: connections whose request has not shown the daemon's token share
+//! [`Config::max_connections`] slots (at most [`Config::max_per_address`]
+//! per client address); when those are full, the oldest of them still
+//! sending its request is closed for the newcomer (a burst of newcomers
+//! within [`Config::eviction_grace`] may overflow to twice the slots).
+//! Requests with the token (the command-line client sends it) move to
+//! [`Config::max_trusted`] slots of their own, so no number of slow or
+//! silent strangers keeps `peerlet ls` waiting. The head has
+//! [`Config::head_timeout`] from the connection and the body
+//! [`Config::body_timeout`] after the head: deadlines that no trickle of
+//! bytes extends. A request body, and the parse of a torrent being added,
+//! are paid for from the API's share of `memory_limit` ([`Config::memory`])
+//! before they are read: 503 with `Retry-After` while other requests hold
+//! it, 413 when one request alone needs more.
+//!
+//! Requests whose `Host` is a DNS name other than `localhost` (or a name in
+//! [`Config::allowed_hosts`]) are refused (421) before anything else
+//! happens (bar reading the head), and so are requests a browser marks as
 //! cross-origin (403): a web page can neither rebind a name to this port
 //! nor post a form to it. Then, when [`Config::token`] is set (the API is
 //! not on loopback, or `api_token_required`), the request must carry the
@@ -25,6 +38,7 @@
 //! (Prometheus text, written by [`super::metrics`]) and the web page's
 //! files at `/`, `/app.js` and `/app.css` ([`super::web`]).
 
+use super::admission::{self, Budget, Conns, Refused};
 use super::http::{self, Head, HttpError};
 use super::metrics;
 use super::token::Token;
@@ -32,17 +46,28 @@ use super::web;
 use crate::json::Json;
 use crate::metainfo::InfoHash;
 use crate::net::api::{AddSource, ApiError, Command, EngineHandle, SearchQuery};
+use crate::net::memory::{self, MemoryCaps};
 use crate::storage::DataDir;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// Largest request body (a .torrent file; libtorrent's limit).
-pub const MAX_BODY: u64 = 10_000_000;
+pub const MAX_BODY: u64 = crate::metainfo::MAX_TORRENT_FILE;
+/// Largest body of a request that takes none (a client may send `{}`).
+pub const MAX_SMALL_BODY: u64 = 16 * 1024;
+/// A request with the token gets [`Config::body_timeout`] plus the time its
+/// body takes at this rate (bytes per second): 24 s for a 10 MB torrent.
+pub const MIN_BODY_RATE: u64 = 512 * 1024;
+/// Bytes counted per bencoded value while a torrent is parsed, beyond its
+/// tape and a copy of its bytes: the strings, lists and files built from it.
+pub const PARSE_BYTES_PER_VALUE: u64 = 64;
+/// How long a new connection is safe from eviction: time to send a request.
+pub const EVICTION_GRACE: Duration = Duration::from_millis(250);
 /// Most peers one request may name.
 pub const MAX_PEERS: usize = 200;
 /// Longest search words (bytes, after trimming): what one overlay query carries.
@@ -66,14 +91,24 @@ pub const COOKIE_PREFIX: &str = "peerlet_token_";
 /// Limits and timeouts of the server.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Connections served at once; more are answered 503 and closed.
+    /// Connections served at once whose request has not shown the token;
+    /// a newcomer evicts the oldest still sending its request (or, when all
+    /// are within [`Config::eviction_grace`], overflows up to twice this),
+    /// else gets 503.
     pub max_connections: usize,
-    /// Timeout of each read and write on a connection.
+    /// Connections served at once whose request carries the token.
+    pub max_trusted: usize,
+    /// Connections from one client address that have not shown the token.
+    pub max_per_address: usize,
+    /// How long a new connection is safe from eviction ([`EVICTION_GRACE`]).
+    pub eviction_grace: Duration,
+    /// Timeout of each write on a connection.
     pub io_timeout: Duration,
-    /// Time allowed for the request line and headers to arrive.
+    /// Time allowed for the request line and headers to arrive, from the connection.
     pub head_timeout: Duration,
-    /// Time allowed for the whole request, body included.
-    pub request_timeout: Duration,
+    /// Time allowed for the body, after the head (with the token, plus
+    /// its length at [`MIN_BODY_RATE`]).
+    pub body_timeout: Duration,
     /// How long to wait for the engine to take and answer a command.
     pub engine_timeout: Duration,
     pub max_head: usize,
@@ -82,6 +117,9 @@ pub struct Config {
     pub web: bool,
     /// When set, every request must carry this token (see the module doc).
     pub token: Option<Token>,
+    /// The daemon's token when it is not required (on loopback): a
+    /// request that shows it is served in the trusted slots.
+    pub trusted_token: Option<Token>,
     /// Host names accepted in `Host` and `Origin` besides IP addresses and
     /// `localhost` (`api_allowed_hosts`).
     pub allowed_hosts: Vec<String>,
@@ -96,24 +134,32 @@ pub struct Config {
     pub local_token: Option<Token>,
     /// Never a torrent's `dir`, nor inside one (the state directory).
     pub state_dir: Option<PathBuf>,
+    /// Bytes that request bodies and the parse of torrents being added may
+    /// hold at once: the API's share of `memory_limit` (`MemoryCaps::requests`).
+    pub memory: u64,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             max_connections: 8,
+            max_trusted: 8,
+            max_per_address: 4,
+            eviction_grace: EVICTION_GRACE,
             io_timeout: Duration::from_secs(5),
-            head_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(60),
+            head_timeout: Duration::from_secs(3),
+            body_timeout: Duration::from_secs(5),
             engine_timeout: Duration::from_secs(10),
             max_head: http::MAX_HEAD,
             max_body: MAX_BODY,
             web: true,
             token: None,
+            trusted_token: None,
             allowed_hosts: Vec::new(),
             dirs: Vec::new(),
             local_token: None,
             state_dir: None,
+            memory: MemoryCaps::new(memory::DEFAULT_LIMIT).requests,
         }
     }
 }
@@ -188,10 +234,18 @@ pub fn spawn_with(
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let conns = Conns::new(admission::Limits {
+        untrusted: config.max_connections,
+        trusted: config.max_trusted,
+        per_address: config.max_per_address,
+        grace: config.eviction_grace,
+    });
     let shared = Arc::new(Shared {
         engine,
+        budget: Budget::new(config.memory),
         config,
-        active: AtomicUsize::new(0),
+        threads: AtomicUsize::new(0),
+        conns: Mutex::new(conns),
         cookie: format!("{COOKIE_PREFIX}{}", local_addr.port()),
         failures: Mutex::new(Failures::default()),
     });
@@ -210,7 +264,11 @@ pub fn spawn_with(
 struct Shared {
     engine: EngineHandle,
     config: Config,
-    active: AtomicUsize,
+    /// Handler threads alive (evicted ones finish at once).
+    threads: AtomicUsize,
+    /// The connections served, with a clone of each socket to evict it.
+    conns: Mutex<Conns<TcpStream>>,
+    budget: Budget,
     /// The name of the web page's token cookie.
     cookie: String,
     failures: Mutex<Failures>,
@@ -247,12 +305,48 @@ impl Failures {
     }
 }
 
-/// Decrements the count of active handlers when a handler ends, however it ends.
-struct ActiveGuard(Arc<Shared>);
+impl Shared {
+    fn conns(&self) -> MutexGuard<'_, Conns<TcpStream>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
-impl Drop for ActiveGuard {
+    /// Most handler threads alive at once: untrusted connections up to
+    /// their overflow, trusted ones, and a few refusing or finishing.
+    fn max_threads(&self) -> usize {
+        2 * self.config.max_connections + self.config.max_trusted + 4
+    }
+
+    /// Counts a new thread, unless there are too many.
+    fn start_thread(&self) -> bool {
+        if self.threads.fetch_add(1, Ordering::SeqCst) >= self.max_threads() {
+            self.threads.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+}
+
+/// Ends a handler's accounting however it ends: its connection (if any)
+/// and its thread.
+struct ThreadGuard(Arc<Shared>, Option<u64>);
+
+impl Drop for ThreadGuard {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        if let Some(id) = self.1 {
+            self.0.conns().remove(id);
+        }
+        self.0.threads.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn spawn_handler(guard: ThreadGuard, f: impl FnOnce(&ThreadGuard) + Send + 'static) {
+    let spawned = thread::Builder::new()
+        .name("control-conn".into())
+        .stack_size(256 * 1024)
+        .spawn(move || f(&guard));
+    if let Err(e) = spawned {
+        // The closure (with the guard and the stream) was dropped.
+        log::warn!("control API: cannot start a handler thread: {e}");
     }
 }
 
@@ -262,8 +356,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let stream = match accepted {
-            Ok((s, _)) => s,
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors and the like: do not spin.
                 log::warn!("control API: accept: {e}");
@@ -271,36 +365,47 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
                 continue;
             }
         };
-        if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.config.max_connections {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-            refuse_busy(stream);
+        let now = Instant::now();
+        let Ok(handle) = stream.try_clone() else {
+            continue;
+        };
+        if !shared.start_thread() {
+            // Evicted handlers still finishing: close this one at once.
             continue;
         }
-        let guard = ActiveGuard(shared.clone());
-        let spawned = thread::Builder::new()
-            .name("control-conn".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let _guard = guard;
-                handle_connection(stream, &_guard.0);
-            });
-        if let Err(e) = spawned {
-            // The closure (with the guard and the stream) was dropped.
-            log::warn!("control API: cannot start a handler thread: {e}");
+        let admitted = shared.conns().admit(peer.ip(), now, handle);
+        let id = match admitted {
+            Ok((id, evicted)) => {
+                if let Some(old) = evicted {
+                    // Its handler's read ends now; it answers nothing.
+                    log::debug!(
+                        "control API: dropped a slow connection from {} for one from {peer}",
+                        old.peer_addr()
+                            .map_or_else(|_| "?".into(), |a| a.ip().to_string())
+                    );
+                    let _ = old.shutdown(Shutdown::Both);
+                }
+                Some(id)
+            }
+            Err(_) => None,
+        };
+        let guard = ThreadGuard(shared.clone(), id);
+        match id {
+            Some(id) => spawn_handler(guard, move |g| handle_connection(stream, &g.0, id, now)),
+            None => spawn_handler(guard, move |_| refuse_busy(stream)),
         }
     }
     // Let requests in progress (such as the one that asked for shutdown)
     // finish writing their answers, for a while.
     let until = Instant::now() + Duration::from_secs(2);
-    while shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+    while shared.threads.load(Ordering::SeqCst) > 0 && Instant::now() < until {
         thread::sleep(Duration::from_millis(10));
     }
 }
 
-/// Answers 503 from the accept thread. It reads what the client sends
-/// for a moment before and after answering, so that closing does not reset
-/// the connection before the client reads the answer; that costs the accept
-/// thread at most a fifth of a second per refused connection.
+/// Answers 503 on a thread of its own. It reads what the client sends for
+/// a moment before and after answering, so that closing does not reset the
+/// connection before the client reads the answer.
 fn refuse_busy(mut stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
@@ -385,7 +490,7 @@ impl From<ApiError> for Answer {
     }
 }
 
-fn handle_connection(mut stream: TcpStream, shared: &Shared) {
+fn handle_connection(mut stream: TcpStream, shared: &Shared, id: u64, start: Instant) {
     let cfg = &shared.config;
     let _ = stream.set_nodelay(true);
     if stream.set_read_timeout(Some(cfg.io_timeout)).is_err()
@@ -393,12 +498,11 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
     {
         return;
     }
-    let start = Instant::now();
     let peer = match stream.peer_addr() {
         Ok(a) => a.ip(),
         Err(_) => return,
     };
-    let (answer, method, path) = match serve(&mut stream, shared, start, peer) {
+    let (answer, method, path) = match serve(&mut stream, shared, start, peer, id) {
         Ok(None) => return,
         Ok(Some((a, m, p))) => (a, m, p),
         Err(e) => (Answer::from(e), String::new(), String::new()),
@@ -431,6 +535,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
     match answer.status {
         401 => headers.push(("WWW-Authenticate", "Bearer realm=\"peerlet\"")),
         429 => headers.push(("Retry-After", "60")),
+        503 => headers.push(("Retry-After", "1")),
         _ => {}
     }
     headers.extend_from_slice(web::SECURITY_HEADERS);
@@ -455,25 +560,42 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
 
 type Served = Option<(Answer, String, String)>;
 
-/// Reads and answers one request from `peer`. `Ok(None)`: the client went
-/// away silently. The order matters: Host and Origin first (a rebinding
-/// page learns nothing, not even whether a token is needed), then the
-/// token, before the route is looked at or a body is read.
+/// Reads and answers one request from `peer` on connection `id`.
+/// `Ok(None)`: the client went away silently, or the connection was
+/// evicted. The order matters: Host and Origin first (a rebinding page
+/// learns nothing, not even whether a token is needed), then the token,
+/// before the route is looked at or a body is read; memory is reserved
+/// before the body is read.
 fn serve(
     stream: &mut TcpStream,
     shared: &Shared,
     start: Instant,
     peer: IpAddr,
+    id: u64,
 ) -> Result<Served, HttpError> {
     let cfg = &shared.config;
     let Some((head, rest)) = http::read_head(stream, start + cfg.head_timeout, cfg.max_head)?
     else {
         return Ok(None);
     };
+    let head_end = Instant::now();
     check_origin(&head, &cfg.allowed_hosts)?;
     let method = head.method.clone();
     let path = head.path.clone();
-    if let Some(answer) = authenticate(&head, shared, peer)? {
+    let (login, trusted) = authenticate(&head, shared, peer)?;
+    if trusted {
+        match shared.conns().trust(id) {
+            None => return Ok(None),
+            Some(false) => {
+                return Err(HttpError::new(
+                    503,
+                    "too many requests with the API token at once; try again",
+                ))
+            }
+            Some(true) => {}
+        }
+    }
+    if let Some(answer) = login {
         return Ok(Some((answer, method, path)));
     }
     let len = head.content_length()?;
@@ -486,15 +608,17 @@ fn serve(
         return Err(HttpError::new(411, "Content-Length required"));
     }
     let len = len.unwrap_or(0);
-    if len > cfg.max_body {
-        return Err(HttpError::new(
-            413,
-            format!(
-                "request body of {len} bytes is larger than the limit of {}",
-                cfg.max_body
-            ),
-        ));
-    }
+    check_body_length(&route, len, cfg.max_body)?;
+    // The body's bytes, before they are read.
+    let mut memory = shared.budget.none();
+    memory.grow(len).map_err(|r| {
+        let what = if route.needs_body() {
+            format!("a .torrent file of {len} bytes")
+        } else {
+            format!("a request body of {len} bytes")
+        };
+        memory_refused(r, what)
+    })?;
     if len > 0
         && head
             .header("expect")
@@ -504,11 +628,85 @@ fn serve(
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .map_err(|_| HttpError::new(400, "connection lost"))?;
     }
+    let mut deadline = head_end + cfg.body_timeout;
+    if trusted {
+        deadline += Duration::from_secs(len / MIN_BODY_RATE);
+    }
     // Fits in usize: at most max_body.
-    let body = http::read_body(stream, rest, len as usize, start + cfg.request_timeout)?;
+    let body = http::read_body(stream, rest, len as usize, deadline)?;
+    if route.needs_body() {
+        // What parsing a torrent takes: its tape, a copy of its bytes
+        // (pieces, names) and the values built from it. An engine that
+        // answers after its timeout still parses it, one at a time.
+        let values =
+            crate::bencode::count_values(&body, crate::bencode::Limits::METAINFO.max_tokens);
+        let parse = len
+            .saturating_add(crate::bencode::tape_bytes(values))
+            .saturating_add(PARSE_BYTES_PER_VALUE.saturating_mul(values as u64));
+        memory.grow(parse).map_err(|r| {
+            memory_refused(
+                r,
+                format!("adding this torrent ({len} bytes, {values} bencoded values)"),
+            )
+        })?;
+    }
+    if !trusted {
+        match shared.conns().working(id, true) {
+            None => return Ok(None),
+            Some(false) => {
+                return Err(HttpError::new(
+                    503,
+                    "too many requests without the API token at once; try again",
+                ))
+            }
+            Some(true) => {}
+        }
+    }
     let local = is_local(&head, shared, peer);
     let answer = dispatch(route, &head, body, shared, local).unwrap_or_else(|e| e);
+    drop(memory);
+    if !trusted {
+        // Evictable again while the answer is written and the client reads it.
+        shared.conns().working(id, false);
+    }
     Ok(Some((answer, method, path)))
+}
+
+/// Refuses a body longer than the route takes: a .torrent file (or a
+/// magnet link) for `POST /api/torrents`, next to nothing elsewhere.
+fn check_body_length(route: &Route, len: u64, max_body: u64) -> Result<(), HttpError> {
+    if route.needs_body() && len > max_body {
+        return Err(HttpError::new(
+            413,
+            format!(
+                "the request body (a .torrent file) is {len} bytes; at most {max_body} are accepted"
+            ),
+        ));
+    }
+    if !route.needs_body() && len > MAX_SMALL_BODY {
+        return Err(HttpError::new(
+            413,
+            format!("this endpoint takes no body, and {len} bytes is more than {MAX_SMALL_BODY}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer when the API's share of the memory budget cannot pay for `what`.
+fn memory_refused(r: Refused, what: String) -> HttpError {
+    match r {
+        Refused::TooLarge { cap } => HttpError::new(
+            413,
+            format!(
+                "{what} needs more memory than the control API may use \
+                 ({cap} bytes, a quarter of memory_limit); raise memory_limit to add it"
+            ),
+        ),
+        Refused::Busy => HttpError::new(
+            503,
+            "other requests hold the control API's share of memory_limit now; try again",
+        ),
+    }
 }
 
 /// Whether a request is the local user's: from a loopback address, with
@@ -528,17 +726,27 @@ const NEED_TOKEN: &str = "this API needs its token: send 'Authorization: Bearer 
      (the token is in api.token in the daemon's state directory; peerlet commands read it there, \
      or take --token or PEERLET_API_TOKEN); in a browser, open /?token=TOKEN once";
 
-/// Checks the token when the server wants one. `Ok(Some)` is the answer
-/// to a browser's login, `GET /?token=TOKEN`: a redirect to `/` that sets
+/// Checks the token when the server wants one, and returns whether the
+/// request showed it (then it is served in the trusted slots; without
+/// [`Config::token`], a request that shows [`Config::trusted_token`] is
+/// trusted and any other is served as untrusted). The answer is `Some`
+/// for a browser's login, `GET /?token=TOKEN`: a redirect to `/` that sets
 /// an HttpOnly, SameSite=Strict cookie holding the token, which the page's
 /// own requests then carry (a page on another site cannot send it).
-/// `Ok(None)`: go on. A wrong token (not a missing one) counts against the
-/// client's address; too many in [`FAILURE_WINDOW`] get 429.
-fn authenticate(head: &Head, shared: &Shared, peer: IpAddr) -> Result<Option<Answer>, HttpError> {
+/// A wrong token (not a missing one) counts against the client's
+/// address; too many in [`FAILURE_WINDOW`] get 429.
+fn authenticate(
+    head: &Head,
+    shared: &Shared,
+    peer: IpAddr,
+) -> Result<(Option<Answer>, bool), HttpError> {
     let login = login_token(head)?;
+    let given = || bearer_token(head).or_else(|| cookie_token(head, &shared.cookie));
     let Some(token) = &shared.config.token else {
         // No token here: a login link just leads to the page.
-        return Ok(login.map(|_| redirect_home(None)));
+        let trusted = (shared.config.trusted_token.as_ref())
+            .is_some_and(|t| given().is_some_and(|g| t.matches(g)));
+        return Ok((login.map(|_| redirect_home(None)), trusted));
     };
     let now = Instant::now();
     let failures = || shared.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -553,7 +761,7 @@ fn authenticate(head: &Head, shared: &Shared, peer: IpAddr) -> Result<Option<Ans
     }
     let given = match &login {
         Some(t) => Some(t.as_str()),
-        None => bearer_token(head).or_else(|| cookie_token(head, &shared.cookie)),
+        None => given(),
     };
     match given {
         Some(t) if token.matches(t) => {}
@@ -563,12 +771,13 @@ fn authenticate(head: &Head, shared: &Shared, peer: IpAddr) -> Result<Option<Ans
         }
         None => return Err(HttpError::new(401, NEED_TOKEN)),
     }
-    Ok(login.map(|t| {
+    let login = login.map(|t| {
         redirect_home(Some(format!(
             "{}={t}; Path=/; HttpOnly; SameSite=Strict",
             shared.cookie
         )))
-    }))
+    });
+    Ok((login, true))
 }
 
 /// The `token` of `GET /?token=TOKEN` (the web page's login), if this is one.

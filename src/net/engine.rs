@@ -179,7 +179,7 @@ impl EngineConfig {
             idle_timeout: Duration::from_secs(120),
             keepalive_interval: Duration::from_secs(60),
             swarm: SwarmConfig::default(),
-            memory_budget: 8 << 20,
+            memory_budget: super::memory::DEFAULT_LIMIT,
             download_rate_limit: 0,
             upload_rate_limit: 0,
             checkpoint_bytes: 32 << 20,

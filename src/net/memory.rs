@@ -5,8 +5,9 @@
 //!
 //! | part | share | what it holds |
 //! |---|---|---|
-//! | downloads | 1/2 | blocks requested and not yet written and hashed, divided among the torrents that download |
+//! | downloads | 1/4 | blocks requested and not yet written and hashed, divided among the torrents that download |
 //! | uploads | 1/4 | blocks read from disk for peers plus bytes waiting in send buffers |
+//! | requests | 1/4 | control API request bodies and the parse of a torrent being added (`control::server`) |
 //! | read buffers | 1/8 | connections' receive buffers beyond their first [`BASE_READ_BUF`] bytes |
 //! | the rest | 1/8 | per-connection state, tables and caches with fixed caps (see README) |
 //!
@@ -14,6 +15,8 @@
 //! connection's first buffer always fit, so a tiny budget slows transfers
 //! down instead of stalling them.
 
+/// The budget when `memory_limit` is not set.
+pub const DEFAULT_LIMIT: u64 = 8 << 20;
 /// Smallest accepted budget.
 pub const MIN_LIMIT: u64 = 64 * 1024;
 /// A connection's receive buffer starts at this size; it grows for a frame
@@ -41,6 +44,10 @@ pub struct MemoryCaps {
     pub send_watermark: usize,
     /// Receive-buffer bytes beyond each connection's base size, together.
     pub read_buffers: u64,
+    /// Control API requests: their bodies and what adding a torrent
+    /// allocates to parse it, all requests together (the control thread
+    /// reserves before it reads; the engine never uses this share).
+    pub requests: u64,
 }
 
 impl MemoryCaps {
@@ -49,10 +56,11 @@ impl MemoryCaps {
         let uploads = limit / 4;
         MemoryCaps {
             limit,
-            downloads: limit / 2,
+            downloads: limit / 4,
             uploads,
             send_watermark: ((uploads / 4) as usize).clamp(MIN_SEND_WATERMARK, MAX_SEND_WATERMARK),
             read_buffers: limit / 8,
+            requests: limit / 4,
         }
     }
 
@@ -76,12 +84,17 @@ mod tests {
     #[test]
     fn shares_of_the_default_budget() {
         let c = MemoryCaps::new(8 << 20);
-        assert_eq!(c.downloads, 4 << 20);
+        assert_eq!(c.downloads, 2 << 20);
         assert_eq!(c.uploads, 2 << 20);
         assert_eq!(c.send_watermark, 512 * 1024);
         assert_eq!(c.read_buffers, 1 << 20);
-        // The parts never add up to more than the budget.
-        assert!(c.downloads + c.uploads + c.read_buffers <= c.limit);
+        assert_eq!(c.requests, 2 << 20);
+        // The parts never add up to more than the budget (an eighth is left
+        // for the fixed-size state).
+        assert_eq!(
+            c.downloads + c.uploads + c.read_buffers + c.requests,
+            c.limit - c.limit / 8
+        );
     }
 
     #[test]
@@ -97,9 +110,9 @@ mod tests {
     #[test]
     fn downloads_are_divided_among_downloading_torrents() {
         let c = MemoryCaps::new(16 << 20);
-        assert_eq!(c.torrent_downloads(0), 8 << 20);
-        assert_eq!(c.torrent_downloads(1), 8 << 20);
-        assert_eq!(c.torrent_downloads(4), 2 << 20);
+        assert_eq!(c.torrent_downloads(0), 4 << 20);
+        assert_eq!(c.torrent_downloads(1), 4 << 20);
+        assert_eq!(c.torrent_downloads(4), 1 << 20);
         assert_eq!(c.torrent_downloads(100_000), MIN_TORRENT_IN_FLIGHT);
     }
 

@@ -107,9 +107,16 @@ impl DaemonProc {
             .map(|a| a.to_string())
             .unwrap_or_else(|| format!("{}:0", self.ip));
         let before = std::fs::read_to_string(&self.log).unwrap_or_default().len();
+        // 127.0.0.1 unless the test names its own `--api`.
+        let api_arg: &[&str] = if self.extra.iter().any(|a| a == "--api") {
+            &[]
+        } else {
+            &["--api", "127.0.0.1:0"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_peerlet"))
             .arg("daemon")
-            .args(["--listen", &listen_arg, "--api", "127.0.0.1:0"])
+            .args(["--listen", &listen_arg])
+            .args(api_arg)
             .arg("--download-dir")
             .arg(&self.download_dir)
             .arg("--state-dir")
