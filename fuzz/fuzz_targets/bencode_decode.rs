@@ -12,11 +12,14 @@
 //!   decodes under `MESSAGE` decodes under `METAINFO` too;
 //! - bencode is prefix-free: a strict prefix of a valid document is an
 //!   "unexpected end of input" error, never a success or another error;
-//! - on error, `error.offset <= input.len()`.
+//! - on error, `error.offset <= input.len()`;
+//! - `count_values` (what the control API pays for before decoding) is
+//!   exactly the number of values and keys of a document that decodes, and
+//!   never more than its bound on any input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peerlet::bencode::{decode, Encoder, Limits, Node, Value};
+use peerlet::bencode::{count_values, decode, Encoder, Limits, Node, Value};
 use std::collections::BTreeMap;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,6 +32,8 @@ fuzz_target!(|data: &[u8]| {
 
 /// Decodes `data` under `limits` and checks every invariant; true on success.
 fn check(data: &[u8], limits: Limits) -> bool {
+    let counted = count_values(data, limits.max_tokens);
+    assert!(counted <= limits.max_tokens as usize);
     let doc = match decode(data, limits) {
         Ok(doc) => doc,
         Err(e) => {
@@ -59,6 +64,7 @@ fn check(data: &[u8], limits: Limits) -> bool {
     let value = walk.node(root, 1, &mut Encoder { out: &mut out });
     assert_eq!(out, data, "Encoder re-encoding differs from the input");
     assert!(walk.tokens <= limits.max_tokens as usize);
+    assert_eq!(walk.tokens, counted, "count_values differs from the document");
 
     // The owned tree encodes canonically too (and lost no duplicate keys).
     assert_eq!(value.to_bytes(), data, "Value re-encoding differs");
