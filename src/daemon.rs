@@ -173,8 +173,12 @@ impl Daemon {
                 config.anchors.push(resolved);
             }
         }
-        // The API's share of memory_limit: request bodies, torrent parses.
+        // What the API may hold of memory_limit (request bodies, torrent
+        // parses), lent by the engine's downloads while it is held.
         server.memory = net::memory::MemoryCaps::new(config.memory_budget).requests;
+        let lent = std::sync::Arc::new(net::memory::Budget::new(server.memory));
+        config.api_memory = Some(lent.clone());
+        server.memory_budget = Some(lent);
         let startup = load_state(&config.state_dir)?;
         let has_work = !startup.torrents.is_empty() || !startup.magnets.is_empty();
         if !startup.clean && has_work {

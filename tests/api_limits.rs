@@ -292,7 +292,7 @@ fn request_memory_stays_within_memory_limit() {
         hostile.len()
     );
 
-    // 8 MiB: the share (2 MiB) cannot hold one such body: 413 at once.
+    // 8 MiB: the share (4 MiB) cannot hold one such body: 413 at once.
     let d = DaemonProc::start(
         tmp.path(),
         "small",
@@ -320,9 +320,9 @@ fn request_memory_stays_within_memory_limit() {
         "{err}"
     );
 
-    // 700 kB bodies: two fit in the share at once, a third does not.
-    let mut body = format!("d1:x{}:", 700_000 - 12).into_bytes();
-    body.resize(700_000 - 1, b'z');
+    // 1.5 MB bodies: two fit in the share (4 MiB) at once, a third does not.
+    let mut body = format!("d1:x{}:", 1_500_000 - 13).into_bytes();
+    body.resize(1_500_000 - 1, b'z');
     body.push(b'e');
     let conns: Vec<TcpStream> = (0..8u8)
         .map(|i| post_head(api, &format!("127.0.33.{}", 21 + i), body.len()))
@@ -364,7 +364,7 @@ fn request_memory_stays_within_memory_limit() {
     assert_within(&d, idle, 8, "memory_limit 8M, after all");
     drop(d);
 
-    // 64 MiB: the API's share (16 MiB) holds one such body at a time.
+    // 64 MiB: the API's share (32 MiB) holds three such bodies at a time.
     let d = DaemonProc::start(
         tmp.path(),
         "big",
@@ -392,6 +392,7 @@ fn request_memory_stays_within_memory_limit() {
             s => panic!("unexpected {s}: {}", a.body),
         }
     }
-    // One body fits in the share at a time: the other seven wait for it.
-    assert_eq!(busy, 7, "refused for memory");
+    // Three bodies fit in the share at a time (each head reserves its
+    // body before any is sent): the other five wait for them.
+    assert_eq!(busy, 5, "refused for memory");
 }

@@ -11,12 +11,11 @@
 //! the trusted pool, a cap of its own that untrusted clients cannot fill, so
 //! they can neither starve the command-line client nor each other for long.
 //!
-//! [`Budget`] is the API's share of `memory_limit` (`MemoryCaps::requests`):
-//! a request reserves what its body and its parse will take before it reads
-//! the body, and gives it back when it is answered.
+//! What requests may hold in memory is `net::memory::Budget`: a request
+//! reserves what its body and its parse will take before it reads the
+//! body, and gives it back when it is answered.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Untrusted slots that only loopback clients may take.
@@ -199,90 +198,6 @@ impl<S> Conns<S> {
     }
 }
 
-/// Bytes requests may hold at once: a share of `memory_limit`.
-pub struct Budget {
-    cap: u64,
-    held: AtomicU64,
-}
-
-/// Bytes taken from a [`Budget`], given back when dropped.
-pub struct Reservation<'a> {
-    budget: &'a Budget,
-    bytes: u64,
-}
-
-/// Why a reservation was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// More than the whole budget: it can never be granted.
-    TooLarge { cap: u64 },
-    /// Other requests hold too much now: try again shortly.
-    Busy,
-}
-
-impl Budget {
-    pub fn new(cap: u64) -> Budget {
-        Budget {
-            cap,
-            held: AtomicU64::new(0),
-        }
-    }
-
-    pub fn cap(&self) -> u64 {
-        self.cap
-    }
-
-    /// Bytes reserved now.
-    pub fn held(&self) -> u64 {
-        self.held.load(Ordering::SeqCst)
-    }
-
-    /// An empty reservation, to grow with [`Reservation::grow`].
-    pub fn none(&self) -> Reservation<'_> {
-        Reservation {
-            budget: self,
-            bytes: 0,
-        }
-    }
-
-    fn take(&self, bytes: u64) -> Result<(), Refused> {
-        if bytes > self.cap {
-            return Err(Refused::TooLarge { cap: self.cap });
-        }
-        self.held
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
-                held.checked_add(bytes).filter(|&h| h <= self.cap)
-            })
-            .map(|_| ())
-            .map_err(|_| Refused::Busy)
-    }
-}
-
-impl Reservation<'_> {
-    /// Takes `bytes` more; on refusal, what is held stays held.
-    pub fn grow(&mut self, bytes: u64) -> Result<(), Refused> {
-        let total = self.bytes.saturating_add(bytes);
-        if total > self.budget.cap {
-            return Err(Refused::TooLarge {
-                cap: self.budget.cap,
-            });
-        }
-        self.budget.take(bytes)?;
-        self.bytes = total;
-        Ok(())
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        self.budget.held.fetch_sub(self.bytes, Ordering::SeqCst);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,23 +331,5 @@ mod tests {
         assert_eq!(c.working(ids[4], true), Some(false));
         assert_eq!(c.working(ids[0], false), Some(true));
         assert_eq!(c.working(ids[4], true), Some(true));
-    }
-
-    #[test]
-    fn the_budget_is_shared_and_given_back() {
-        let b = Budget::new(1000);
-        let mut r1 = b.none();
-        r1.grow(600).unwrap();
-        let mut r2 = b.none();
-        assert_eq!(r2.grow(500), Err(Refused::Busy));
-        assert_eq!(r2.grow(1001), Err(Refused::TooLarge { cap: 1000 }));
-        r2.grow(400).unwrap();
-        assert_eq!(r2.grow(600), Err(Refused::Busy));
-        assert_eq!(r2.grow(601), Err(Refused::TooLarge { cap: 1000 }));
-        assert_eq!(b.held(), 1000);
-        drop(r1);
-        assert_eq!(b.held(), 400);
-        drop(r2);
-        assert_eq!(b.held(), 0);
     }
 }

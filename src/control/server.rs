@@ -38,7 +38,7 @@
 //! (Prometheus text, written by [`super::metrics`]) and the web page's
 //! files at `/`, `/app.js` and `/app.css` ([`super::web`]).
 
-use super::admission::{self, Budget, Conns, Refused};
+use super::admission::{self, Conns};
 use super::http::{self, Head, HttpError};
 use super::metrics;
 use super::token::Token;
@@ -47,6 +47,7 @@ use crate::json::Json;
 use crate::metainfo::InfoHash;
 use crate::net::api::{AddSource, ApiError, Command, EngineHandle, SearchQuery};
 use crate::net::memory::{self, MemoryCaps};
+use crate::net::memory::{Budget, Refused};
 use crate::storage::DataDir;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -137,6 +138,10 @@ pub struct Config {
     /// Bytes that request bodies and the parse of torrents being added may
     /// hold at once: the API's share of `memory_limit` (`MemoryCaps::requests`).
     pub memory: u64,
+    /// The budget shared with the engine, which lends it from the
+    /// downloads' share (the daemon sets it); `None`: one of our own of
+    /// `memory` bytes.
+    pub memory_budget: Option<Arc<Budget>>,
 }
 
 impl Default for Config {
@@ -160,6 +165,7 @@ impl Default for Config {
             local_token: None,
             state_dir: None,
             memory: MemoryCaps::new(memory::DEFAULT_LIMIT).requests,
+            memory_budget: None,
         }
     }
 }
@@ -242,7 +248,10 @@ pub fn spawn_with(
     });
     let shared = Arc::new(Shared {
         engine,
-        budget: Budget::new(config.memory),
+        budget: config
+            .memory_budget
+            .clone()
+            .unwrap_or_else(|| Arc::new(Budget::new(config.memory))),
         config,
         threads: AtomicUsize::new(0),
         conns: Mutex::new(conns),
@@ -268,7 +277,7 @@ struct Shared {
     threads: AtomicUsize,
     /// The connections served, with a clone of each socket to evict it.
     conns: Mutex<Conns<TcpStream>>,
-    budget: Budget,
+    budget: Arc<Budget>,
     /// The name of the web page's token cookie.
     cookie: String,
     failures: Mutex<Failures>,
@@ -699,7 +708,7 @@ fn memory_refused(r: Refused, what: String) -> HttpError {
             413,
             format!(
                 "{what} needs more memory than the control API may use \
-                 ({cap} bytes, a quarter of memory_limit); raise memory_limit to add it"
+                 ({cap} bytes, half of memory_limit); raise memory_limit to add it"
             ),
         ),
         Refused::Busy => HttpError::new(

@@ -123,6 +123,9 @@ pub struct EngineConfig {
     /// The memory budget (`memory_limit`), split into the caps of
     /// [`MemoryCaps`] for all torrents together.
     pub memory_budget: u64,
+    /// What control API requests hold now ([`super::memory::Budget`]),
+    /// lent by the downloads' share of `memory_budget`; `None`: no API.
+    pub api_memory: Option<std::sync::Arc<super::memory::Budget>>,
     /// Payload bytes per second, 0 for unlimited.
     pub download_rate_limit: u64,
     pub upload_rate_limit: u64,
@@ -180,6 +183,7 @@ impl EngineConfig {
             keepalive_interval: Duration::from_secs(60),
             swarm: SwarmConfig::default(),
             memory_budget: super::memory::DEFAULT_LIMIT,
+            api_memory: None,
             download_rate_limit: 0,
             upload_rate_limit: 0,
             checkpoint_bytes: 32 << 20,

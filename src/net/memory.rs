@@ -5,15 +5,23 @@
 //!
 //! | part | share | what it holds |
 //! |---|---|---|
-//! | downloads | 1/4 | blocks requested and not yet written and hashed, divided among the torrents that download |
+//! | downloads | 1/2, less what requests hold | blocks requested and not yet written and hashed, divided among the torrents that download |
+//! | requests | lent by downloads, at most 1/2 | control API request bodies and the parse of a torrent being added (`control::server`, through a [`Budget`]) |
 //! | uploads | 1/4 | blocks read from disk for peers plus bytes waiting in send buffers |
-//! | requests | 1/4 | control API request bodies and the parse of a torrent being added (`control::server`) |
 //! | read buffers | 1/8 | connections' receive buffers beyond their first [`BASE_READ_BUF`] bytes |
 //! | the rest | 1/8 | per-connection state, tables and caches with fixed caps (see README) |
+//!
+//! Requests are rare and short (a torrent being added), so they borrow
+//! from the downloads' share instead of keeping a part of their own idle:
+//! the engine takes what a [`Budget`] holds off the downloads' share at its
+//! next tick (within a second; blocks already requested still arrive), and
+//! gives it back as the requests are answered.
 //!
 //! A cap never stops the smallest unit of work: one block, one frame, one
 //! connection's first buffer always fit, so a tiny budget slows transfers
 //! down instead of stalling them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The budget when `memory_limit` is not set.
 pub const DEFAULT_LIMIT: u64 = 8 << 20;
@@ -44,9 +52,9 @@ pub struct MemoryCaps {
     pub send_watermark: usize,
     /// Receive-buffer bytes beyond each connection's base size, together.
     pub read_buffers: u64,
-    /// Control API requests: their bodies and what adding a torrent
-    /// allocates to parse it, all requests together (the control thread
-    /// reserves before it reads; the engine never uses this share).
+    /// Most that control API requests may hold at once: their bodies and
+    /// what adding a torrent allocates to parse it (the control thread
+    /// reserves before it reads), lent by the downloads' share.
     pub requests: u64,
 }
 
@@ -56,24 +64,111 @@ impl MemoryCaps {
         let uploads = limit / 4;
         MemoryCaps {
             limit,
-            downloads: limit / 4,
+            downloads: limit / 2,
             uploads,
             send_watermark: ((uploads / 4) as usize).clamp(MIN_SEND_WATERMARK, MAX_SEND_WATERMARK),
             read_buffers: limit / 8,
-            requests: limit / 4,
+            requests: limit / 2,
         }
     }
 
     /// One downloading torrent's share of [`MemoryCaps::downloads`] when
     /// `downloading` torrents download at once (never below one block).
-    pub fn torrent_downloads(&self, downloading: usize) -> u64 {
-        (self.downloads / downloading.max(1) as u64).max(MIN_TORRENT_IN_FLIGHT)
+    pub fn torrent_downloads(&self, downloading: usize, lent: u64) -> u64 {
+        (self.downloads.saturating_sub(lent) / downloading.max(1) as u64).max(MIN_TORRENT_IN_FLIGHT)
     }
 
     /// Whether `more` upload bytes may be taken with `held` already held.
     /// Nothing held: always (one read must be able to proceed).
     pub fn upload_allows(&self, held: u64, more: u64) -> bool {
         held == 0 || held + more <= self.uploads
+    }
+}
+
+/// Bytes control API requests may hold at once ([`MemoryCaps::requests`]),
+/// shared by the control thread (which reserves) and the engine (which
+/// lends it from the downloads' share).
+#[derive(Debug)]
+pub struct Budget {
+    cap: u64,
+    held: AtomicU64,
+}
+
+/// Bytes taken from a [`Budget`], given back when dropped.
+pub struct Reservation<'a> {
+    budget: &'a Budget,
+    bytes: u64,
+}
+
+/// Why a reservation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// More than the whole budget: it can never be granted.
+    TooLarge { cap: u64 },
+    /// Other requests hold too much now: try again shortly.
+    Busy,
+}
+
+impl Budget {
+    pub fn new(cap: u64) -> Budget {
+        Budget {
+            cap,
+            held: AtomicU64::new(0),
+        }
+    }
+
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// Bytes reserved now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// An empty reservation, to grow with [`Reservation::grow`].
+    pub fn none(&self) -> Reservation<'_> {
+        Reservation {
+            budget: self,
+            bytes: 0,
+        }
+    }
+
+    fn take(&self, bytes: u64) -> Result<(), Refused> {
+        if bytes > self.cap {
+            return Err(Refused::TooLarge { cap: self.cap });
+        }
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+                held.checked_add(bytes).filter(|&h| h <= self.cap)
+            })
+            .map(|_| ())
+            .map_err(|_| Refused::Busy)
+    }
+}
+
+impl Reservation<'_> {
+    /// Takes `bytes` more; on refusal, what is held stays held.
+    pub fn grow(&mut self, bytes: u64) -> Result<(), Refused> {
+        let total = self.bytes.saturating_add(bytes);
+        if total > self.budget.cap {
+            return Err(Refused::TooLarge {
+                cap: self.budget.cap,
+            });
+        }
+        self.budget.take(bytes)?;
+        self.bytes = total;
+        Ok(())
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }
 
@@ -84,15 +179,17 @@ mod tests {
     #[test]
     fn shares_of_the_default_budget() {
         let c = MemoryCaps::new(8 << 20);
-        assert_eq!(c.downloads, 2 << 20);
+        assert_eq!(c.downloads, 4 << 20);
         assert_eq!(c.uploads, 2 << 20);
         assert_eq!(c.send_watermark, 512 * 1024);
         assert_eq!(c.read_buffers, 1 << 20);
-        assert_eq!(c.requests, 2 << 20);
-        // The parts never add up to more than the budget (an eighth is left
-        // for the fixed-size state).
+        assert_eq!(c.requests, 4 << 20);
+        // Requests borrow from downloads: together they never take more
+        // than the downloads' share, and the parts never add up to more
+        // than the budget (an eighth is left for the fixed-size state).
+        assert!(c.requests <= c.downloads);
         assert_eq!(
-            c.downloads + c.uploads + c.read_buffers + c.requests,
+            c.downloads + c.uploads + c.read_buffers,
             c.limit - c.limit / 8
         );
     }
@@ -110,10 +207,15 @@ mod tests {
     #[test]
     fn downloads_are_divided_among_downloading_torrents() {
         let c = MemoryCaps::new(16 << 20);
-        assert_eq!(c.torrent_downloads(0), 4 << 20);
-        assert_eq!(c.torrent_downloads(1), 4 << 20);
-        assert_eq!(c.torrent_downloads(4), 1 << 20);
-        assert_eq!(c.torrent_downloads(100_000), MIN_TORRENT_IN_FLIGHT);
+        assert_eq!(c.torrent_downloads(0, 0), 8 << 20);
+        assert_eq!(c.torrent_downloads(1, 0), 8 << 20);
+        assert_eq!(c.torrent_downloads(4, 0), 2 << 20);
+        assert_eq!(c.torrent_downloads(100_000, 0), MIN_TORRENT_IN_FLIGHT);
+        // What requests hold comes off the downloads' share.
+        assert_eq!(c.torrent_downloads(1, 3 << 20), 5 << 20);
+        assert_eq!(c.torrent_downloads(2, 3 << 20), (5 << 20) / 2);
+        assert_eq!(c.torrent_downloads(1, c.requests), MIN_TORRENT_IN_FLIGHT);
+        assert_eq!(c.torrent_downloads(1, u64::MAX), MIN_TORRENT_IN_FLIGHT);
     }
 
     #[test]
@@ -122,5 +224,23 @@ mod tests {
         assert!(c.upload_allows(0, 4 << 20));
         assert!(c.upload_allows(200 * 1024, 56 * 1024));
         assert!(!c.upload_allows(200 * 1024, 57 * 1024));
+    }
+
+    #[test]
+    fn the_budget_is_shared_and_given_back() {
+        let b = Budget::new(1000);
+        let mut r1 = b.none();
+        r1.grow(600).unwrap();
+        let mut r2 = b.none();
+        assert_eq!(r2.grow(500), Err(Refused::Busy));
+        assert_eq!(r2.grow(1001), Err(Refused::TooLarge { cap: 1000 }));
+        r2.grow(400).unwrap();
+        assert_eq!(r2.grow(600), Err(Refused::Busy));
+        assert_eq!(r2.grow(601), Err(Refused::TooLarge { cap: 1000 }));
+        assert_eq!(b.held(), 1000);
+        drop(r1);
+        assert_eq!(b.held(), 400);
+        drop(r2);
+        assert_eq!(b.held(), 0);
     }
 }

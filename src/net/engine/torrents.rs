@@ -507,9 +507,10 @@ impl Engine {
         self.start_announcer(tid, now);
     }
 
-    /// Divides the download share of the memory budget among the torrents
-    /// that download now (when one starts, and every second as torrents
-    /// finish, pause or go).
+    /// Divides the download share of the memory budget, less what control
+    /// API requests borrow from it now, among the torrents that download
+    /// now (when one starts, and every second as torrents finish, pause or
+    /// go and requests take and give back).
     pub(super) fn rebalance_downloads(&mut self) {
         let downloading = self
             .torrents
@@ -517,7 +518,8 @@ impl Engine {
             .filter_map(|t| t.swarm.as_ref())
             .filter(|s| s.download_enabled() && !s.is_complete())
             .count();
-        let share = self.caps.torrent_downloads(downloading);
+        let lent = self.config.api_memory.as_ref().map_or(0, |b| b.held());
+        let share = self.caps.torrent_downloads(downloading, lent);
         for s in self.torrents.values_mut().filter_map(|t| t.swarm.as_mut()) {
             s.set_max_in_flight(share);
         }
