@@ -15,10 +15,9 @@
 mod common;
 
 use common::daemon::{assert_same_tree, DaemonProc};
-use common::{write_random_file, TempDir};
-use std::io::Read;
+use common::{output_within, write_random_file, TempDir};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const EXAMPLE_PEER: &str = "192.168.1.20:6881";
@@ -69,39 +68,13 @@ fn run_line(
         .env("HOME", home)
         .env("PEERLET_CONFIG", "/dev/null")
         .env_remove("PEERLET_API_TOKEN")
-        .env_remove("PEERLET_STATE_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("PEERLET_STATE_DIR");
     if let Some(d) = node {
         cmd.args(["--api", &d.api])
             .env("PEERLET_STATE_DIR", &d.state_dir);
     }
-    let mut child = cmd.spawn().unwrap();
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -9;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (code, out_t.join().unwrap(), err_t.join().unwrap())
+    let (status, out, err) = output_within(&mut cmd, limit);
+    (status.map_or(-9, |st| st.code().unwrap_or(-1)), out, err)
 }
 
 #[test]

@@ -16,7 +16,7 @@
 mod common;
 
 use common::daemon::{create_torrent, one_file_torrent, start_seeder, DaemonProc};
-use common::{write_random_file, TempDir};
+use common::{output_within, write_random_file, TempDir};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -116,42 +116,8 @@ fn run_driver(args: &str, limit: Duration) -> (bool, String) {
     } else {
         "python3"
     };
-    let mut child = Command::new(python)
-        .args(["-c", DRIVER, args])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running python3");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let text = format!(
-        "{}{}",
-        out_t.join().unwrap_or_default(),
-        err_t.join().unwrap_or_default()
-    );
+    let (status, out, err) = output_within(Command::new(python).args(["-c", DRIVER, args]), limit);
+    let text = format!("{out}{err}");
     match status {
         Some(s) => (s.success(), text),
         None => (false, format!("{text}\n(driver killed after {limit:?})")),

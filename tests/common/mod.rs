@@ -22,18 +22,34 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
 /// Runs `peerlet ARGS` (in `cwd` if given) for at most 30 s, killing it
 /// after that; returns (exit code, stdout, stderr).
 pub fn run_bounded(args: &[&str], cwd: Option<&Path>) -> (i32, String, String) {
-    use std::io::Read;
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
     let mut cmd = peerlet();
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args);
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let mut child = cmd.spawn().expect("running peerlet");
+    let (status, out, err) = output_within(&mut cmd, std::time::Duration::from_secs(30));
+    match status {
+        Some(st) => (st.code().unwrap_or(-1), out, err),
+        None => panic!("peerlet {args:?} ran for more than 30 s"),
+    }
+}
+
+/// Runs `cmd` (stdin empty, stdout and stderr captured) for at most
+/// `limit`, killing it after that; (its exit status, `None` when killed;
+/// stdout; stderr).
+pub fn output_within(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting a child process");
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
     let out_t = std::thread::spawn(move || {
@@ -46,22 +62,22 @@ pub fn run_bounded(args: &[&str], cwd: Option<&Path>) -> (i32, String, String) {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let code = loop {
-        if let Some(st) = child.try_wait().expect("waiting for peerlet") {
-            break st.code().unwrap_or(-1);
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("waiting for a child process") {
+            break Some(st);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("peerlet {args:?} ran for more than 30 s");
+            break None;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     (
-        code,
-        out_t.join().expect("stdout reader"),
-        err_t.join().expect("stderr reader"),
+        status,
+        out_t.join().unwrap_or_default(),
+        err_t.join().unwrap_or_default(),
     )
 }
 
