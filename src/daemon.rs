@@ -269,14 +269,13 @@ pub fn run(a: DaemonArgs) -> Result<u8, Error> {
         token: control::token::required(api, settings.flag("api_token_required"))
             .then(|| token.clone()),
         // The command-line client sends it: its requests are served in
-        // slots that clients without it cannot fill.
-        trusted_token: Some(token.clone()),
+        // slots that clients without it cannot fill, and from loopback it
+        // may add data where it lies.
+        trusted_token: Some(token),
         allowed_hosts: settings.list("api_allowed_hosts"),
         dirs: std::iter::once(download_dir.clone())
             .chain(settings.list("allowed_dirs").into_iter().map(PathBuf::from))
             .collect(),
-        // The local user (this token, from loopback) may add data where it lies.
-        local_token: Some(token),
         state_dir: Some(state_dir.clone()),
         ..Default::default()
     };

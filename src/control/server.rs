@@ -28,7 +28,7 @@
 //! address that keeps sending wrong tokens. A torrent's `dir` must lie in
 //! [`Config::dirs`] once symbolic links are resolved ([`check_dir`]),
 //! unless the request is the local user's: it carries
-//! [`Config::local_token`] in `Authorization: Bearer` and comes from a
+//! [`Config::trusted_token`] in `Authorization: Bearer` and comes from a
 //! loopback address (as `peerlet add --dir` does), and then any existing
 //! directory outside the state directory will do ([`check_local_dir`]).
 //! Either way the directory is resolved once, here, and becomes the
@@ -118,8 +118,11 @@ pub struct Config {
     pub web: bool,
     /// When set, every request must carry this token (see the module doc).
     pub token: Option<Token>,
-    /// The daemon's token when it is not required (on loopback): a
-    /// request that shows it is served in the trusted slots.
+    /// The state directory's API token, whether or not requests must
+    /// carry it: a request that shows it is served in the trusted slots,
+    /// and one from a loopback address with it in `Authorization: Bearer`
+    /// is the local user's, who may put a torrent's data in any existing
+    /// directory ([`check_local_dir`]). `None`: neither.
     pub trusted_token: Option<Token>,
     /// Host names accepted in `Host` and `Origin` besides IP addresses and
     /// `localhost` (`api_allowed_hosts`).
@@ -128,11 +131,6 @@ pub struct Config {
     /// directory and `allowed_dirs`). Empty: requests with a `dir` are
     /// refused, the local user's too.
     pub dirs: Vec<PathBuf>,
-    /// The state directory's API token, whether or not requests must carry
-    /// it: a request from a loopback address with it in `Authorization:
-    /// Bearer` is the local user's, who may put a torrent's data in any
-    /// existing directory ([`check_local_dir`]). `None`: nobody may.
-    pub local_token: Option<Token>,
     /// Never a torrent's `dir`, nor inside one (the state directory).
     pub state_dir: Option<PathBuf>,
     /// Bytes that request bodies and the parse of torrents being added may
@@ -162,7 +160,6 @@ impl Default for Config {
             trusted_token: None,
             allowed_hosts: Vec::new(),
             dirs: Vec::new(),
-            local_token: None,
             state_dir: None,
             memory: MemoryCaps::new(memory::DEFAULT_LIMIT).requests,
             memory_budget: None,
@@ -725,7 +722,7 @@ fn is_local(head: &Head, shared: &Shared, peer: IpAddr) -> bool {
     peer.is_loopback()
         && shared
             .config
-            .local_token
+            .trusted_token
             .as_ref()
             .is_some_and(|t| bearer_token(head).is_some_and(|b| t.matches(b)))
 }
