@@ -35,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dht;
 pub mod hash;
 pub mod http;
 pub mod json;

@@ -246,14 +246,21 @@ fn eight_posts(api: SocketAddr, base: u8, body: &Arc<Vec<u8>>) -> Vec<Answer> {
     let conns: Vec<TcpStream> = (0..8u8)
         .map(|i| post_head(api, &format!("127.0.33.{}", base + i), body.len()))
         .collect();
+    // Every head is answered (its body reserved, or refused) before any
+    // body is sent: otherwise a slow daemon (qemu-user) may finish one
+    // body and free its reservation before it reads the last heads.
     let mut answers = Vec::new();
-    let mut threads = Vec::new();
+    let mut admitted = Vec::new();
     for mut s in conns {
         let first = read_answer(&mut s);
         if first.status != 100 {
             answers.push(first);
-            continue;
+        } else {
+            admitted.push(s);
         }
+    }
+    let mut threads = Vec::new();
+    for mut s in admitted {
         let body = body.clone();
         threads.push(thread::spawn(move || {
             s.write_all(&body).unwrap();

@@ -37,6 +37,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("wire", 2),
     // Sans-I/O protocol machines, and the filesystem.
     ("swarm", 3),
+    ("dht", 3),
     ("tracker", 3),
     ("overlay", 3),
     ("private", 3),
@@ -634,6 +635,7 @@ const PURE: &[&str] = &[
     "swarm",
     "tracker",
     "overlay",
+    "dht",
     "private",
     "resume",
     // Sans-I/O parts of net: durability bookkeeping and the datagram
