@@ -194,6 +194,35 @@ pub fn from_hex(s: &str) -> Option<Digest> {
     Some(out)
 }
 
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) as BEP 40 (peer
+/// priority) and BEP 42 (DHT node ids) use it: not a cryptographic hash.
+pub fn crc32c(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82F6_3B78
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    };
+    let mut crc = !0u32;
+    for &b in data {
+        crc = TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +280,14 @@ mod tests {
         assert_eq!(from_hex(&to_hex(&d).to_uppercase()), Some(d));
         assert_eq!(from_hex("zz"), None);
         assert_eq!(from_hex(&"g".repeat(40)), None);
+    }
+
+    #[test]
+    fn crc32c_known_values() {
+        // RFC 3720 B.4 and the common check value.
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
+        assert_eq!(crc32c(&[0xffu8; 32]), 0x62A8_AB43);
+        assert_eq!(crc32c(b""), 0);
     }
 }
