@@ -118,6 +118,8 @@ monitor() {
 }
 
 export RUST_LOG=${PEERLET_BENCH_LOG:-info}
+# Benchmarks talk only to loopback: no DHT routers.
+export PEERLET_DHT_BOOTSTRAP=
 exec "$bin" daemon --listen "127.0.0.1:$port" --api 127.0.0.1:0 \
   --download-dir "$dir" --state-dir "$state" --no-lan-discovery ${PEERLET_DAEMON_ARGS:-} \
   2> >(monitor)

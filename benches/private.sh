@@ -41,6 +41,7 @@ cleanup() {
 trap cleanup EXIT
 
 export PEERLET_CONFIG=/dev/null
+export PEERLET_DHT_BOOTSTRAP=   # loopback only: no DHT routers
 mkdir -p "$work/src"
 head -c $((size_mib << 20)) /dev/urandom > "$work/src/payload.bin"
 "$bin" create "$work/src/payload.bin" -o "$work/payload.torrent" --piece-size 1M --no-date --force >/dev/null 2>&1

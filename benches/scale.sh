@@ -148,7 +148,7 @@ start_daemon() {
     port=$((20000 + (RANDOM % 20000)))
     api=127.0.0.1:$port
     listen=127.0.9.1:$((port + 1))
-    "$peerlet" daemon --listen "$listen" --api "$api" --no-lan-discovery \
+    PEERLET_DHT_BOOTSTRAP= "$peerlet" daemon --listen "$listen" --api "$api" --no-lan-discovery \
       --download-dir "$dir/data" --state-dir "$dir/state" --log info "$@" \
       2>>"$dir/daemon.log" &
     daemon_pid=$!

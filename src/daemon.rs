@@ -131,11 +131,15 @@ pub fn load_state(state_dir: &Path) -> io::Result<Startup> {
     let nodes = storage::read_limited(&state_dir.join(crate::state::NODES_FILE), 64 << 10)
         .map(|b| crate::overlay::decode_saved(&b, net::MAX_SAVED_NODES))
         .unwrap_or_default();
+    let dht_nodes = storage::read_limited(&state_dir.join(crate::state::DHT_NODES_FILE), 64 << 10)
+        .map(|b| crate::dht::decode_saved(&b, net::MAX_SAVED_DHT_NODES))
+        .unwrap_or_default();
     Ok(Startup {
         torrents,
         magnets,
         clean,
         nodes,
+        dht_nodes,
     })
 }
 

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 pub const NODE_KEY_FILE: &str = "node.key";
 /// The saved overlay routing table.
 pub const NODES_FILE: &str = "nodes";
+/// The Mainline DHT routing table (`dht::encode_saved`).
+pub const DHT_NODES_FILE: &str = "dht_nodes";
 /// The control API token.
 pub const API_TOKEN_FILE: &str = "api.token";
 /// Present after an orderly stop.

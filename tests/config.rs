@@ -27,6 +27,8 @@ fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     }
     // Not the machine's /etc/peerlet/peerlet.toml.
     cmd.env("PEERLET_CONFIG", "/dev/null");
+    // No DHT routers: tests never contact a public host.
+    cmd.env("PEERLET_DHT_BOOTSTRAP", "");
     cmd.envs(env.iter().copied());
     let child = cmd.spawn().expect("running peerlet");
     let pid = child.id();

@@ -284,6 +284,7 @@ fn engine_loop(rx: Receiver<Command>, log: Log) {
             Command::Search { .. }
             | Command::SearchResults { .. }
             | Command::Nodes { .. }
+            | Command::Dht { .. }
             | Command::Bans { .. } => {}
         }
     }

@@ -485,6 +485,7 @@ fn allowed_host_names_and_a_damaged_token_file() {
     let token_path = d.state_dir.join("api.token");
     std::fs::write(&token_path, "garbage\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_peerlet"))
+        .env("PEERLET_DHT_BOOTSTRAP", "")
         .arg("daemon")
         .args([
             "--listen",

@@ -217,7 +217,7 @@ done
 for i in 0 1 2; do
   n=${names[$i]}
   mkdir -p "$tmp/$n/downloads" "$tmp/$n/state"
-  RUST_LOG=$log ip netns exec "${nodes[$i]}" "$P" daemon \
+  RUST_LOG=$log PEERLET_DHT_BOOTSTRAP= ip netns exec "${nodes[$i]}" "$P" daemon \
     --listen "${ips[$i]}:6881" --api 127.0.0.1:7441 \
     --download-dir "$tmp/$n/downloads" --state-dir "$tmp/$n/state" \
     --beacon-interval 1 \

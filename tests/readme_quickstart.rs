@@ -67,6 +67,8 @@ fn run_line(
         .current_dir(cwd)
         .env("HOME", home)
         .env("PEERLET_CONFIG", "/dev/null")
+        // Verbatim, but with no DHT router: tests never contact a public host.
+        .env("PEERLET_DHT_BOOTSTRAP", "")
         .env_remove("PEERLET_API_TOKEN")
         .env_remove("PEERLET_STATE_DIR");
     if let Some(d) = node {

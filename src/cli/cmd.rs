@@ -12,7 +12,7 @@ use crate::control::token::{self, TOKEN_ENV};
 use crate::json::{FromJson, Json};
 use crate::metainfo::{InfoHash, Magnet, Torrent};
 use crate::net::api::{
-    AddResult, BanInfo, NodeStatus, OverlayNode, OverlayStatus, SearchHit, SearchPage,
+    AddResult, BanInfo, DhtStatus, NodeStatus, OverlayNode, OverlayStatus, SearchHit, SearchPage,
     TorrentDetail, TorrentState, TorrentStatus,
 };
 use crate::progress::human_bytes;
@@ -218,6 +218,25 @@ pub struct SearchArgs {
     example = "$ {command_name}\n$ {command_name} --json"
 )]
 pub struct PeersArgs {
+    /// print JSON (for scripts)
+    #[argh(switch)]
+    pub json: bool,
+    /// address of the daemon's control API (default 127.0.0.1:7441)
+    #[argh(option, default = "crate::control::DEFAULT_API_ADDR.to_string()")]
+    pub api: String,
+    /// the API token (default: $PEERLET_API_TOKEN, else api.token in the daemon's state directory)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+#[derive(FromArgs, Debug)]
+/// Show the Mainline DHT node: id, routing table, lookups, counters.
+#[argh(
+    subcommand,
+    name = "dht",
+    example = "$ {command_name}\n$ {command_name} --json"
+)]
+pub struct DhtArgs {
     /// print JSON (for scripts)
     #[argh(switch)]
     pub json: bool,
@@ -1252,6 +1271,79 @@ pub fn run_peers(a: PeersArgs) -> Result<u8, CliError> {
         }
         Ok(0)
     })
+}
+
+pub fn run_dht(a: DhtArgs) -> Result<u8, CliError> {
+    with_client(&a.api, a.token.as_deref(), |c| {
+        let j = c.get("/api/dht")?;
+        let d: DhtStatus = decode(c, &j)?;
+        if a.json {
+            println!("{}", d.to_json());
+        } else {
+            print!("{}", dht_text(&d));
+        }
+        Ok(0)
+    })
+}
+
+/// `peerlet dht` as text.
+pub fn dht_text(d: &DhtStatus) -> String {
+    let mut out = String::new();
+    let counter = |name: &str| {
+        d.counters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    out.push_str(&format!("node id      {}\n", printable(&d.node_id)));
+    out.push_str(&format!("udp          {}\n", printable(&d.udp)));
+    out.push_str(&format!(
+        "external ip  {}{}\n",
+        d.external_ip.as_deref().map_or("unknown".into(), printable),
+        if d.read_only {
+            " (read-only: we seem unreachable)"
+        } else {
+            ""
+        }
+    ));
+    let buckets: Vec<String> = d.buckets.iter().map(|b| b.to_string()).collect();
+    out.push_str(&format!(
+        "nodes        {} in {} buckets [{}]\n",
+        d.nodes,
+        d.buckets.len(),
+        buckets.join(" ")
+    ));
+    out.push_str(&format!(
+        "torrents     {} tracked, {} lookups running, {} lookups done, {} announces\n",
+        d.tracked,
+        d.lookups,
+        counter("lookups_done"),
+        counter("announces")
+    ));
+    out.push_str(&format!(
+        "stored       {} peers for {} info-hashes\n",
+        d.stored_peers, d.stored_hashes
+    ));
+    out.push_str(&format!(
+        "packets      {} in ({} B), {} out ({} B), {} timeouts, {} rate-limited, {} invalid\n",
+        counter("packets_in"),
+        counter("bytes_in"),
+        counter("packets_out"),
+        counter("bytes_out"),
+        counter("timeouts"),
+        counter("rate_limited"),
+        counter("invalid")
+    ));
+    let routers: Vec<String> = d.bootstrap.iter().map(|b| printable(b)).collect();
+    out.push_str(&format!(
+        "routers      {}\n",
+        if routers.is_empty() {
+            "none".to_string()
+        } else {
+            routers.join(", ")
+        }
+    ));
+    out
 }
 
 /// The banned addresses of `peers`: one line each, or a line saying none.

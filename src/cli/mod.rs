@@ -55,6 +55,7 @@ pub enum Command {
     Rm(crate::cli::cmd::RmArgs),
     Search(crate::cli::cmd::SearchArgs),
     Peers(crate::cli::cmd::PeersArgs),
+    Dht(crate::cli::cmd::DhtArgs),
     Stop(crate::cli::cmd::StopArgs),
     Create(CreateArgs),
     Inspect(InspectArgs),
@@ -217,6 +218,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(Command::Limit(a)) => crate::cli::cmd::run_limit(a),
         Some(Command::Search(a)) => crate::cli::cmd::run_search(a),
         Some(Command::Peers(a)) => crate::cli::cmd::run_peers(a),
+        Some(Command::Dht(a)) => crate::cli::cmd::run_dht(a),
         Some(Command::Stop(a)) => crate::cli::cmd::run_stop(a),
         Some(Command::Secret(a)) => {
             crate::state::write_network_secret(&a.file)?;

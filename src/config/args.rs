@@ -100,6 +100,12 @@ pub struct DaemonArgs {
     /// TTL of this node's searches, 1 to 7 (default 4)
     #[argh(option)]
     pub search_ttl: Option<u64>,
+    /// no Mainline DHT (trackers, PEX, the overlay and --peer still find peers)
+    #[argh(switch)]
+    pub no_dht: bool,
+    /// a DHT router to start from, ADDR:PORT or HOST:PORT (repeatable; replaces the default routers)
+    #[argh(option)]
+    pub dht_bootstrap: Vec<String>,
     /// log filter like RUST_LOG: error, warn, info, debug, or per module ("info,peerlet::net=debug"; default warn)
     #[argh(option)]
     pub log: Option<String>,

@@ -338,6 +338,18 @@ pub const KEYS: &[Key] = &[
         reloads: false,
     },
     Key {
+        name: "dht",
+        kind: Kind::Bool,
+        help: "The Mainline DHT (BEP 5): find peers of public torrents without a tracker; never in a private network or for private torrents.",
+        reloads: false,
+    },
+    Key {
+        name: "dht_bootstrap",
+        kind: Kind::List,
+        help: "DHT routers to start from when no saved node answers, \"HOST:PORT\" or \"IP:PORT\"; [] for none.",
+        reloads: false,
+    },
+    Key {
         name: "network_secret",
         kind: Kind::Path,
         help: "Private network: the secret file (`peerlet secret FILE`) its nodes share; \"\" for public mode (plain BitTorrent).",
@@ -674,6 +686,17 @@ pub fn defaults(data_dir: &Path) -> Layer {
         Value::Num(u64::from(o.default_ttl)),
         d.clone(),
     );
+    l.set("dht", Value::Bool(true), d.clone());
+    l.set(
+        "dht_bootstrap",
+        Value::List(
+            crate::net::DHT_ROUTERS
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+        ),
+        d.clone(),
+    );
     l.set("network_secret", Value::Path(PathBuf::new()), d.clone());
     l.set("allowed_nodes", Value::List(Vec::new()), d.clone());
     l.set("log", Value::Text(DEFAULT_LOG.into()), d);
@@ -801,6 +824,16 @@ pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
     }
     if a.no_web {
         put("web", Some(Value::Bool(false)), String::new());
+    }
+    if a.no_dht {
+        put("dht", Some(Value::Bool(false)), String::new());
+    }
+    if !a.dht_bootstrap.is_empty() {
+        put(
+            "dht_bootstrap",
+            Some(Value::List(a.dht_bootstrap.clone())),
+            format!("{:?}", a.dht_bootstrap),
+        );
     }
     put(
         "network_secret",
@@ -1046,6 +1079,9 @@ impl Config {
             return Err(Error::AllowedNodesNeedSecret);
         }
         c.overlay.key = Some(key);
+        // Never in a private network: its torrents are ours alone.
+        c.dht.enabled = self.flag("dht") && c.private.is_none();
+        c.dht.bootstrap = self.list("dht_bootstrap");
         if c.overlay.enabled {
             c.overlay.bootstrap = self.list("bootstrap");
             if self.flag("lan_discovery") {

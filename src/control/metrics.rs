@@ -13,7 +13,7 @@
 //! `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names `[a-zA-Z_][a-zA-Z0-9_]*` (not
 //! starting with `__`, which is reserved).
 
-use crate::net::api::{MetricsSnapshot, OverlayMetrics};
+use crate::net::api::{DhtMetrics, MetricsSnapshot, OverlayMetrics};
 
 /// The `Content-Type` of the answer.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -394,7 +394,110 @@ pub fn render(m: &MetricsSnapshot) -> String {
     if let Some(o) = &m.overlay {
         render_overlay(&mut w, o);
     }
+    w.value(
+        "peerlet_dht_enabled",
+        Gauge,
+        "1 when the Mainline DHT runs, 0 when it is off (dht = false, or a private network).",
+        u64::from(m.dht.is_some()),
+    );
+    if let Some(d) = &m.dht {
+        render_dht(&mut w, d);
+    }
     w.finish()
+}
+
+fn render_dht(w: &mut TextWriter, d: &DhtMetrics) {
+    use Kind::{Counter, Gauge};
+    let get = |name: &str| {
+        d.counters
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    w.by_label(
+        "peerlet_dht_packets_total",
+        Counter,
+        "DHT datagrams by direction.",
+        "direction",
+        &[("in", get("packets_in")), ("out", get("packets_out"))],
+    );
+    w.by_label(
+        "peerlet_dht_bytes_total",
+        Counter,
+        "DHT bytes by direction.",
+        "direction",
+        &[("in", get("bytes_in")), ("out", get("bytes_out"))],
+    );
+    w.by_label(
+        "peerlet_dht_queries_answered_total",
+        Counter,
+        "DHT queries answered, by method.",
+        "method",
+        &[
+            ("ping", get("answered_ping")),
+            ("find_node", get("answered_find_node")),
+            ("get_peers", get("answered_get_peers")),
+            ("announce_peer", get("answered_announce")),
+        ],
+    );
+    w.by_label(
+        "peerlet_dht_dropped_total",
+        Counter,
+        "DHT datagrams dropped, by reason.",
+        "reason",
+        &[
+            ("rate_limited", get("rate_limited")),
+            ("invalid", get("invalid")),
+        ],
+    );
+    w.value(
+        "peerlet_dht_query_timeouts_total",
+        Counter,
+        "Our DHT queries that got no answer in time.",
+        get("timeouts"),
+    );
+    w.value(
+        "peerlet_dht_lookups_total",
+        Counter,
+        "DHT lookups (get_peers) finished.",
+        get("lookups_done"),
+    );
+    w.value(
+        "peerlet_dht_announces_total",
+        Counter,
+        "announce_peer messages the DHT nodes accepted.",
+        get("announces"),
+    );
+    w.value(
+        "peerlet_dht_nodes",
+        Gauge,
+        "Nodes in the DHT routing table.",
+        d.nodes,
+    );
+    w.value(
+        "peerlet_dht_tracked_torrents",
+        Gauge,
+        "Torrents the DHT looks up and announces periodically.",
+        d.tracked,
+    );
+    w.value(
+        "peerlet_dht_lookups_running",
+        Gauge,
+        "DHT lookups in flight.",
+        d.lookups,
+    );
+    w.value(
+        "peerlet_dht_stored_peers",
+        Gauge,
+        "Peers other nodes announced to us, stored now.",
+        d.stored_peers,
+    );
+    w.value(
+        "peerlet_dht_read_only",
+        Gauge,
+        "1 in BEP 43 read-only mode (we seem unreachable and answer no queries).",
+        d.read_only,
+    );
 }
 
 fn render_overlay(w: &mut TextWriter, o: &OverlayMetrics) {
@@ -573,6 +676,11 @@ mod tests {
                 searches: vec![("flooded", 1), ("direct", 0)],
                 ..Default::default()
             }),
+            dht: Some(DhtMetrics {
+                nodes: 9,
+                counters: vec![("packets_in", 5), ("announces", 2)],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let text = render(&m);
@@ -582,6 +690,9 @@ mod tests {
         assert!(text.contains("peerlet_torrents{state=\"seeding\"} 2\n"));
         assert!(text.contains("peerlet_overlay_packets_sent_total{kind=\"pong\"} 3\n"));
         assert!(text.contains("peerlet_overlay_enabled 1\n"));
+        assert!(text.contains("peerlet_dht_packets_total{direction=\"in\"} 5\n"));
+        assert!(text.contains("peerlet_dht_announces_total 2\n"));
+        assert!(text.contains("peerlet_dht_nodes 9\n"));
         let mut seen: Vec<String> = Vec::new();
         let mut current: Option<(String, String)> = None;
         let lines: Vec<&str> = text.lines().collect();

@@ -879,6 +879,7 @@ enum Route {
     Search,
     SearchResults(u64),
     Nodes,
+    Dht,
     Bans,
     Shutdown,
     Metrics,
@@ -938,6 +939,10 @@ fn route(head: &Head) -> Result<Result<Route, Answer>, HttpError> {
         },
         ["", "api", "nodes"] => match m {
             "GET" => Route::Nodes,
+            _ => return Ok(Err(wrong_method("GET"))),
+        },
+        ["", "api", "dht"] => match m {
+            "GET" => Route::Dht,
             _ => return Ok(Err(wrong_method("GET"))),
         },
         ["", "api", "bans"] => match m {
@@ -1267,6 +1272,7 @@ fn dispatch(
                 .to_json(),
         ),
         Route::Nodes => Answer::ok(engine.call(t, |reply| Command::Nodes { reply })?.to_json()),
+        Route::Dht => Answer::ok(engine.call(t, |reply| Command::Dht { reply })?.to_json()),
         Route::Bans => {
             let bans = engine.call(t, |reply| Command::Bans { reply })?;
             Answer::ok(Json::obj().with(
@@ -1490,6 +1496,8 @@ mod tests {
             Ok(Route::SearchResults(42))
         ));
         assert!(matches!(routed("GET", "/api/nodes"), Ok(Route::Nodes)));
+        assert!(matches!(routed("GET", "/api/dht"), Ok(Route::Dht)));
+        assert_eq!(routed("POST", "/api/dht").err(), Some(405));
         assert!(matches!(routed("GET", "/api/bans"), Ok(Route::Bans)));
         assert_eq!(routed("DELETE", "/api/bans").err(), Some(405));
         assert_eq!(routed("GET", "/api/search").err(), Some(405));

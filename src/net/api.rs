@@ -115,6 +115,8 @@ pub enum Command {
     SearchResults { id: u64, reply: Reply<SearchPage> },
     /// The overlay: routing table, neighbours, counters.
     Nodes { reply: Reply<OverlayStatus> },
+    /// The Mainline DHT node (`GET /api/dht`).
+    Dht { reply: Reply<DhtStatus> },
     /// Peer addresses banned now (`GET /api/bans`).
     Bans { reply: Reply<Vec<BanInfo>> },
     /// Counters and gauges for `GET /metrics`.
@@ -175,7 +177,9 @@ impl FromJson for PathBuf {
 
 /// Where a connected or known peer's address came from ([`PeerStatus::source`],
 /// [`SourceStats::source`]): every value the engine writes.
-pub const PEER_SOURCES: &[&str] = &["manual", "incoming", "tracker", "pex", "overlay", "magnet"];
+pub const PEER_SOURCES: &[&str] = &[
+    "manual", "incoming", "tracker", "pex", "overlay", "magnet", "dht",
+];
 
 /// Where an overlay node was heard of ([`OverlayNode::source`]): every
 /// value `overlay::table::Source::as_str` writes.
@@ -732,6 +736,92 @@ impl FromJson for OverlayStatus {
     }
 }
 
+/// The Mainline DHT node (`peerlet dht`, `GET /api/dht`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DhtStatus {
+    /// Our DHT node id, hex.
+    pub node_id: String,
+    /// The UDP address the DHT uses (the shared UDP port).
+    pub udp: String,
+    /// Our address as the nodes that answered us see it (by vote).
+    pub external_ip: Option<String>,
+    /// BEP 43: we answer no queries (we seem unreachable).
+    pub read_only: bool,
+    /// Nodes in the routing table, and per bucket (farthest first).
+    pub nodes: u32,
+    pub buckets: Vec<u32>,
+    /// Lookups in flight; torrents looked up and announced periodically.
+    pub lookups: u32,
+    pub tracked: u32,
+    /// Info-hashes and peers other nodes announced to us.
+    pub stored_hashes: u32,
+    pub stored_peers: u32,
+    /// The bootstrap routers configured (`dht_bootstrap`).
+    pub bootstrap: Vec<String>,
+    /// Counters since start: `packets_in`, `packets_out`, `bytes_in`,
+    /// `bytes_out`, `answered_*`, `rate_limited`, `invalid`, `timeouts`,
+    /// `lookups_started`, `lookups_done`, `announces`.
+    pub counters: Vec<(String, u64)>,
+}
+
+impl DhtStatus {
+    pub fn to_json(&self) -> Json {
+        let mut counters = Json::obj();
+        for (k, v) in &self.counters {
+            counters = counters.with(k, *v);
+        }
+        Json::obj()
+            .with("node_id", self.node_id.clone())
+            .with("udp", self.udp.clone())
+            .with("external_ip", self.external_ip.clone())
+            .with("read_only", self.read_only)
+            .with("nodes", self.nodes)
+            .with(
+                "buckets",
+                Json::Arr(self.buckets.iter().map(|b| Json::from(*b)).collect()),
+            )
+            .with("lookups", self.lookups)
+            .with("tracked", self.tracked)
+            .with("stored_hashes", self.stored_hashes)
+            .with("stored_peers", self.stored_peers)
+            .with(
+                "bootstrap",
+                Json::Arr(
+                    self.bootstrap
+                        .iter()
+                        .map(|b| Json::from(b.clone()))
+                        .collect(),
+                ),
+            )
+            .with("counters", counters)
+    }
+}
+
+impl FromJson for DhtStatus {
+    fn from_json(j: &Json) -> Result<DhtStatus, SchemaError> {
+        let mut counters = Vec::new();
+        let entries = j.member("counters")?.entries();
+        for (k, v) in entries.map_err(|e| e.under_key("counters"))? {
+            let n = u64::from_json(v).map_err(|e| e.under_key(k).under_key("counters"))?;
+            counters.push((k.clone(), n));
+        }
+        Ok(DhtStatus {
+            node_id: j.field("node_id")?,
+            udp: j.field("udp")?,
+            external_ip: j.field("external_ip")?,
+            read_only: j.field("read_only")?,
+            nodes: j.field("nodes")?,
+            buckets: j.field("buckets")?,
+            lookups: j.field("lookups")?,
+            tracked: j.field("tracked")?,
+            stored_hashes: j.field("stored_hashes")?,
+            stored_peers: j.field("stored_peers")?,
+            bootstrap: j.field("bootstrap")?,
+            counters,
+        })
+    }
+}
+
 /// A banned peer address (`GET /api/bans`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BanInfo {
@@ -893,6 +983,21 @@ pub struct MetricsSnapshot {
     pub state_write_failures: u64,
     /// `None` when the overlay is off.
     pub overlay: Option<OverlayMetrics>,
+    /// `None` when the DHT is off.
+    pub dht: Option<DhtMetrics>,
+}
+
+/// The Mainline DHT's part of [`MetricsSnapshot`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DhtMetrics {
+    pub nodes: u64,
+    pub tracked: u64,
+    pub lookups: u64,
+    pub stored_peers: u64,
+    /// 1 in BEP 43 read-only mode.
+    pub read_only: u64,
+    /// Counters by name (the keys of [`DhtStatus::counters`]).
+    pub counters: Vec<(&'static str, u64)>,
 }
 
 /// The discovery overlay's part of [`MetricsSnapshot`].

@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 mod commands;
 mod defence;
+mod dht;
 mod magnets;
 mod metrics;
 mod overlay;
@@ -64,6 +65,7 @@ const UDP: Token = Token(2);
 const BEACON: Token = Token(3);
 const FIRST_CONN: usize = 4;
 
+pub use dht::{DhtSettings, DHT_ROUTERS, MAX_SAVED_DHT_NODES};
 pub use overlay::{is_beacon_target, LanDiscovery, OverlaySettings, MAX_SAVED_NODES};
 
 /// Opens the storage of a torrent whose data lives under `place.dir()`,
@@ -144,6 +146,8 @@ pub struct EngineConfig {
     /// A private network: every connection is a Noise link, every overlay
     /// packet sealed. `None`: public mode, plain BitTorrent.
     pub private: Option<Arc<crate::private::PrivateNetwork>>,
+    /// The Mainline DHT (never with `private`).
+    pub dht: DhtSettings,
 }
 
 impl EngineConfig {
@@ -194,6 +198,7 @@ impl EngineConfig {
             storage_factory: file_storage_factory(storage::DEFAULT_MAX_OPEN_FILES),
             overlay: OverlaySettings::new(),
             private: None,
+            dht: DhtSettings::new(),
         }
     }
 }
@@ -217,6 +222,8 @@ pub struct Startup {
     pub clean: bool,
     /// The overlay routing table saved by the last run.
     pub nodes: Vec<(crate::overlay::NodeId, SocketAddr)>,
+    /// The DHT routing table saved by the last run.
+    pub dht_nodes: Vec<(crate::dht::NodeId, SocketAddr)>,
 }
 
 /// A running engine thread.
@@ -273,6 +280,15 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         ),
         false => None,
     };
+    // The Mainline DHT: public mode only.
+    let dht = match config.dht.enabled && config.private.is_none() {
+        true => Some(dht::DhtDriver::new(
+            listen_addr.port(),
+            &startup.dht_nodes,
+            Instant::now(),
+        )?),
+        false => None,
+    };
     let (cmd_tx, cmd_rx) = bounded::<Command>(64);
     let wake_for_api = waker.clone();
     let handle = EngineHandle {
@@ -312,6 +328,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         accept_more: false,
         beacon_readable: false,
         overlay,
+        dht,
         config,
         listen_addr,
         peer_id,
@@ -634,6 +651,11 @@ enum Ctx {
     /// Writing the overlay's routing table (`<state>/nodes`); a shutdown
     /// waits for it.
     SaveNodes,
+    /// Resolving the DHT's bootstrap routers.
+    DhtBootstrap,
+    /// Writing the DHT's routing table (`<state>/dht_nodes`); a shutdown
+    /// waits for it.
+    SaveDhtNodes,
     /// Removing the journals and writing the `clean` marker, the last
     /// step of a shutdown.
     CleanMarker,
@@ -721,6 +743,8 @@ struct Engine {
     beacon_readable: bool,
     /// The discovery overlay (`None` when turned off).
     overlay: Option<overlay::OverlayDriver>,
+    /// The Mainline DHT (`None` when off, and in a private network).
+    dht: Option<dht::DhtDriver>,
     config: EngineConfig,
     listen_addr: SocketAddr,
     peer_id: [u8; 20],
@@ -1146,6 +1170,23 @@ impl Engine {
                 self.on_nodes_saved(r.is_ok());
                 self.state_written(None, StateWrite::Nodes, r, now);
             }
+            (
+                Ctx::DhtBootstrap,
+                JobDone::Ran {
+                    result: RunResult::Addrs(addrs),
+                    ..
+                },
+            ) => self.on_dht_routers_resolved(addrs, now),
+            (
+                Ctx::SaveDhtNodes,
+                JobDone::Ran {
+                    result: RunResult::Io(r),
+                    ..
+                },
+            ) => {
+                self.on_dht_nodes_saved(r.is_ok());
+                self.state_written(None, StateWrite::Nodes, r, now);
+            }
             (Ctx::Remove { id }, JobDone::Ran { result, .. }) => {
                 let result = match result {
                     RunResult::Io(r) => r,
@@ -1398,6 +1439,7 @@ impl Engine {
         self.tick_magnets(now);
         self.tick_pex(now);
         self.tick_overlay(now);
+        self.tick_dht(now);
         self.tick_defences(now);
         self.rebalance_downloads();
         if self.accept_failed {
@@ -1516,6 +1558,7 @@ impl Engine {
                 self.save_resume(tid);
             }
             self.save_nodes();
+            self.save_dht_nodes();
             if let Some(sd) = self.shutdown.as_mut() {
                 sd.saving = true;
             }
@@ -1559,7 +1602,7 @@ impl Engine {
             && !self
                 .jobs
                 .values()
-                .any(|c| matches!(c, Ctx::CleanMarker | Ctx::SaveNodes));
+                .any(|c| matches!(c, Ctx::CleanMarker | Ctx::SaveNodes | Ctx::SaveDhtNodes));
         if (marking_done && self.announcers_stopped()) || timed_out {
             if timed_out {
                 log::warn!("shutdown: state could not be saved in time");

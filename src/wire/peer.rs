@@ -128,6 +128,17 @@ impl Handshake {
         self.reserved[7] & 0x04 != 0
     }
 
+    /// BEP 5: the sender runs a DHT node (and sends a `port` message).
+    pub fn supports_dht(&self) -> bool {
+        self.reserved[7] & 0x01 != 0
+    }
+
+    /// The same handshake with the DHT bit set (BEP 5).
+    pub fn with_dht(mut self) -> Handshake {
+        self.reserved[7] |= 0x01;
+        self
+    }
+
     /// `Ok(None)` until 68 bytes are there. Checks the protocol string as
     /// soon as its bytes arrive, so garbage is refused early.
     pub fn parse(buf: &[u8]) -> Result<Option<Handshake>, Error> {
@@ -536,6 +547,9 @@ mod tests {
     fn handshake() {
         let h = Handshake::ours([1; 20], [2; 20]);
         assert!(h.supports_extensions() && h.supports_fast());
+        assert!(!h.supports_dht());
+        let d = h.with_dht();
+        assert!(d.supports_dht() && d.supports_fast() && d.reserved[7] == 0x05);
         let mut out = Vec::new();
         h.emit(&mut out);
         assert_eq!(out.len(), HANDSHAKE_LEN);

@@ -133,6 +133,9 @@ impl DaemonProc {
             // Not the machine's /etc/peerlet/peerlet.toml (an empty file
             // is a valid configuration), unless the test names one.
             .env("PEERLET_CONFIG", "/dev/null")
+            // No DHT routers: tests never resolve or contact a public host
+            // (a test that wants routers names its own).
+            .env("PEERLET_DHT_BOOTSTRAP", "")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

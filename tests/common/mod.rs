@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The `peerlet` binary built for these tests.
+/// No DHT routers for the daemons it starts: tests never resolve or
+/// contact a public host.
 pub fn peerlet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_peerlet"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerlet"));
+    cmd.env("PEERLET_DHT_BOOTSTRAP", "");
+    cmd
 }
 
 /// Runs `peerlet ARGS` and returns (exit code, stdout, stderr).

@@ -129,6 +129,9 @@ impl Engine {
             Command::Nodes { reply } => {
                 let _ = reply.send(self.overlay_status(now));
             }
+            Command::Dht { reply } => {
+                let _ = reply.send(self.dht_status(now));
+            }
             Command::Bans { reply } => {
                 self.bans.expire(now);
                 let _ = reply.send(Ok(self.ban_list(now)));

@@ -169,9 +169,15 @@ impl Engine {
                 return;
             }
             let mut extended: Option<(u8, Vec<u8>)> = None;
+            let mut dht_port: Option<u16> = None;
+            let peer_ip = c.addr.ip();
             let used = match Message::parse(c.unparsed(), None) {
                 Ok(Some((Message::Extended { id, payload }, used))) => {
                     extended = Some((id, payload.to_vec()));
+                    used
+                }
+                Ok(Some((Message::Port(p), used))) => {
+                    dht_port = Some(p);
                     used
                 }
                 Ok(Some((_, used))) => used,
@@ -181,6 +187,10 @@ impl Engine {
             c.consume(used);
             if let Some((id, payload)) = extended {
                 self.on_magnet_extended(key, tid, id, &payload, now);
+            }
+            // BEP 5: the peer's DHT node.
+            if let Some(p) = dht_port {
+                self.dht_add_node(SocketAddr::new(peer_ip, p), now);
             }
         }
     }

@@ -49,7 +49,7 @@ impl Totals {
 /// Where a connected peer's address came from; always listed, zeros
 /// included, so that a dashboard's series exist from the start. Others
 /// (should a new source appear) are listed as they are seen.
-const PEER_SOURCES: [&str; 5] = ["incoming", "manual", "overlay", "pex", "tracker"];
+const PEER_SOURCES: [&str; 6] = ["dht", "incoming", "manual", "overlay", "pex", "tracker"];
 
 /// Adds `n` to the entry labelled `label`, appending it when missing.
 fn bump(list: &mut Vec<(&'static str, u64)>, label: &'static str, n: u64) {
@@ -175,6 +175,7 @@ impl Engine {
                 open_searches: o.node.open_searches() as u64,
             }
         });
+        m.dht = self.dht_metrics(now);
         m
     }
 }

@@ -50,6 +50,23 @@ impl Engine {
         });
     }
 
+    /// Whether our DHT node serves torrent `tid`: it runs, and the torrent
+    /// is not private (a magnet's privacy is unknown until its metadata:
+    /// it is public until then).
+    pub(super) fn dht_for(&self, tid: u32) -> bool {
+        self.dht.is_some() && !self.torrents.get(&tid).is_some_and(|t| t.meta.private)
+    }
+
+    /// Our handshake for torrent `tid`: the DHT bit where [`Self::dht_for`].
+    pub(super) fn our_handshake(&self, tid: u32, info_hash: [u8; 20]) -> Handshake {
+        let h = Handshake::ours(info_hash, self.peer_id);
+        if self.dht_for(tid) {
+            h.with_dht()
+        } else {
+            h
+        }
+    }
+
     pub(super) fn connect_peers(&mut self, tid: u32, now: Instant) {
         if self.shutdown.is_some() {
             return;
@@ -168,7 +185,7 @@ impl Engine {
         let mut c = Conn::new(key, sock, addr, true, now);
         c.secure = self.new_link(true)?;
         c.torrent = Some(tid);
-        c.queue_handshake(&Handshake::ours(info_hash, self.peer_id));
+        c.queue_handshake(&self.our_handshake(tid, info_hash));
         let inserted = self.conns.insert_with(|_| c);
         debug_assert_eq!(inserted, key);
         Ok(key)
@@ -441,12 +458,18 @@ impl Engine {
             };
             let bitfield_len = Some(swarm.lengths().bitfield_len());
             let mut extended: Option<(u8, Vec<u8>)> = None;
+            let mut dht_port: Option<u16> = None;
+            let private = t.meta.private;
+            let peer_ip = c.addr.ip();
             let parsed = match Message::parse(c.unparsed(), bitfield_len) {
                 Ok(Some((Message::Extended { id, payload }, used))) => {
                     extended = Some((id, payload.to_vec()));
                     Some(used)
                 }
                 Ok(Some((msg, used))) => {
+                    if let Message::Port(p) = msg {
+                        dht_port = Some(p);
+                    }
                     swarm.on_message(key, msg, now);
                     Some(used)
                 }
@@ -467,6 +490,10 @@ impl Engine {
             }
             if let Some((id, payload)) = extended {
                 self.on_extended(key, tid, id, &payload, now);
+            }
+            // BEP 5: the peer's DHT node (never for a private torrent).
+            if let Some(p) = dht_port.filter(|_| !private) {
+                self.dht_add_node(SocketAddr::new(peer_ip, p), now);
             }
         }
         self.apply_swarm(tid, now);
@@ -605,15 +632,18 @@ impl Engine {
                     }
                     return;
                 }
+                let ours = self.our_handshake(tid, info_hash);
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
                 c.torrent = Some(tid);
-                c.queue_handshake(&Handshake::ours(info_hash, self.peer_id));
+                c.queue_handshake(&ours);
                 tid
             }
         };
         let twin = self.twin(key, tid, &h.peer_id, addr);
+        let ours_has_dht = self.dht_for(tid);
+        let udp_port = self.udp.local_addr().map_or(0, |a| a.port());
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -622,6 +652,10 @@ impl Engine {
         }
         c.peer_id = h.peer_id;
         c.fast = h.supports_fast();
+        // BEP 5: both run a DHT node: tell the peer our UDP port.
+        if h.supports_dht() && ours_has_dht {
+            c.queue(&Message::Port(udp_port));
+        }
         c.state = ConnState::Active;
         let fast = c.fast;
         let outgoing = c.outgoing;

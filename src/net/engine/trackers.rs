@@ -333,7 +333,8 @@ impl Engine {
                 }
                 // Plain or sealed: the overlay driver opens what it may.
                 Route::Overlay | Route::Sealed => self.overlay_input(bytes, from, now),
-                Route::Dht | Route::Utp | Route::Junk => log::trace!(
+                Route::Dht => self.dht_input(bytes, from, now),
+                Route::Utp | Route::Junk => log::trace!(
                     "UDP datagram from {from} ({} bytes, {}) dropped",
                     bytes.len(),
                     d.route.as_str()
