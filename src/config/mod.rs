@@ -884,6 +884,9 @@ pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
             "--no-overlay turns the discovery overlay off; drop it or the overlay options".into(),
         );
     }
+    if a.no_dht && !a.dht_bootstrap.is_empty() {
+        errors.push("--no-dht turns the DHT off; drop it or --dht-bootstrap".into());
+    }
     if errors.is_empty() {
         Ok(layer)
     } else {

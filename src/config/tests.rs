@@ -53,7 +53,7 @@ fn sizes_parse_and_format() {
 #[test]
 fn keys_have_flags_and_variables() {
     let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-    assert_eq!(names.len(), 29);
+    assert_eq!(names.len(), 31);
     let (_, k) = key("allowed_dirs").unwrap();
     assert_eq!(
         (k.flag().as_str(), k.env().as_str()),
@@ -96,6 +96,8 @@ fn defaults_work_without_a_file() {
     assert_eq!(c.num("memory_limit"), 8 << 20);
     assert_eq!(c.num("search_ttl"), 4);
     assert!(c.flag("overlay") && c.flag("lan_discovery"));
+    assert!(c.flag("dht"));
+    assert_eq!(c.list("dht_bootstrap"), crate::net::DHT_ROUTERS.to_vec());
     assert_eq!(c.text("log"), "warn");
     for k in KEYS {
         assert_eq!(c.origin(k.name), &Origin::Default);
@@ -132,6 +134,8 @@ overlay = true
 overlay_degree = 4
 routing_table = 0x200
 search_ttl = 3
+dht = false
+dht_bootstrap = ["192.168.1.4:6881", "router.example.net:6881"]
 log = "info,peerlet::net=debug"
 web = false
 api_token_required = true
@@ -159,7 +163,12 @@ allowed_dirs = ["/"]
     assert_eq!(c.text("log"), "info,peerlet::net=debug");
     assert_eq!(c.origin("listen"), &Origin::File(3));
     assert_eq!(c.origin("bootstrap"), &Origin::File(17));
-    assert_eq!(c.origin("log"), &Origin::File(29));
+    assert_eq!(c.origin("log"), &Origin::File(31));
+    assert!(!c.flag("dht"));
+    assert_eq!(
+        c.list("dht_bootstrap"),
+        ["192.168.1.4:6881", "router.example.net:6881"]
+    );
     assert!(!c.flag("web"));
     assert!(c.flag("api_token_required"));
     assert_eq!(c.list("api_allowed_hosts"), ["pi.lan", "nas.home.arpa"]);

@@ -33,6 +33,8 @@ pub const MIN_PIECE_LENGTH: u32 = 16 * 1024;
 pub const MAX_PIECE_LENGTH: u32 = 64 * 1024 * 1024;
 /// Most pieces accepted (libtorrent's limit).
 pub const MAX_PIECES: u32 = 2_097_152;
+/// Most BEP 5 `nodes` read from a .torrent file.
+pub const MAX_NODES: usize = 64;
 
 /// The SHA-1 of a torrent's info dictionary.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,6 +94,9 @@ pub struct Torrent {
     /// BEP 12 tiers; when absent, `announce` alone.
     pub announce_list: Vec<Vec<String>>,
     pub url_list: Vec<String>,
+    /// BEP 5 `nodes`: DHT nodes to start from, as `host:port` (at most
+    /// [`MAX_NODES`]; malformed entries skipped).
+    pub nodes: Vec<String>,
     pub comment: Option<String>,
     pub created_by: Option<String>,
     pub creation_date: Option<i64>,
@@ -204,6 +209,7 @@ impl Torrent {
             announce: None,
             announce_list: Vec::new(),
             url_list: Vec::new(),
+            nodes: Vec::new(),
             comment: None,
             created_by: None,
             creation_date: None,
@@ -235,6 +241,7 @@ impl Torrent {
                 self.announce_list.push(vec![a.clone()]);
             }
         }
+        self.read_nodes(root);
         match root.get(b"url-list") {
             Some(n) if n.as_bytes().is_some() => self.url_list.extend(n.as_bytes().map(lossy)),
             Some(n) => self.url_list.extend(
@@ -245,6 +252,37 @@ impl Torrent {
                     .map(lossy),
             ),
             None => {}
+        }
+    }
+
+    /// BEP 5 `nodes`: `[["host", port], ...]`.
+    fn read_nodes(&mut self, root: &Dict<'_, '_>) {
+        let Some(list) = root.get(b"nodes").and_then(|n| n.as_list()) else {
+            return;
+        };
+        for pair in list.filter_map(|p| p.as_list()) {
+            if self.nodes.len() >= MAX_NODES {
+                break;
+            }
+            let mut it = pair;
+            let (Some(host), Some(port)) = (
+                it.next().and_then(|h| h.as_bytes()),
+                it.next().and_then(|p| p.as_int()),
+            ) else {
+                continue;
+            };
+            let host = lossy(host);
+            let ok_host = !host.is_empty()
+                && host.len() <= 253
+                && !host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/');
+            if !ok_host || !(1..=65535).contains(&port) {
+                continue;
+            }
+            self.nodes.push(if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            });
         }
     }
 
@@ -510,6 +548,39 @@ mod tests {
         assert_eq!(t.info_hash.0, hash::sha1(&info(&[]).to_bytes()));
         assert_eq!(t.piece_hash(t.lengths.last_piece()), [7u8; 20]);
         assert_eq!(t.relative_path(0), vec!["file.bin".to_string()]);
+    }
+
+    #[test]
+    fn dht_nodes_are_read_and_bad_ones_skipped() {
+        let pair = |h: &str, p: i64| Value::List(vec![Value::str(h), Value::Int(p)]);
+        let mut t = Value::dict();
+        t.insert("info", info(&[]));
+        t.insert(
+            "nodes",
+            Value::List(vec![
+                pair("127.0.0.1", 6881),
+                pair("::1", 7000),
+                pair("router.example", 6881),
+                pair("bad host", 1),
+                pair("127.0.0.2", 0),
+                pair("127.0.0.3", 70000),
+                Value::Int(5),
+                Value::List(vec![Value::str("127.0.0.4")]),
+            ]),
+        );
+        let t = Torrent::from_bytes(&t.to_bytes()).unwrap();
+        assert_eq!(
+            t.nodes,
+            vec!["127.0.0.1:6881", "[::1]:7000", "router.example:6881"]
+        );
+        let many = Value::List((0..100).map(|i| pair("10.0.0.1", 1000 + i)).collect());
+        let mut t = Value::dict();
+        t.insert("info", info(&[]));
+        t.insert("nodes", many);
+        assert_eq!(
+            Torrent::from_bytes(&t.to_bytes()).unwrap().nodes.len(),
+            MAX_NODES
+        );
     }
 
     #[test]

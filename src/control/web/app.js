@@ -404,6 +404,20 @@ async function refreshNode() {
     $("nodes-summary").textContent = "overlay: " + e.message;
     $("nodes").replaceChildren();
   }
+  try {
+    const d = await api("GET", "/api/dht");
+    const c = d.counters || {};
+    $("dht-summary").textContent = "DHT " + visible(d.udp) +
+      (d.external_ip ? ", external " + visible(d.external_ip) : "") +
+      (d.read_only ? " (read-only)" : "") +
+      " · " + d.nodes + " nodes in " + d.buckets.length + " buckets" +
+      " · " + d.tracked + " torrents tracked · " + (c.lookups_done || 0) + " lookups, " +
+      (c.announces || 0) + " announces · " + d.stored_peers + " peers stored" +
+      " · packets " + (c.packets_in || 0) + " in, " + (c.packets_out || 0) + " out";
+  } catch (e) {
+    // 400 when the DHT is off: say so, quietly.
+    $("dht-summary").textContent = "DHT: " + e.message;
+  }
 }
 
 refreshTorrents();

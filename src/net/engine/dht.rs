@@ -142,6 +142,29 @@ impl Engine {
         }
     }
 
+    /// A .torrent's BEP 5 `nodes`: addresses are pinged now, names are
+    /// resolved on the network threads first.
+    pub(super) fn dht_torrent_nodes(&mut self, nodes: &[String], now: Instant) {
+        if self.dht.is_none() {
+            return;
+        }
+        for n in nodes.iter().take(crate::metainfo::MAX_NODES) {
+            match n.parse::<SocketAddr>() {
+                Ok(addr) => self.dht_add_node(addr, now),
+                Err(_) => {
+                    let name = n.clone();
+                    self.run_net_job(Ctx::DhtBootstrap, move || {
+                        let addrs: Vec<SocketAddr> = name
+                            .to_socket_addrs()
+                            .map(|a| a.take(2).collect())
+                            .unwrap_or_default();
+                        RunResult::Addrs(addrs)
+                    });
+                }
+            }
+        }
+    }
+
     /// Sends what the DHT queued and acts on its events.
     pub(super) fn pump_dht(&mut self, now: Instant) {
         let Some(d) = self.dht.as_mut() else {

@@ -57,6 +57,9 @@ impl Engine {
         let tid = self.next_tid;
         self.next_tid += 1;
         self.by_hash.insert(meta.info_hash, tid);
+        if !meta.private {
+            self.dht_torrent_nodes(&meta.nodes, Instant::now());
+        }
         let mut pex = crate::swarm::pex::PeerExchange::new(meta.private);
         pex.add_own_addr(self.listen_addr);
         self.torrents.insert(
