@@ -4,12 +4,15 @@
 # bridge, and peerlet nodes that join it, find peers through it and are
 # found through it. No tracker, no --peer, no overlay neighbour anywhere.
 #
-#   bash tests/netns_dht.sh               # cargo build (debug), then the test (~2 min)
+#   bash tests/netns_dht.sh               # cargo build (debug), then the test (~1 min)
 #   bash tests/netns_dht.sh --bin PATH    # use this peerlet binary, no build
 #
 # Phases (each timed; all of them after the build bounded by --total):
-#   1. DHT    NODES libtorrent sessions (default 20), bootstrapped from the
-#             first three; wait until each has >= MIN_NODES DHT nodes.
+#   1. DHT    NODES libtorrent sessions (default 20), started one after
+#             another, bootstrapped (dht_bootstrap_nodes) from the first
+#             three; wait until each has >= 4 DHT nodes. (libtorrent keeps
+#             no router in its table: netns_dht_lt.py grows a small table
+#             by random lookups, see there.)
 #   2a. lt→lt a libtorrent seeder announces torrent A to the DHT only; a
 #             libtorrent leecher given only A's magnet completes it (cmp).
 #             Needs no peerlet DHT: it proves the harness.
@@ -85,7 +88,7 @@ while [ $# -gt 0 ]; do
     --require-dht) require_dht=1; shift;;
     --stand-in) stand_in=1; shift;;
     --keep) keep=1; shift;;
-    -h|--help) sed -n '2,70p' "$0"; exit 0;;
+    -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0;;
     *) echo "netns_dht: unknown option $1" >&2; exit 2;;
   esac
 done

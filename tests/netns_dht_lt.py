@@ -30,6 +30,11 @@ stdout (the test keeps it as the session's log), one line each, flushed:
   PEERS <n>                             a DHT lookup of the torrent found n peers
   DONE                                  get: complete (then exit 0)
   ALERT <name>: <message>               other alerts worth reading
+While its table holds fewer than --fill nodes (default 8) a session looks
+up a random target every 2 s (at most 60 times), and while it is empty it
+restarts its DHT every 5 s (a new bootstrap from --bootstrap, at most 20
+times): libtorrent never keeps a router in its table and refreshes slowly,
+so a node that asked its routers before they knew anyone would stay alone.
 A one-line status file (--status FILE, written atomically every second)
 holds the same fields as the latest STATUS line, for the test to poll.
 
@@ -161,6 +166,8 @@ def run(a):
     last_live = time.time()
     last_force = 0.0
     rebootstraps = 0
+    lookups = 0
+    last_lookup = 0.0
     st_nodes = 0
     tmp_status = a.status + ".tmp" if a.status else None
     while not stop.is_set():
@@ -191,7 +198,8 @@ def run(a):
                 stop.set()
             elif isinstance(al, lt.torrent_finished_alert) and a.mode == "get":
                 done = True
-            elif isinstance(al, (lt.dht_get_peers_alert, lt.dht_log_alert, lt.dht_pkt_alert,
+            elif isinstance(al, (lt.dht_get_peers_alert, lt.dht_get_peers_reply_alert,
+                                 lt.dht_log_alert, lt.dht_pkt_alert,
                                  lt.dht_outgoing_get_peers_alert, lt.block_finished_alert,
                                  lt.piece_finished_alert, lt.state_update_alert,
                                  lt.dht_stats_alert)):
@@ -208,9 +216,18 @@ def run(a):
             last_status = now
             st = ses.status()
             st_nodes = st.dht_nodes
+            # A table that is still small grows by lookups: a get_peers walk
+            # for a random target (from the routers while the table is
+            # empty) adds every node that answers. libtorrent's own refresh
+            # would take minutes to get there from one or two nodes.
+            if st_nodes < a.fill and lookups < 60 and now - last_lookup >= 2.0:
+                lookups += 1
+                last_lookup = now
+                ses.dht_get_peers(lt.sha1_hash(os.urandom(20)))
             fields = ["t=%.0f" % (now - t0), "dht_nodes=%d" % st.dht_nodes,
                       "dht_node_cache=%d" % st.dht_node_cache,
-                      "announces=%d" % announces]
+                      "announces=%d" % announces, "lookups=%d" % lookups,
+                      "rebootstraps=%d" % rebootstraps]
             if h is not None:
                 ts = h.status()
                 fields += ["state=%s" % str(ts.state).split(".")[-1],
@@ -270,6 +287,8 @@ def main():
     ap.add_argument("--save-path")
     ap.add_argument("--status", help="file with the latest status line")
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--fill", type=int, default=8,
+                    help="look up random targets while the table has fewer nodes")
     ap.add_argument("--reannounce", type=float, default=10.0,
                     help="seconds between forced DHT announces of the torrent")
     a = ap.parse_args()
