@@ -301,7 +301,9 @@ peerlet_daemon() {
   local role=$1; shift
   mkdir -p "$tmp/$role/downloads" "$tmp/$role/state"
   : > "$tmp/$role.log"
-  RUST_LOG=$log timeout -k 5 "$(( total + 60 ))" ip netns exec "${ns_of[$role]}" "$P" daemon \
+  # (no `timeout` wrapper: the PID kept is the daemon's own, so a KILL
+  # after a TERM that did not work reaches the daemon)
+  RUST_LOG=$log ip netns exec "${ns_of[$role]}" "$P" daemon \
     --listen "${ip_of[$role]}:6881" --api 127.0.0.1:7441 \
     --download-dir "$tmp/$role/downloads" --state-dir "$tmp/$role/state" \
     --no-lan-discovery "$@" \
