@@ -112,7 +112,7 @@ say() { echo "netns_dht: [$(( $(date +%s) - t_start ))s] $*"; }
 fail() { echo "netns_dht: FAILED: $*" >&2; exit 1; }
 
 # --- state for the cleanup (filled in as things are created) ---
-tmp="" created_ns=() pids=() names=() ok=0 skipped=0
+tmp="" created_ns=() pids=() names=() ok=0 skipped=0 how=""
 
 # ours PID: PID is a live (not zombie) child of this shell, so it is still
 # the process we started and not a reused PID.
@@ -286,8 +286,27 @@ field() {
   [ -f "$f" ] || { echo ""; return; }
   tr ' ' '\n' < "$f" | sed -n "s/^$2=//p"
 }
-# alive ROLE: its process is still running
-alive() { local v="pid_$1"; ours "${!v}"; }
+# alive ROLE: its process is still running. (Asked up to three times 0.1 s
+# apart while the PID still exists: one run saw a single false "not ours"
+# right after a start.)
+alive() {
+  local v="pid_$1" i
+  for i in 1 2 3; do
+    ours "${!v}" && return 0
+    kill -0 "${!v}" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+# ended ROLE: sets $how to how ROLE's process ended ("exit N"), for a
+# message (in this shell: a $(...) subshell cannot wait for our children)
+ended() {
+  local v="pid_$1" rc=0
+  if ours "${!v}"; then how="still running"; return; fi
+  wait "${!v}" 2>/dev/null || rc=$?
+  how="exit $rc"
+  [ "$rc" -le 128 ] || how+=", signal $((rc - 128))"
+}
 # stop ROLE...: stop these sessions or daemons (TERM, then KILL)
 stop() {
   local r v ps=()
@@ -313,7 +332,7 @@ peerlet_daemon() {
   local k
   for ((k = 0; k < 200; k++)); do  # ≤ 20 s
     grep -q '^peerlet daemon: peers on ' "$tmp/$role.log" && return 0
-    alive "$role" || fail "peerlet daemon $role exited at start: $(tail -n 5 "$tmp/$role.log")"
+    alive "$role" || { ended "$role"; fail "peerlet daemon $role ended at start ($how): $(tail -n 5 "$tmp/$role.log")"; }
     sleep 0.1
   done
   fail "peerlet daemon $role did not start within 20 s"
@@ -352,7 +371,7 @@ wait_formed() {
   for ((k = 0; k < 1200; k++)); do
     short=()
     for r in "$@"; do
-      alive "$r" || fail "libtorrent session $r exited: $(grep -v '^STATUS' "$tmp/$r.log" | tail -n 5)"
+      alive "$r" || { ended "$r"; fail "libtorrent session $r ended ($how): $(grep -v '^STATUS' "$tmp/$r.log" | tail -n 5)"; }
       n=$(field "$r" dht_nodes)
       [ -n "$n" ] && [ "$n" -ge "$min" ] || short+=("$r:${n:-?}")
     done
@@ -386,7 +405,7 @@ wait_done() {
       [ "$rc" = 0 ] || fail "libtorrent leecher $role printed DONE but exited $rc"
       return 0
     fi
-    alive "$role" || fail "libtorrent leecher $role exited before completing: $(grep -v '^STATUS' "$tmp/$role.log" | tail -n 5)"
+    alive "$role" || { ended "$role"; fail "libtorrent leecher $role ended before completing ($how): $(grep -v '^STATUS' "$tmp/$role.log" | tail -n 5)"; }
     [ "$(date +%s)" -lt "$until" ] || break
     sleep 0.5
   done
@@ -402,7 +421,7 @@ stagger() {
   local k
   for ((k = 0; k < 100; k++)); do
     grep -q '^LISTEN' "$tmp/$1.log" && break
-    alive "$1" || fail "libtorrent session $1 exited at start: $(tail -n 5 "$tmp/$1.log")"
+    alive "$1" || { ended "$1"; fail "libtorrent session $1 ended at start ($how): $(tail -n 5 "$tmp/$1.log")"; }
     sleep 0.1
   done
   sleep 0.3
