@@ -14,8 +14,9 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// Commands that talk to a daemon.
-const CLIENT_COMMANDS: [&str; 11] = [
-    "add", "get", "ls", "status", "pause", "resume", "limit", "rm", "search", "peers", "stop",
+const CLIENT_COMMANDS: [&str; 12] = [
+    "add", "get", "ls", "status", "pause", "resume", "limit", "rm", "search", "peers", "dht",
+    "stop",
 ];
 
 #[test]

@@ -230,7 +230,7 @@ pub struct PeersArgs {
 }
 
 #[derive(FromArgs, Debug)]
-/// Show the Mainline DHT node: id, routing table, lookups, counters.
+/// Show the Mainline DHT node: id, table, lookups, counters.
 #[argh(
     subcommand,
     name = "dht",
