@@ -1400,6 +1400,7 @@ impl Engine {
         self.tick_overlay(now);
         self.tick_defences(now);
         self.rebalance_downloads();
+        self.fit_peer_lists();
         if self.accept_failed {
             self.accept(now);
         }
@@ -1471,6 +1472,7 @@ impl Engine {
             self.checkpoint(tid, now, false);
             self.flush_journal(tid);
             self.retry_peers(tid, now);
+            self.turn_over(tid, now);
             self.connect_peers(tid, now);
         }
     }
