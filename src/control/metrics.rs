@@ -314,6 +314,18 @@ pub fn render(m: &MetricsSnapshot) -> String {
         m.half_open,
     );
     w.value(
+        "peerlet_known_peers",
+        Gauge,
+        "Peer addresses known (all torrents' peer lists).",
+        m.known_peers,
+    );
+    w.value(
+        "peerlet_forgotten_peers",
+        Gauge,
+        "Peer addresses forgotten after failing and kept out for a while.",
+        m.forgotten_peers,
+    );
+    w.value(
         "peerlet_connections_max",
         Gauge,
         "Most peer connections open at once (the limit).",

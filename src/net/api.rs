@@ -963,6 +963,10 @@ pub struct MetricsSnapshot {
     pub connections: Vec<(&'static str, u64)>,
     /// Connections still connecting or handshaking.
     pub half_open: u64,
+    /// Addresses in the peer lists of all torrents and magnets, and
+    /// addresses forgotten after failing (kept out for a while).
+    pub known_peers: u64,
+    pub forgotten_peers: u64,
     pub max_connections: u64,
     pub max_half_open: u64,
     /// Jobs waiting in the worker pool's queues (`live`, `background`, `network`).

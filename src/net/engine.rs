@@ -1442,6 +1442,7 @@ impl Engine {
         self.tick_dht(now);
         self.tick_defences(now);
         self.rebalance_downloads();
+        self.fit_peer_lists();
         if self.accept_failed {
             self.accept(now);
         }
@@ -1513,6 +1514,7 @@ impl Engine {
             self.checkpoint(tid, now, false);
             self.flush_journal(tid);
             self.retry_peers(tid, now);
+            self.turn_over(tid, now);
             self.connect_peers(tid, now);
         }
     }

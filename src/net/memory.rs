@@ -9,7 +9,8 @@
 //! | requests | lent by downloads, at most 1/2 | control API request bodies and the parse of a torrent being added (`control::server`, through a [`Budget`]) |
 //! | uploads | 1/4 | blocks read from disk for peers plus bytes waiting in send buffers |
 //! | read buffers | 1/8 | connections' receive buffers beyond their first [`BASE_READ_BUF`] bytes |
-//! | the rest | 1/8 | per-connection state, tables and caches with fixed caps (see README) |
+//! | peer lists | 1/16 | every torrent's and magnet's known addresses and the memory of forgotten ones, [`crate::net::peerlist::BYTES_PER_ENTRY`] each: [`MemoryCaps::peer_list_cap`] |
+//! | the rest | 1/16 | per-connection state, tables and caches with fixed caps (see README) |
 //!
 //! Requests are rare and short (a torrent being added), so they borrow
 //! from the downloads' share instead of keeping a part of their own idle:
@@ -21,6 +22,7 @@
 //! connection's first buffer always fit, so a tiny budget slows transfers
 //! down instead of stalling them.
 
+use crate::net::peerlist;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The budget when `memory_limit` is not set.
@@ -56,6 +58,8 @@ pub struct MemoryCaps {
     /// what adding a torrent allocates to parse it (the control thread
     /// reserves before it reads), lent by the downloads' share.
     pub requests: u64,
+    /// The known-peer lists of all torrents and magnets together.
+    pub peer_lists: u64,
 }
 
 impl MemoryCaps {
@@ -69,7 +73,18 @@ impl MemoryCaps {
             send_watermark: ((uploads / 4) as usize).clamp(MIN_SEND_WATERMARK, MAX_SEND_WATERMARK),
             read_buffers: limit / 8,
             requests: limit / 2,
+            peer_lists: limit / 16,
         }
+    }
+
+    /// Addresses one torrent's peer list may hold when `lists` torrents and
+    /// magnets share [`MemoryCaps::peer_lists`]: between
+    /// [`peerlist::MIN_KNOWN`] (below it a torrent cannot find its peers,
+    /// so many torrents on a tiny budget may go over) and
+    /// [`peerlist::MAX_KNOWN`].
+    pub fn peer_list_cap(&self, lists: usize) -> usize {
+        let entries = self.peer_lists / peerlist::BYTES_PER_ENTRY / lists.max(1) as u64;
+        (entries.min(peerlist::MAX_KNOWN as u64) as usize).max(peerlist::MIN_KNOWN)
     }
 
     /// One downloading torrent's share of [`MemoryCaps::downloads`] when
@@ -188,10 +203,31 @@ mod tests {
         // than the downloads' share, and the parts never add up to more
         // than the budget (an eighth is left for the fixed-size state).
         assert!(c.requests <= c.downloads);
+        assert_eq!(c.peer_lists, 512 << 10);
         assert_eq!(
-            c.downloads + c.uploads + c.read_buffers,
-            c.limit - c.limit / 8
+            c.downloads + c.uploads + c.read_buffers + c.peer_lists,
+            c.limit - c.limit / 16
         );
+    }
+
+    #[test]
+    fn peer_lists_shrink_with_the_budget_and_the_torrents() {
+        // The default budget: one torrent keeps 2,000 addresses.
+        let c = MemoryCaps::new(DEFAULT_LIMIT);
+        assert_eq!(c.peer_list_cap(1), 2000);
+        assert_eq!(c.peer_list_cap(2), 1024);
+        assert_eq!(c.peer_list_cap(10), 204);
+        // Many torrents never take more than the share, down to the floor.
+        for n in [1, 3, 7, 20] {
+            let cap = c.peer_list_cap(n) as u64;
+            assert!(cap * n as u64 * peerlist::BYTES_PER_ENTRY <= c.peer_lists);
+        }
+        assert_eq!(c.peer_list_cap(1000), peerlist::MIN_KNOWN);
+        assert_eq!(
+            MemoryCaps::new(MIN_LIMIT).peer_list_cap(1),
+            peerlist::MIN_KNOWN
+        );
+        assert_eq!(MemoryCaps::new(64 << 20).peer_list_cap(8), 2000);
     }
 
     #[test]

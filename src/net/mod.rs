@@ -6,7 +6,8 @@
 //! - [`checkpoint`]: one torrent's durability bookkeeping (sync, journal, record), sans I/O.
 //! - [`conn`]: one peer connection (transport, capped buffers, readiness, timers).
 //! - [`memory`]: the memory budget and the per-part caps derived from it.
-//! - [`peerlist`]: the addresses a torrent may dial, with back-off.
+//! - [`peerlist`]: the addresses a torrent may dial: back-off, forgetting,
+//!   dial order (BEP 40), peer turnover.
 //! - [`slab`]: connection slots with generations.
 //! - [`statedir`]: whether the state directory takes writes (back-off, rate-limited log lines), sans I/O.
 //! - [`udp`]: the shared UDP port, each datagram routed by its content.

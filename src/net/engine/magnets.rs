@@ -145,17 +145,20 @@ impl Engine {
         if self.shutdown.is_some() {
             return;
         }
-        let budget = self.dial_budget();
         let Some(m) = self.magnets.get(&tid) else {
             return;
         };
         if m.paused || m.error.is_some() {
             return;
         }
+        let budget = self.dial_budget().min(m.known.dial_allowance(now));
         let info_hash = m.info_hash.0;
-        let candidates = m
-            .known
-            .candidates(now, false, |a| self.bans.is_banned(a.ip(), now));
+        let candidates = m.known.candidates(
+            now,
+            false,
+            |a| self.bans.is_banned(a.ip(), now),
+            budget + 16,
+        );
         self.dial(tid, info_hash, candidates, budget, now);
     }
 

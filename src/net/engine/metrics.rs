@@ -147,6 +147,15 @@ impl Engine {
             failed += f;
         }
         m.announces = vec![("ok", ok), ("error", failed)];
+        for k in self
+            .torrents
+            .values()
+            .map(|t| &t.known)
+            .chain(self.magnets.values().map(|m| &m.known))
+        {
+            m.known_peers += k.len() as u64;
+            m.forgotten_peers += k.n_forgotten() as u64;
+        }
         m.state_dir_error = u64::from(self.state_health.error().is_some());
         m.state_write_failures = self.state_health.failures();
 

@@ -4,7 +4,10 @@
 
 use super::*;
 use crate::net::admission::{Arrival, Knock, Slot};
-use crate::net::peerlist::PeerList;
+use crate::net::peerlist::{ConnectedPeer, PeerList, TURNOVER_REST};
+
+/// Candidates asked of a peer list beyond the dial budget (see `connect_peers`).
+const DIAL_SPARE: usize = 16;
 use crate::net::transport::{self, Transport};
 use crate::wire::extension::{self, ExtendedHandshake, MetadataMsg};
 use crate::wire::peer::PIECE_HEADER;
@@ -22,10 +25,10 @@ impl Engine {
         if addr == self.listen_addr || addr.port() == 0 {
             return;
         }
-        if let Some(t) = self.torrents.get_mut(&tid) {
-            t.known.add(addr, source, now);
-        } else if let Some(m) = self.magnets.get_mut(&tid) {
-            m.known.add(addr, source, now);
+        let own = self.listen_addr;
+        if let Some(k) = self.known_mut(tid) {
+            k.set_own_addr(own);
+            k.add(addr, source, now);
         }
     }
 
@@ -86,9 +89,6 @@ impl Engine {
                 .values()
                 .filter(|c| c.torrent == Some(tid) && !c.outgoing)
                 .count();
-        let candidates = t
-            .known
-            .candidates(now, complete, |a| self.bans.is_banned(a.ip(), now));
         let info_hash = t.meta.info_hash.0;
         // With other torrents around, one torrent holds at most half of the
         // half-open slots, so a torrent with a long list of dead addresses
@@ -106,8 +106,88 @@ impl Engine {
         let own_budget = share.saturating_sub(own_half_open);
         let budget = dial_budget
             .min(own_budget)
-            .min(per_torrent.saturating_sub(n_conns));
+            .min(per_torrent.saturating_sub(n_conns))
+            .min(t.known.dial_allowance(now));
+        if budget == 0 {
+            return;
+        }
+        // A few more than the budget: `dial` skips addresses it may not
+        // dial now (connected to us already, the per-address cap).
+        let candidates = t.known.candidates(
+            now,
+            complete,
+            |a| self.bans.is_banned(a.ip(), now),
+            budget + DIAL_SPARE,
+        );
         self.dial(tid, info_hash, candidates, budget, now);
+    }
+
+    /// Fits every peer list to its share of the memory budget, and gives
+    /// each our own address (what BEP 40 priorities are computed against).
+    pub(super) fn fit_peer_lists(&mut self) {
+        let cap = self
+            .caps
+            .peer_list_cap(self.torrents.len() + self.magnets.len());
+        let own = self.listen_addr;
+        for k in self
+            .torrents
+            .values_mut()
+            .map(|t| &mut t.known)
+            .chain(self.magnets.values_mut().map(|m| &mut m.known))
+        {
+            k.set_cap(cap);
+            k.set_own_addr(own);
+        }
+    }
+
+    /// Peer turnover ([`Turnover`]): near its connection limit, with
+    /// addresses waiting to be tried, torrent `tid` lets its least useful
+    /// peers go every five minutes. Not in a private network: its peers
+    /// are our own nodes, few, and each costs a Noise handshake to reach
+    /// again.
+    pub(super) fn turn_over(&mut self, tid: u32, now: Instant) {
+        if self.config.private.is_some() || self.shutdown.is_some() {
+            return;
+        }
+        let Some(t) = self.torrents.get(&tid) else {
+            return;
+        };
+        let Some(s) = t.swarm.as_ref() else { return };
+        if t.paused || t.phase != Phase::Running {
+            return;
+        }
+        let peers: Vec<ConnectedPeer> = self
+            .conns
+            .values()
+            .filter(|c| c.torrent == Some(tid) && c.state == ConnState::Active)
+            .filter(|c| c.closing.is_none())
+            .filter_map(|c| {
+                let u = s.peer_use(c.key, now)?;
+                Some(ConnectedPeer {
+                    key: c.key,
+                    moved: u.moved,
+                    transferring: u.transferring,
+                    interest: u.interest,
+                    manual: c.source == "manual",
+                })
+            })
+            .collect();
+        let census = self.census();
+        let settled = self.config.limits().settled_cap();
+        let near_limit = peers.len() * 10 >= self.config.max_connections_per_torrent * 9
+            || (census.dialling + census.established) * 10 >= settled * 9;
+        let waiting = t.known.has_candidates(now);
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let chosen = t.known.turnover.choose(&peers, near_limit, waiting, now);
+        for key in chosen {
+            t.known.rest(key, now, TURNOVER_REST);
+            if let Some(c) = self.conns.get_mut(key) {
+                log::debug!("{}: turned over (idle near the connection limit)", c.addr);
+                c.close("turned over: idle near the connection limit");
+            }
+        }
     }
 
     /// New outgoing connections allowed now: under the dials' half-open
@@ -147,6 +227,9 @@ impl Engine {
                 || self.conns_from(addr.ip()) >= self.config.max_connections_per_ip
             {
                 continue;
+            }
+            if let Some(k) = self.known_mut(tid) {
+                k.note_dial(now);
             }
             match self.open_outgoing(addr, tid, info_hash, now) {
                 Ok(key) => {
@@ -682,13 +765,13 @@ impl Engine {
             String::from_utf8_lossy(&h.peer_id[..8])
         );
         if let Some(m) = self.magnets.get_mut(&tid) {
-            m.known.connected(key);
+            m.known.connected(key, now);
             return;
         }
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
         };
-        t.known.connected(key);
+        t.known.connected(key, now);
         if let Some(s) = t.swarm.as_mut() {
             s.add_peer(key, addr, fast, now);
         }
@@ -913,6 +996,7 @@ impl Engine {
             .filter(|c| c.closing.is_some())
             .map(|c| c.key)
             .collect();
+        let mut refill: Vec<u32> = Vec::new();
         for key in closing {
             let Some(mut c) = self.conns.remove(key) else {
                 continue;
@@ -926,6 +1010,12 @@ impl Engine {
             log::debug!("{}: closed: {reason}", c.addr);
             let Some(tid) = c.torrent else { continue };
             let was_active = c.state == ConnState::Active;
+            // A dial that failed frees its half-open slot now: the next
+            // candidate goes this turn, not at the next tick (paced by
+            // `PeerList::dial_allowance`).
+            if c.outgoing && !was_active && !refill.contains(&tid) {
+                refill.push(tid);
+            }
             if let Some(m) = self.magnets.get_mut(&tid) {
                 m.known.closed(key, was_active, now);
                 m.fetch.remove_peer(key, now);
@@ -944,6 +1034,13 @@ impl Engine {
                 t.known.closed(key, was_active, now);
             }
             self.apply_swarm(tid, now);
+        }
+        for tid in refill {
+            if self.magnets.contains_key(&tid) {
+                self.connect_magnet_peers(tid, now);
+            } else {
+                self.connect_peers(tid, now);
+            }
         }
     }
 }
