@@ -26,7 +26,7 @@ mod node;
 mod store;
 mod table;
 
-pub use krpc::{Body, Message, ParseError, Query, Response, Want};
+pub use krpc::{Body, Message, ParseError, Query, Response, Want, MAX_DATAGRAM};
 
 use crate::metainfo::InfoHash;
 use crate::rand::Rng;
