@@ -37,7 +37,7 @@ targets=(
     bencode_decode metainfo_parse magnet_parse overlay_packet
     peer_wire extension_handshake ut_metadata ut_pex
     tracker_udp tracker_http config_file noise_stream udp_datagram
-    state_records
+    state_records krpc
 )
 
 # Longest input per target: above each parser's own cap where it has a small one.

@@ -10,6 +10,8 @@
 //! - [`swarm`]: sans-IO torrent logic: picker, choker, per-peer protocol state.
 //! - [`tracker`]: sans-IO tracker protocols (UDP, HTTP) and the announcer.
 //! - [`overlay`]: sans-IO discovery overlay: routing table, content table, flooded search.
+//! - [`dht`]: sans-IO Mainline DHT node (BEP 5/32/42/43): KRPC, routing table,
+//!   peer store, iterative lookups and announces.
 //! - [`sort`]: stable sorting with one copy of the sorting code.
 //! - [`http`]: what the tracker client and the control API share of HTTP
 //!   and URLs (%-encoding, timeouts); pure.
