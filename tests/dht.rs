@@ -105,7 +105,7 @@ fn a_trackerless_magnet_is_found_through_the_dht_alone() {
         seeder.log_tail(20)
     );
     eprintln!("trackerless magnet complete in {:?}", t0.elapsed());
-    let got = std::fs::read(leecher.download_dir.join("dht.bin")).unwrap();
+    let got = std::fs::read(leecher.download_dir.join("src").join("dht.bin")).unwrap();
     let want = std::fs::read(tmp.join("src").join("dht.bin")).unwrap();
     assert!(got == want, "downloaded data differs");
     // The seeder's peer came from the DHT.
