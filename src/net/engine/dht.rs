@@ -31,6 +31,92 @@ const LOW_LOOKUP: Duration = Duration::from_secs(5 * 60);
 /// Fewer good nodes than this: the routers are asked again.
 const FEW_NODES: usize = 8;
 
+/// BEP 43: a node no other node queries for this long (with a table to
+/// be known from) is taken to be unreachable and turns read-only; a
+/// read-only node tries being reachable again this often.
+const REACH_CHECK: Duration = Duration::from_secs(15 * 60);
+const REACH_PROBE: Duration = Duration::from_secs(60 * 60);
+
+/// Whether we seem reachable, from the queries other nodes send us (sans
+/// I/O: counts and `now` in, the mode out).
+#[derive(Clone, Debug)]
+pub(super) struct Reachability {
+    /// When the current window ends.
+    check_at: Instant,
+    /// Queries received before the window began.
+    at_start: u64,
+}
+
+impl Reachability {
+    pub(super) fn new(now: Instant) -> Reachability {
+        Reachability {
+            check_at: now + REACH_CHECK,
+            at_start: 0,
+        }
+    }
+
+    /// `queries`: queries other nodes sent us since start (answered or
+    /// not); `nodes`: our table's size. The read-only mode to be in now.
+    pub(super) fn update(
+        &mut self,
+        read_only: bool,
+        queries: u64,
+        nodes: usize,
+        now: Instant,
+    ) -> bool {
+        if read_only {
+            // Someone found us anyway, or time to try again.
+            if queries > self.at_start || now >= self.check_at {
+                self.at_start = queries;
+                self.check_at = now + REACH_CHECK;
+                return false;
+            }
+            return true;
+        }
+        if now < self.check_at {
+            return false;
+        }
+        let quiet = queries == self.at_start;
+        self.at_start = queries;
+        if quiet && nodes >= FEW_NODES {
+            self.check_at = now + REACH_PROBE;
+            return true;
+        }
+        self.check_at = now + REACH_CHECK;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unqueried_nodes_go_read_only_and_probe_again() {
+        let t0 = Instant::now();
+        let mut r = Reachability::new(t0);
+        // Queried within the window: stays reachable.
+        assert!(!r.update(false, 0, 50, t0 + Duration::from_secs(60)));
+        assert!(!r.update(false, 3, 50, t0 + REACH_CHECK));
+        // A quiet window with a table to be known from: read-only.
+        let t1 = t0 + REACH_CHECK * 2;
+        assert!(r.update(false, 3, 50, t1));
+        assert!(r.update(true, 3, 50, t1 + Duration::from_secs(60)));
+        // An hour later it tries again...
+        let t2 = t1 + REACH_PROBE;
+        assert!(!r.update(true, 3, 50, t2));
+        // ...and a query in the new window keeps it reachable.
+        assert!(!r.update(false, 4, 50, t2 + REACH_CHECK));
+        // A query while read-only ends the mode at once.
+        let t3 = t2 + REACH_CHECK * 2;
+        assert!(r.update(false, 4, 50, t3));
+        assert!(!r.update(true, 5, 50, t3 + Duration::from_secs(1)));
+        // A node with almost no table is not judged.
+        let mut r = Reachability::new(t0);
+        assert!(!r.update(false, 0, 2, t0 + REACH_CHECK));
+    }
+}
+
 /// The DHT's settings.
 #[derive(Clone, Debug)]
 pub struct DhtSettings {
@@ -70,6 +156,7 @@ pub(super) struct DhtDriver {
     saving: Vec<u8>,
     save_in_flight: bool,
     next_save: Instant,
+    reach: Reachability,
 }
 
 impl DhtDriver {
@@ -98,6 +185,7 @@ impl DhtDriver {
             saving: Vec::new(),
             save_in_flight: false,
             next_save: now + SAVE_INTERVAL,
+            reach: Reachability::new(now),
         })
     }
 }
@@ -119,6 +207,12 @@ pub(super) fn counters(s: &dht::Stats) -> Vec<(&'static str, u64)> {
         ("lookups_started", s.lookups_started),
         ("lookups_done", s.lookups_done),
         ("announces", s.announces),
+        ("queries_sent", s.queries_sent),
+        ("responses_in", s.responses_in),
+        ("errors_in", s.errors_in),
+        ("dropped_out", s.dropped_out),
+        ("bad_tokens", s.bad_tokens),
+        ("read_only_dropped", s.read_only_dropped),
     ]
 }
 
@@ -239,6 +333,28 @@ impl Engine {
             return;
         };
         d.node.tick(now);
+        let st = d.node.stats();
+        let queries = st.answered_ping
+            + st.answered_find_node
+            + st.answered_get_peers
+            + st.answered_announce
+            + st.bad_tokens
+            + st.rate_limited
+            + st.read_only_dropped;
+        let was = d.node.config().read_only;
+        let nodes = d.node.summary(now).nodes;
+        let read_only = d.reach.update(was, queries, nodes, now);
+        if read_only != was {
+            d.node.set_read_only(read_only);
+            if read_only {
+                log::info!(
+                    "dht: no node queried us for {} min: we seem unreachable; read-only (BEP 43) until one does",
+                    REACH_CHECK.as_secs() / 60
+                );
+            } else {
+                log::info!("dht: trying to be reachable again (answering queries)");
+            }
+        }
         if now >= d.next_save {
             d.next_save = now + SAVE_INTERVAL;
             self.save_dht_nodes();
