@@ -59,6 +59,8 @@ fn status(h: &str, name: &str) -> TorrentStatus {
         download_limit: 0,
         upload_limit: 0,
         tracker: None,
+        swarm_seeders: Some(3),
+        swarm_leechers: Some(9),
     }
 }
 
@@ -91,6 +93,7 @@ fn detail(s: TorrentStatus) -> TorrentDetail {
             next_announce_secs: Some(1800),
             seeders: Some(3),
             leechers: Some(9),
+            downloaded: Some(41),
         }],
         sources: vec![SourceStats {
             source: "tracker",
@@ -875,7 +878,7 @@ fn cli_against_the_fake_daemon() {
     assert!(out.contains("dir/file.bin"), "{out}");
     assert!(
         out.contains(
-            "[0] udp://tracker.example:6969/announce  ok: 12 peers, 3 seeders, 9 leechers, next in 30m"
+            "[0] udp://tracker.example:6969/announce  ok: 12 peers, 3 seeders, 9 leechers, 41 downloads, next in 30m"
         ),
         "{out}"
     );

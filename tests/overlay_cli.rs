@@ -187,6 +187,8 @@ fn complete(info_hash: InfoHash) -> TorrentDetail {
         download_limit: 0,
         upload_limit: 0,
         tracker: None,
+        swarm_seeders: None,
+        swarm_leechers: None,
     };
     TorrentDetail {
         magnet: format!("magnet:?xt=urn:btih:{info_hash}"),

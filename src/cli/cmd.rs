@@ -1049,6 +1049,9 @@ pub fn detail_text(d: &TorrentDetail) -> String {
         if let (Some(seeders), Some(leechers)) = (tr.seeders, tr.leechers) {
             line.push_str(&format!(", {seeders} seeders, {leechers} leechers"));
         }
+        if let Some(downloaded) = tr.downloaded {
+            line.push_str(&format!(", {downloaded} downloads"));
+        }
         if let Some(next) = tr.next_announce_secs {
             line.push_str(&format!(", next in {}", human_duration(next)));
         }
@@ -1634,6 +1637,8 @@ mod tests {
             download_limit: 0,
             upload_limit: 0,
             tracker: None,
+            swarm_seeders: None,
+            swarm_leechers: None,
         }
     }
 

@@ -73,6 +73,9 @@ pub struct DaemonArgs {
     /// data files held open at once, all torrents together (default 128)
     #[argh(option)]
     pub max_open_files: Option<u64>,
+    /// peers asked of each tracker per announce, 0 to 1000 (default 200)
+    #[argh(option)]
+    pub tracker_numwant: Option<u64>,
     /// memory budget: blocks in flight, uploads, buffers (README, "Memory budget"); K, M, G suffixes (default 8M)
     #[argh(option, from_str_fn(crate::config::parse_size))]
     pub memory_limit: Option<u64>,

@@ -290,6 +290,12 @@ pub const KEYS: &[Key] = &[
         reloads: false,
     },
     Key {
+        name: "tracker_numwant",
+        kind: Kind::Int { min: 0, max: 1000 },
+        help: "Peers asked of each tracker per announce (numwant).",
+        reloads: false,
+    },
+    Key {
         name: "bootstrap",
         kind: Kind::List,
         help: "Overlay nodes to contact at start, \"IP:PORT\" or \"HOST:PORT\" (added on reload).",
@@ -673,6 +679,11 @@ pub fn defaults(data_dir: &Path) -> Layer {
         Value::Num(e.max_open_files as u64),
         d.clone(),
     );
+    l.set(
+        "tracker_numwant",
+        Value::Num(u64::from(e.tracker_numwant)),
+        d.clone(),
+    );
     l.set("bootstrap", Value::List(Vec::new()), d.clone());
     l.set("lan_discovery", Value::Bool(true), d.clone());
     l.set("lan_beacon", addr(DEFAULT_LAN_BEACON), d.clone());
@@ -791,6 +802,7 @@ pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
         ("max_connections_per_torrent", a.max_connections_per_torrent),
         ("max_connections_per_ip", a.max_connections_per_ip),
         ("max_open_files", a.max_open_files),
+        ("tracker_numwant", a.tracker_numwant),
         ("beacon_interval", a.beacon_interval),
         ("overlay_degree", a.overlay_degree),
         ("routing_table", a.routing_table),
@@ -1061,6 +1073,7 @@ impl Config {
         c.max_connections_per_ip = self.num("max_connections_per_ip") as usize;
         c.max_open_files = self.num("max_open_files") as usize;
         c.storage_factory = crate::net::file_storage_factory(c.max_open_files);
+        c.tracker_numwant = u32::try_from(self.num("tracker_numwant")).unwrap_or(u32::MAX);
         c.overlay.enabled = self.flag("overlay");
         // The node id is shown by `peerlet status` even with the overlay off.
         let key = crate::state::load_node_key(&state_dir)?;

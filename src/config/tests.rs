@@ -53,7 +53,7 @@ fn sizes_parse_and_format() {
 #[test]
 fn keys_have_flags_and_variables() {
     let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-    assert_eq!(names.len(), 31);
+    assert_eq!(names.len(), 32);
     let (_, k) = key("allowed_dirs").unwrap();
     assert_eq!(
         (k.flag().as_str(), k.env().as_str()),
@@ -122,6 +122,7 @@ max_connections = 1000
 max_connections_per_torrent = 600
 max_connections_per_ip = 2
 max_open_files = 300
+tracker_numwant = 80
 bootstrap = [
     "192.168.1.3:6881",
     "peer.example.net:6881",
@@ -152,6 +153,7 @@ allowed_dirs = ["/"]
     assert_eq!(c.path("state_dir"), Path::new("/etc/peerlet/state"));
     assert_eq!(c.num("download_limit"), 1 << 20);
     assert_eq!(c.num("upload_limit"), 250_000);
+    assert_eq!(c.num("tracker_numwant"), 80);
     assert_eq!(c.num("memory_limit"), 16 << 20);
     assert_eq!(c.num("routing_table"), 512);
     assert_eq!(c.num("max_connections"), 1000);
@@ -162,8 +164,8 @@ allowed_dirs = ["/"]
     assert!(!c.flag("lan_discovery"));
     assert_eq!(c.text("log"), "info,peerlet::net=debug");
     assert_eq!(c.origin("listen"), &Origin::File(3));
-    assert_eq!(c.origin("bootstrap"), &Origin::File(17));
-    assert_eq!(c.origin("log"), &Origin::File(31));
+    assert_eq!(c.origin("bootstrap"), &Origin::File(18));
+    assert_eq!(c.origin("log"), &Origin::File(32));
     assert!(!c.flag("dht"));
     assert_eq!(
         c.list("dht_bootstrap"),

@@ -271,6 +271,10 @@ pub struct TorrentStatus {
     /// Its trackers in one line (`ok: 12 peers`, the last error when none
     /// answers, ...); `None` without trackers.
     pub tracker: Option<String>,
+    /// The swarm by its trackers: the most seeders and leechers any
+    /// tracker reported (announce or scrape); `None` before one did.
+    pub swarm_seeders: Option<u32>,
+    pub swarm_leechers: Option<u32>,
 }
 
 impl TorrentStatus {
@@ -305,6 +309,8 @@ impl TorrentStatus {
             .with("download_limit", self.download_limit)
             .with("tracker", self.tracker.clone())
             .with("upload_limit", self.upload_limit)
+            .with("swarm_seeders", self.swarm_seeders)
+            .with("swarm_leechers", self.swarm_leechers)
     }
 }
 
@@ -331,6 +337,8 @@ impl FromJson for TorrentStatus {
             download_limit: j.field("download_limit")?,
             upload_limit: j.field("upload_limit")?,
             tracker: j.field("tracker")?,
+            swarm_seeders: j.field("swarm_seeders")?,
+            swarm_leechers: j.field("swarm_leechers")?,
         })
     }
 }
@@ -461,6 +469,8 @@ pub struct TrackerInfo {
     pub next_announce_secs: Option<u64>,
     pub seeders: Option<u32>,
     pub leechers: Option<u32>,
+    /// Completed downloads the tracker counted (from its scrape).
+    pub downloaded: Option<u32>,
 }
 
 impl TrackerInfo {
@@ -472,6 +482,7 @@ impl TrackerInfo {
             .with("next_announce_secs", self.next_announce_secs)
             .with("seeders", self.seeders)
             .with("leechers", self.leechers)
+            .with("downloaded", self.downloaded)
     }
 }
 
@@ -484,6 +495,7 @@ impl FromJson for TrackerInfo {
             next_announce_secs: j.field("next_announce_secs")?,
             seeders: j.field("seeders")?,
             leechers: j.field("leechers")?,
+            downloaded: j.field("downloaded")?,
         })
     }
 }
@@ -1091,6 +1103,8 @@ mod tests {
             download_limit: 13,
             upload_limit: 14,
             tracker: None,
+            swarm_seeders: Some(40),
+            swarm_leechers: None,
         }
     }
 
@@ -1124,6 +1138,7 @@ mod tests {
                     next_announce_secs: Some(1800),
                     seeders: Some(3),
                     leechers: None,
+                    downloaded: Some(77),
                 },
                 TrackerInfo {
                     url: "http://t.example/a".into(),
@@ -1132,6 +1147,7 @@ mod tests {
                     next_announce_secs: None,
                     seeders: None,
                     leechers: Some(0),
+                    downloaded: None,
                 },
             ],
             sources: vec![SourceStats {

@@ -112,6 +112,8 @@ pub struct EngineConfig {
     /// have slots of their own within `max_connections` (see
     /// [`crate::net::admission`]).
     pub max_half_open_incoming: usize,
+    /// Peers asked of each tracker per announce (`numwant`).
+    pub tracker_numwant: u32,
     pub connect_timeout: Duration,
     /// Our dials: from the connect to the peer's whole handshake.
     pub handshake_timeout: Duration,
@@ -180,6 +182,7 @@ impl EngineConfig {
             max_connections_per_ip: 4,
             max_half_open: 8,
             max_half_open_incoming: 8,
+            tracker_numwant: 200,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             incoming_handshake_timeout: Duration::from_secs(5),

@@ -6,22 +6,38 @@
 //!
 //! # Rules
 //!
-//! - **Tiers (BEP 12).** Trackers are tried tier by tier, in a per-torrent
-//!   random order within each tier (seeded, so tests are repeatable). A
-//!   tracker that answers moves to the front of its tier. One announce is in
-//!   flight at a time; a failure moves on at once to the next tracker that is
-//!   not backing off, in this tier or the next.
+//! - **Every tier (libtorrent's `announce_to_all_tiers`).** Each tier
+//!   announces on its own, in parallel with the others: to its first
+//!   tracker that is not backing off. Within a tier (BEP 12) the order is a
+//!   per-torrent random one (seeded, so tests are repeatable); a tracker
+//!   that answers moves to the front of its tier, and a failure moves on at
+//!   once to the tier's next tracker. A tier has at most one request in
+//!   flight (an announce or a scrape); a torrent at most
+//!   [`AnnouncerConfig::max_inflight`], and the caller may lower that with
+//!   [`Announcer::set_global_room`] (its cap over all torrents). Tiers wait
+//!   in order for a free slot, announces before scrapes.
 //! - **Events.** The first successful announce to each tracker carries
-//!   `started`; `completed` goes out once when the caller reports the
-//!   download finished (and is dropped if the tracker saw `started` with
-//!   `left = 0`); `stopped` goes, in parallel, to every tracker that has seen
-//!   `started`, when the caller calls [`Announcer::stop`].
-//! - **Schedule.** Regular announces every `interval` (the tracker's, clamped
-//!   to [`AnnouncerConfig::min_announce_interval`] ..=
+//!   `started`; `completed` goes out once per tier when the caller reports
+//!   the download finished (and is dropped for a tier whose tracker saw
+//!   `started` with `left = 0`); `stopped` goes, in parallel, to every
+//!   tracker that has seen `started`, when the caller calls
+//!   [`Announcer::stop`].
+//! - **Schedule, per tier.** Regular announces every `interval` of the
+//!   tier's answering tracker (clamped to
+//!   [`AnnouncerConfig::min_announce_interval`] ..=
 //!   [`AnnouncerConfig::max_interval`]; [`AnnouncerConfig::default_interval`]
 //!   when it gives none). A forced announce ([`Event::None`] from the
-//!   caller) waits for the tracker's `min interval`, and at least
-//!   [`AnnouncerConfig::min_forced_interval`].
+//!   caller, who sends it while it lacks peers) brings each tier's next
+//!   announce forward to the tracker's `min interval` after its last answer
+//!   ([`AnnouncerConfig::default_min_interval`] when it gives none, never
+//!   under [`AnnouncerConfig::min_forced_interval`]); never sooner.
+//! - **Scrape (BEP 48 over HTTP, BEP 15 over UDP).** A tracker is scraped
+//!   right after its first answer and then every
+//!   [`AnnouncerConfig::scrape_interval`]; seeders, leechers and completed
+//!   downloads show in [`TrackerStatus`]. A failed scrape waits for the next
+//!   interval and changes nothing else; an HTTP tracker whose URL has no
+//!   scrape form (BEP 48: the last path segment starts with "announce") is
+//!   never scraped.
 //! - **Failures.** A tracker that fails backs off for
 //!   [`AnnouncerConfig::backoff_base`] × 2^(failures − 1), at most
 //!   [`AnnouncerConfig::backoff_max`]. Trackers whose URL we cannot use
@@ -44,9 +60,11 @@
 //! # State per tracker
 //!
 //! A tracker is *idle* or has exactly one request *in flight* (resolving,
-//! HTTP, UDP connect, UDP announce). While the announcer runs, at most one
-//! tracker is in flight; while it stops, one `stopped` per announced tracker.
-//! After `tick(now)` the next deadline is always later than `now`.
+//! HTTP, UDP connect, UDP announce or scrape), an announce or a scrape.
+//! While the announcer runs, at most one tracker per tier is in flight, and
+//! at most `max_inflight` in all; while it stops, one `stopped` per
+//! announced tracker. After `tick(now)` the next deadline is always later
+//! than `now`.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -76,6 +94,15 @@ pub struct AnnouncerConfig {
     pub max_interval: Duration,
     /// Floor for forced announces and for the tracker's `min interval` (30 s).
     pub min_forced_interval: Duration,
+    /// `min interval` when the tracker gives none (60 s).
+    pub default_min_interval: Duration,
+    /// Requests (announces and scrapes) in flight at once for this torrent
+    /// (8); `stopped` events are not counted.
+    pub max_inflight: usize,
+    /// Scrape trackers that answered (true).
+    pub scrape: bool,
+    /// Time between scrapes of one tracker (30 min).
+    pub scrape_interval: Duration,
     /// First back-off after a failure (15 s), doubled for each further failure.
     pub backoff_base: Duration,
     /// Longest back-off (30 min).
@@ -99,11 +126,15 @@ pub struct AnnouncerConfig {
 impl Default for AnnouncerConfig {
     fn default() -> Self {
         AnnouncerConfig {
-            num_want: 50,
+            num_want: 200,
             default_interval: Duration::from_secs(1800),
             min_announce_interval: Duration::from_secs(300),
             max_interval: Duration::from_secs(2 * 3600),
             min_forced_interval: Duration::from_secs(30),
+            default_min_interval: Duration::from_secs(60),
+            max_inflight: 8,
+            scrape: true,
+            scrape_interval: Duration::from_secs(30 * 60),
             backoff_base: Duration::from_secs(15),
             backoff_max: Duration::from_secs(30 * 60),
             udp_retransmit_base: Duration::from_secs(15),
@@ -198,6 +229,8 @@ pub struct TrackerStatus {
     pub next_announce_secs: Option<u64>,
     pub seeders: Option<u32>,
     pub leechers: Option<u32>,
+    /// Completed downloads, from the last scrape.
+    pub downloaded: Option<u32>,
     /// The tracker's last `warning message`.
     pub warning: Option<String>,
     /// Failures in a row.
@@ -214,21 +247,15 @@ pub struct Announcer {
     key: u32,
     config: AnnouncerConfig,
     trackers: Vec<Tracker>,
-    /// Indices into `trackers`, tier by tier, in the order they are tried.
-    tiers: Vec<Vec<usize>>,
+    /// Tier by tier, indices into `trackers` in the order they are tried.
+    tiers: Vec<Tier>,
     rng: u64,
     phase: Phase,
     /// Totals from the caller's last call.
     stats: Stats,
-    /// When the next announce round may start (running only).
-    next_round_at: Option<Instant>,
-    /// The tracker that answered last; its schedule is the torrent's.
-    current: Option<usize>,
-    /// `completed` is owed to the next tracker we announce to.
-    completed_pending: bool,
-    /// A tracker has heard that we are complete (`completed`, or `started`
-    /// with `left = 0`): `completed` is not sent again.
-    completed_sent: bool,
+    /// Requests the caller lets this torrent start beyond those in flight
+    /// (its cap over all torrents); `usize::MAX` until it says.
+    global_room: usize,
     stop_deadline: Option<Instant>,
     /// UDP connection ids by tracker address, with the time they were issued.
     connection_ids: Vec<(SocketAddr, u64, Instant)>,
@@ -247,6 +274,22 @@ enum Phase {
     Stopping,
 }
 
+/// One tier (BEP 12) and its schedule.
+#[derive(Debug, Default)]
+struct Tier {
+    /// Indices into `trackers`, in the order they are tried.
+    members: Vec<usize>,
+    /// When this tier's next announce is due (running only).
+    next_at: Option<Instant>,
+    /// The member that answered last; its schedule is the tier's.
+    current: Option<usize>,
+    /// `completed` is owed to this tier's next announce.
+    completed_pending: bool,
+    /// This tier's tracker heard that we are complete (`completed`, or
+    /// `started` with `left = 0`): `completed` is not sent again.
+    completed_sent: bool,
+}
+
 #[derive(Debug)]
 struct Tracker {
     url: String,
@@ -262,6 +305,9 @@ struct Tracker {
     last_success: Option<Instant>,
     seeders: Option<u32>,
     leechers: Option<u32>,
+    downloaded: Option<u32>,
+    /// When this tracker is next scraped (`None`: not yet answered, or no scrape URL).
+    next_scrape_at: Option<Instant>,
     tracker_id: Option<Vec<u8>>,
     /// A `started` announce succeeded and no `stopped` since.
     started_sent: bool,
@@ -281,6 +327,8 @@ enum LastResult {
 #[derive(Debug)]
 struct Inflight {
     event: Event,
+    /// A scrape (`event` is then [`Event::None`]), not an announce.
+    scrape: bool,
     stats: Stats,
     stage: Stage,
 }
@@ -349,10 +397,7 @@ impl Announcer {
             rng,
             phase: Phase::Idle,
             stats: Stats::default(),
-            next_round_at: None,
-            current: None,
-            completed_pending: false,
-            completed_sent: false,
+            global_room: usize::MAX,
             stop_deadline: None,
             connection_ids: Vec::new(),
             actions: Vec::new(),
@@ -372,7 +417,10 @@ impl Announcer {
                     let j = (splitmix64(&mut a.rng) % (i as u64 + 1)) as usize;
                     members.swap(i, j);
                 }
-                a.tiers.push(members);
+                a.tiers.push(Tier {
+                    members,
+                    ..Tier::default()
+                });
             }
         }
         a
@@ -390,39 +438,71 @@ impl Announcer {
                     t.started_sent = false;
                 }
                 self.phase = Phase::Running;
-                self.completed_pending = false;
-                self.completed_sent = false;
+                for tier in &mut self.tiers {
+                    tier.completed_pending = false;
+                    tier.completed_sent = false;
+                    tier.next_at = Some(now);
+                }
                 self.stop_deadline = None;
-                self.next_round_at = Some(now);
                 self.maybe_start(now);
             }
             Event::Completed => {
-                if self.phase != Phase::Running || self.completed_sent {
+                if self.phase != Phase::Running {
                     return;
                 }
-                self.completed_pending = true;
-                if !self.any_inflight() {
-                    self.next_round_at = Some(now);
+                for tier in &mut self.tiers {
+                    if !tier.completed_sent {
+                        tier.completed_pending = true;
+                        // A tier announcing now sends it when it is answered.
+                        if !tier
+                            .members
+                            .iter()
+                            .any(|&i| self.trackers[i].inflight.is_some())
+                        {
+                            tier.next_at = Some(now);
+                        }
+                    }
                 }
                 self.maybe_start(now);
             }
             Event::None => {
-                if self.phase != Phase::Running || self.any_inflight() {
+                if self.phase != Phase::Running {
                     return;
                 }
-                let earliest = self
-                    .current
-                    .and_then(|i| self.trackers.get(i))
-                    .and_then(|t| t.last_success.map(|at| at + t.min_interval))
-                    .map_or(now, |at| at.max(now));
-                self.next_round_at = Some(match self.next_round_at {
-                    Some(at) => at.min(earliest),
-                    None => earliest,
-                });
+                for tier in &mut self.tiers {
+                    // Only a tier whose tracker answered: the others are
+                    // still trying, or backing off on their own schedule.
+                    let Some(t) = tier.current.and_then(|i| self.trackers.get(i)) else {
+                        continue;
+                    };
+                    if t.inflight.is_some() {
+                        continue;
+                    }
+                    let earliest = t
+                        .last_success
+                        .map_or(now, |at| at + t.min_interval)
+                        .max(now);
+                    tier.next_at = Some(tier.next_at.map_or(earliest, |at| at.min(earliest)));
+                }
                 self.maybe_start(now);
             }
             Event::Stopped => self.stop(now, stats),
         }
+    }
+
+    /// How many more requests the caller lets this torrent start now (its
+    /// cap over all torrents, less what the others have in flight); the
+    /// torrent's own [`AnnouncerConfig::max_inflight`] applies as well.
+    pub fn set_global_room(&mut self, room: usize) {
+        self.global_room = room;
+    }
+
+    /// Requests in flight (announces, scrapes, `stopped` events).
+    pub fn n_inflight(&self) -> usize {
+        self.trackers
+            .iter()
+            .filter(|t| t.inflight.is_some())
+            .count()
     }
 
     /// Clean shutdown: abandons what is in flight and sends `stopped` to
@@ -438,14 +518,16 @@ impl Announcer {
             t.inflight = None;
         }
         self.phase = Phase::Stopping;
-        self.next_round_at = None;
-        self.completed_pending = false;
+        for tier in &mut self.tiers {
+            tier.next_at = None;
+            tier.completed_pending = false;
+        }
         self.stop_deadline = Some(now + self.config.stop_timeout);
         let announced: Vec<usize> = (0..self.trackers.len())
             .filter(|&i| self.trackers[i].started_sent)
             .collect();
         for i in announced {
-            self.start_attempt(i, now, Event::Stopped);
+            self.start_attempt(i, now, Event::Stopped, false);
         }
         self.finish_stopping_if_done();
     }
@@ -496,6 +578,8 @@ impl Announcer {
     }
 
     /// The earliest time [`Announcer::tick`] has work; `None` when idle.
+    /// A due announce or scrape that waits for a free slot is not counted:
+    /// a finished request starts it, or the caller's next regular tick.
     pub fn next_deadline(&self) -> Option<Instant> {
         let inflight = self
             .trackers
@@ -503,8 +587,19 @@ impl Announcer {
             .filter_map(|t| t.inflight.as_ref().map(|f| f.stage.deadline()));
         let own = match self.phase {
             Phase::Idle => None,
-            Phase::Running if self.any_inflight() => None,
-            Phase::Running => self.next_round_at,
+            Phase::Running if self.room() == 0 => None,
+            Phase::Running => self
+                .tiers
+                .iter()
+                .filter(|tier| !self.tier_busy(tier))
+                .flat_map(|tier| {
+                    let scrapes = tier
+                        .members
+                        .iter()
+                        .filter_map(|&i| self.trackers[i].next_scrape_at);
+                    tier.next_at.into_iter().chain(scrapes)
+                })
+                .min(),
             Phase::Stopping => self.stop_deadline,
         };
         inflight.chain(own).min()
@@ -573,6 +668,26 @@ impl Announcer {
         if !waiting {
             return;
         }
+        if self.trackers[i].inflight.as_ref().is_some_and(|f| f.scrape) {
+            let info_hash = self.info_hash;
+            let res = result
+                .and_then(|body| http::parse_scrape(&body))
+                .and_then(|files| {
+                    files
+                        .into_iter()
+                        .find(|(hash, _)| *hash == info_hash)
+                        .map(|(_, s)| udp::ScrapeEntry {
+                            seeders: s.complete,
+                            completed: s.downloaded,
+                            leechers: s.incomplete,
+                        })
+                        .ok_or_else(|| {
+                            TrackerError::BadResponse("torrent not in the scrape".into())
+                        })
+                });
+            self.scraped(i, now, res);
+            return;
+        }
         match result.and_then(|body| http::parse_announce(&body)) {
             Ok(r) => self.succeed(
                 i,
@@ -622,6 +737,7 @@ impl Announcer {
                 ..
             })
         );
+        let scrape = self.trackers[i].inflight.as_ref().is_some_and(|f| f.scrape);
         match udp::Response::parse(bytes, Family::of(&from)) {
             Err(e) => self.fail(i, now, TrackerError::BadPacket(e)),
             Ok(udp::Response::Connect { connection_id, .. }) if connecting => {
@@ -631,7 +747,14 @@ impl Announcer {
                 self.connection_ids.push((from, connection_id, now));
                 self.udp_send(i, now, 0);
             }
-            Ok(udp::Response::Announce(r)) if !connecting => self.succeed(
+            Ok(udp::Response::Scrape { entries, .. }) if !connecting && scrape => {
+                let res = entries
+                    .first()
+                    .copied()
+                    .ok_or_else(|| TrackerError::BadResponse("empty scrape response".into()));
+                self.scraped(i, now, res);
+            }
+            Ok(udp::Response::Announce(r)) if !connecting && !scrape => self.succeed(
                 i,
                 now,
                 Reply {
@@ -680,11 +803,13 @@ impl Announcer {
         let i = self
             .push_tracker(url, tier)
             .ok_or_else(|| TrackerError::BadUrl(format!("more than {MAX_TRACKERS} trackers")))?;
-        self.tiers.push(vec![i]);
-        if self.phase == Phase::Running && self.next_round_at.is_none() && !self.any_inflight() {
-            self.next_round_at = Some(now);
-            self.maybe_start(now);
-        }
+        let running = self.phase == Phase::Running;
+        self.tiers.push(Tier {
+            members: vec![i],
+            next_at: running.then_some(now),
+            ..Tier::default()
+        });
+        self.maybe_start(now);
         Ok(TrackerId(i as u32))
     }
 
@@ -692,33 +817,38 @@ impl Announcer {
     pub fn status(&self, now: Instant) -> Vec<TrackerStatus> {
         let secs_until = |at: Instant| at.saturating_duration_since(now).as_secs();
         let mut out = Vec::with_capacity(self.trackers.len());
-        for &i in self.tiers.iter().flatten() {
-            let Some(t) = self.trackers.get(i) else {
-                continue;
-            };
-            let next =
-                if self.phase != Phase::Running || t.inflight.is_some() || t.endpoint.is_err() {
+        for tier in &self.tiers {
+            for &i in &tier.members {
+                let Some(t) = self.trackers.get(i) else {
+                    continue;
+                };
+                let next = if self.phase != Phase::Running
+                    || t.inflight.is_some()
+                    || t.endpoint.is_err()
+                {
                     None
                 } else if let Some(at) = t.retry_at.filter(|&at| at > now) {
                     Some(secs_until(at))
-                } else if self.current == Some(i) {
-                    self.next_round_at.map(secs_until)
+                } else if tier.current == Some(i) {
+                    tier.next_at.map(secs_until)
                 } else {
                     None
                 };
-            out.push(TrackerStatus {
-                id: TrackerId(i as u32),
-                url: t.url.clone(),
-                tier: t.tier,
-                last_result: t.describe(),
-                outcome: t.outcome(),
-                updating: t.inflight.is_some(),
-                next_announce_secs: next,
-                seeders: t.seeders,
-                leechers: t.leechers,
-                warning: t.warning.clone(),
-                failures: t.failures,
-            });
+                out.push(TrackerStatus {
+                    id: TrackerId(i as u32),
+                    url: t.url.clone(),
+                    tier: t.tier,
+                    last_result: t.describe(),
+                    outcome: t.outcome(),
+                    updating: t.inflight.is_some(),
+                    next_announce_secs: next,
+                    seeders: t.seeders,
+                    leechers: t.leechers,
+                    downloaded: t.downloaded,
+                    warning: t.warning.clone(),
+                    failures: t.failures,
+                });
+            }
         }
         out
     }
@@ -747,6 +877,8 @@ impl Announcer {
             last_success: None,
             seeders: None,
             leechers: None,
+            downloaded: None,
+            next_scrape_at: None,
             tracker_id: None,
             started_sent: false,
             addrs: Vec::new(),
@@ -761,57 +893,99 @@ impl Announcer {
         self.trackers.iter().any(|t| t.inflight.is_some())
     }
 
-    /// Starts the next announce if one is due and nothing is in flight.
+    /// Requests this torrent may still start (its own cap and the caller's).
+    fn room(&self) -> usize {
+        self.config
+            .max_inflight
+            .saturating_sub(self.n_inflight())
+            .min(self.global_room)
+    }
+
+    /// A member of the tier has a request in flight.
+    fn tier_busy(&self, tier: &Tier) -> bool {
+        tier.members
+            .iter()
+            .any(|&i| self.trackers[i].inflight.is_some())
+    }
+
+    /// Starts what is due, while there is room: each idle tier's announce
+    /// (tier order), then scrapes.
     fn maybe_start(&mut self, now: Instant) {
-        if self.phase != Phase::Running || self.any_inflight() {
+        if self.phase != Phase::Running {
             return;
         }
-        let Some(at) = self.next_round_at else {
-            return;
-        };
-        if at > now {
-            return;
-        }
-        let pick = self.tiers.iter().flatten().copied().find(|&i| {
-            let t = &self.trackers[i];
-            t.endpoint.is_ok() && t.retry_at.is_none_or(|r| r <= now)
-        });
-        match pick {
-            Some(i) => {
-                let t = &self.trackers[i];
-                let event = if !t.started_sent {
-                    Event::Started
-                } else if self.completed_pending {
-                    Event::Completed
-                } else {
-                    Event::None
-                };
-                self.start_attempt(i, now, event);
+        for k in 0..self.tiers.len() {
+            if self.room() == 0 {
+                return;
             }
-            None => {
-                // Everyone is backing off: wait for the first to be ready.
-                self.next_round_at = self
-                    .trackers
-                    .iter()
-                    .filter(|t| t.endpoint.is_ok())
-                    .filter_map(|t| t.retry_at)
-                    .min();
+            let tier = &self.tiers[k];
+            if tier.next_at.is_none_or(|at| at > now) || self.tier_busy(tier) {
+                continue;
+            }
+            let pick = tier.members.iter().copied().find(|&i| {
+                let t = &self.trackers[i];
+                t.endpoint.is_ok() && t.retry_at.is_none_or(|r| r <= now)
+            });
+            match pick {
+                Some(i) => {
+                    let event = if !self.trackers[i].started_sent {
+                        Event::Started
+                    } else if tier.completed_pending {
+                        Event::Completed
+                    } else {
+                        Event::None
+                    };
+                    self.start_attempt(i, now, event, false);
+                }
+                None => {
+                    // The whole tier backs off: wait for its first to be ready.
+                    let ready = tier
+                        .members
+                        .iter()
+                        .map(|&i| &self.trackers[i])
+                        .filter(|t| t.endpoint.is_ok())
+                        .filter_map(|t| t.retry_at)
+                        .min();
+                    self.tiers[k].next_at = ready;
+                }
+            }
+        }
+        for k in 0..self.tiers.len() {
+            if self.room() == 0 {
+                return;
+            }
+            let tier = &self.tiers[k];
+            if self.tier_busy(tier) {
+                continue;
+            }
+            let due = tier
+                .members
+                .iter()
+                .copied()
+                .find(|&i| self.trackers[i].next_scrape_at.is_some_and(|at| at <= now));
+            if let Some(i) = due {
+                self.start_attempt(i, now, Event::None, true);
             }
         }
     }
 
-    fn start_attempt(&mut self, i: usize, now: Instant, event: Event) {
+    fn start_attempt(&mut self, i: usize, now: Instant, event: Event, scrape: bool) {
         let stats = self.stats;
         let tracker = TrackerId(i as u32);
         let params = self.params(i, event, stats);
+        let info_hash = self.info_hash;
         let stop_timeout = self.config.stop_timeout;
         let http_timeout = self.config.http_timeout;
         let resolve_timeout = self.config.resolve_timeout;
         let resolve_ttl = self.config.resolve_ttl;
+        let scrape_interval = self.config.scrape_interval;
         let t = &mut self.trackers[i];
         let Ok(endpoint) = &t.endpoint else {
             return;
         };
+        if scrape {
+            t.next_scrape_at = Some(now + scrape_interval);
+        }
         match endpoint {
             TrackerUrl::Http(url) => {
                 let timeout = if event == Event::Stopped {
@@ -819,9 +993,21 @@ impl Announcer {
                 } else {
                     http_timeout
                 };
-                let url = http::announce_url(url, &params);
+                let url = if scrape {
+                    match http::scrape_url(url, &[info_hash]) {
+                        Some(url) => url,
+                        None => {
+                            // BEP 48: no scrape form of this announce URL.
+                            t.next_scrape_at = None;
+                            return;
+                        }
+                    }
+                } else {
+                    http::announce_url(url, &params)
+                };
                 t.inflight = Some(Inflight {
                     event,
+                    scrape,
                     stats,
                     stage: Stage::Http {
                         deadline: now + timeout + HTTP_GRACE,
@@ -843,6 +1029,7 @@ impl Announcer {
                     let (host, port) = (host.clone(), *port);
                     t.inflight = Some(Inflight {
                         event,
+                        scrape,
                         stats,
                         stage: Stage::Resolving {
                             deadline: now + resolve_timeout,
@@ -857,6 +1044,7 @@ impl Announcer {
                     // A placeholder stage that `udp_send` replaces at once.
                     t.inflight = Some(Inflight {
                         event,
+                        scrape,
                         stats,
                         stage: Stage::Resolving { deadline: now },
                     });
@@ -898,7 +1086,7 @@ impl Announcer {
         let Some(inflight) = &t.inflight else {
             return;
         };
-        let (event, stats) = (inflight.event, inflight.stats);
+        let (event, stats, scrape) = (inflight.event, inflight.stats, inflight.scrape);
         let live_id = self
             .connection_ids
             .iter()
@@ -906,6 +1094,19 @@ impl Announcer {
             .map(|(_, id, _)| *id);
         let transaction_id = splitmix64(&mut self.rng) as u32;
         let (request, stage) = match live_id {
+            Some(connection_id) if scrape => (
+                udp::Request::Scrape(udp::ScrapeRequest {
+                    connection_id,
+                    transaction_id,
+                    info_hashes: vec![self.info_hash],
+                }),
+                Stage::UdpAnnounce {
+                    to,
+                    transaction_id,
+                    attempt,
+                    deadline: now + timeout,
+                },
+            ),
             Some(connection_id) => {
                 let p = self.params(i, event, stats);
                 (
@@ -1051,10 +1252,12 @@ impl Announcer {
             .clamp(cfg.min_announce_interval, cfg.max_interval);
         let min_interval = reply
             .min_interval
-            .map_or(cfg.min_forced_interval, |s| {
+            .map_or(cfg.default_min_interval, |s| {
                 Duration::from_secs(u64::from(s))
             })
             .clamp(cfg.min_forced_interval, interval);
+        let scrape_now = Some(now);
+        let scrape = cfg.scrape;
         let Some(t) = self.trackers.get_mut(i) else {
             return;
         };
@@ -1084,24 +1287,23 @@ impl Announcer {
             self.finish_stopping_if_done();
             return;
         }
-        match inflight.event {
+        let completed_now = match inflight.event {
             Event::Started => {
                 t.started_sent = true;
-                if inflight.stats.left == 0 {
-                    // The tracker knows we are complete; a `completed` would be noise.
-                    self.completed_pending = false;
-                    self.completed_sent = true;
-                }
+                // Started with `left = 0`: the tracker knows we are
+                // complete; a `completed` would be noise.
+                inflight.stats.left == 0
             }
-            Event::Completed => {
-                self.completed_pending = false;
-                self.completed_sent = true;
-            }
-            Event::None | Event::Stopped => {}
-        }
+            Event::Completed => true,
+            Event::None | Event::Stopped => false,
+        };
         t.interval = interval;
         t.min_interval = min_interval;
         t.last_success = Some(now);
+        if t.next_scrape_at.is_none() && scrape {
+            // First answer: scrape it now (BEP 48 or BEP 15), then every interval.
+            t.next_scrape_at = scrape_now;
+        }
 
         let mut seen = HashSet::new();
         let peers: Vec<SocketAddr> = reply
@@ -1135,15 +1337,55 @@ impl Announcer {
             });
         }
         self.promote(i);
-        self.current = Some(i);
-        if self.phase == Phase::Running {
-            self.next_round_at = Some(if self.completed_pending {
+        if let Some(tier) = self.tier_of(i) {
+            if completed_now {
+                tier.completed_pending = false;
+                tier.completed_sent = true;
+            }
+            tier.current = Some(i);
+            tier.next_at = Some(if tier.completed_pending {
                 now
             } else {
                 now + interval
             });
-            self.maybe_start(now);
         }
+        self.maybe_start(now);
+    }
+
+    /// The tier tracker `i` belongs to.
+    fn tier_of(&mut self, i: usize) -> Option<&mut Tier> {
+        self.tiers.iter_mut().find(|tier| tier.members.contains(&i))
+    }
+
+    /// The end of a scrape: numbers for the status, or a line in the log.
+    /// The next scrape was scheduled when this one started.
+    fn scraped(&mut self, i: usize, now: Instant, res: Result<udp::ScrapeEntry, TrackerError>) {
+        let Some(t) = self.trackers.get_mut(i) else {
+            return;
+        };
+        if t.inflight.take().is_none() {
+            return;
+        }
+        let url = t.url.clone();
+        match res {
+            Ok(e) => {
+                t.seeders = Some(e.seeders);
+                t.leechers = Some(e.leechers);
+                t.downloaded = Some(e.completed);
+                self.actions.push(Action::Log(
+                    log::Level::Debug,
+                    format!(
+                        "tracker {url}: scrape: {} seeders, {} leechers, {} downloads",
+                        e.seeders, e.leechers, e.completed
+                    ),
+                ));
+            }
+            Err(err) => self.actions.push(Action::Log(
+                log::Level::Debug,
+                format!("tracker {url}: scrape failed: {err}"),
+            )),
+        }
+        self.maybe_start(now);
     }
 
     fn fail(&mut self, i: usize, now: Instant, err: TrackerError) {
@@ -1155,6 +1397,15 @@ impl Announcer {
                 .saturating_mul(factor)
                 .min(self.config.backoff_max)
         };
+        if self
+            .trackers
+            .get(i)
+            .and_then(|t| t.inflight.as_ref())
+            .is_some_and(|f| f.scrape)
+        {
+            self.scraped(i, now, Err(err));
+            return;
+        }
         let Some(t) = self.trackers.get_mut(i) else {
             return;
         };
@@ -1183,14 +1434,14 @@ impl Announcer {
                 Secs(backoff)
             ),
         ));
-        if self.current == Some(i) {
-            self.current = None;
+        if let Some(tier) = self.tier_of(i) {
+            if tier.current == Some(i) {
+                tier.current = None;
+            }
+            // Move on to the tier's next tracker now (BEP 12).
+            tier.next_at = Some(now);
         }
-        if self.phase == Phase::Running {
-            // Move on to the next tracker now (BEP 12).
-            self.next_round_at = Some(now);
-            self.maybe_start(now);
-        }
+        self.maybe_start(now);
     }
 
     fn finish_stopping_if_done(&mut self) {
@@ -1205,8 +1456,8 @@ impl Announcer {
     /// BEP 12: a tracker that answered moves to the front of its tier.
     fn promote(&mut self, i: usize) {
         for tier in &mut self.tiers {
-            if let Some(pos) = tier.iter().position(|&x| x == i) {
-                tier[..=pos].rotate_right(1);
+            if let Some(pos) = tier.members.iter().position(|&x| x == i) {
+                tier.members[..=pos].rotate_right(1);
                 return;
             }
         }

@@ -53,8 +53,10 @@
 //! - The BEP 15 schedule lets one silent UDP tracker hold its tier for about
 //!   2 h before the next tracker is tried; [`AnnouncerConfig::udp_max_retransmits`]
 //!   shortens that (2 gives 15 + 30 + 60 s).
-//! - Nothing here rate-limits announces across torrents (libtorrent keeps
-//!   at most 50 HTTP announces in flight); the worker queue bounds them.
+//! - Each announcer caps its own requests in flight
+//!   ([`AnnouncerConfig::max_inflight`]); the caller sets the room left
+//!   under its cap over all torrents with [`Announcer::set_global_room`]
+//!   (libtorrent keeps at most 50 HTTP announces in flight).
 //!
 //! # Limits
 //!
@@ -67,8 +69,10 @@
 //!   (BEP 15), then the attempt fails. Scrape: ≤ [`udp::MAX_SCRAPE_HASHES`] (74).
 //! - Announcer: at most [`announcer::MAX_TRACKERS`] trackers per torrent;
 //!   interval clamped to 300 s ..= 2 h (default 1,800 s); forced announces
-//!   no sooner than the tracker's min interval (at least 30 s); back-off after
-//!   failures 15 s doubling up to 30 min; stopped events time out after 5 s.
+//!   no sooner than the tracker's min interval (60 s when none, at least
+//!   30 s); back-off after failures 15 s doubling up to 30 min; stopped
+//!   events time out after 5 s; 8 requests in flight; a scrape per tracker
+//!   every 30 min.
 //!
 //! # No-panic contract
 //!

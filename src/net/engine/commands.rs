@@ -526,6 +526,7 @@ impl Engine {
 
     pub(super) fn status(&mut self, tid: u32, now: Instant) -> Option<TorrentStatus> {
         let tracker = self.tracker_summary(tid, now);
+        let (swarm_seeders, swarm_leechers) = self.swarm_counts(tid, now);
         let t = self.torrents.get_mut(&tid)?;
         let state = t.api_state();
         let (have_bytes, pieces_have, down, up, stats, peers) = match t.swarm.as_mut() {
@@ -561,6 +562,8 @@ impl Engine {
             download_limit: t.down_limit.rate(),
             upload_limit: t.up_limit.rate(),
             tracker,
+            swarm_seeders,
+            swarm_leechers,
         })
     }
 

@@ -387,6 +387,7 @@ impl Engine {
             .values()
             .filter(|c| c.torrent == Some(tid) && c.state == ConnState::Active)
             .count();
+        let (swarm_seeders, swarm_leechers) = self.swarm_counts(tid, Instant::now());
         Some(TorrentStatus {
             info_hash: m.info_hash,
             name: m.name.clone().unwrap_or_else(|| m.info_hash.to_hex()),
@@ -414,6 +415,8 @@ impl Engine {
             download_limit: 0,
             upload_limit: 0,
             tracker: self.tracker_summary(tid, Instant::now()),
+            swarm_seeders,
+            swarm_leechers,
         })
     }
 }

@@ -22,6 +22,17 @@ use crate::tracker::{self, Event, Stats, TrackerError};
 /// 1,000 IPv6 peers fits).
 const MAX_DATAGRAM: usize = 20 + 18 * 1000;
 
+/// Tracker requests (announces, scrapes) in flight at once, all torrents
+/// together (libtorrent allows 50 HTTP announces; a Pi has four network
+/// threads); each torrent has its own cap as well
+/// ([`AnnouncerConfig::max_inflight`]). `stopped` events are counted but
+/// never held back.
+const MAX_TRACKER_REQUESTS: usize = 24;
+
+/// Fewer connected peers than this, and not a finished torrent: ask the
+/// trackers for more (each tier no sooner than its tracker's `min interval`).
+const FEW_PEERS: usize = 10;
+
 /// `left` announced for a magnet whose size is not known yet: not zero, so
 /// that trackers count us as a leecher (and send us seeders).
 const MAGNET_LEFT: u64 = 16 * 1024;
@@ -56,6 +67,7 @@ impl Engine {
             // resume): `Started` abandons the stop and starts over.
             if !slot.announcer.is_running() {
                 let stats = self.announce_stats(tid);
+                self.set_tracker_room(tid);
                 if let Some(slot) = self.trackers.get_mut(&tid) {
                     slot.announcer.announce(now, Event::Started, stats);
                 }
@@ -95,9 +107,11 @@ impl Engine {
         // hours; two retransmissions (105 s) move on to the next tracker sooner.
         let config = AnnouncerConfig {
             udp_max_retransmits: 2,
+            num_want: self.config.tracker_numwant,
             ..AnnouncerConfig::default()
         };
         let mut announcer = Announcer::new(params, config);
+        announcer.set_global_room(self.tracker_room(None));
         announcer.announce(now, Event::Started, self.announce_stats(tid));
         self.trackers.insert(
             tid,
@@ -146,22 +160,71 @@ impl Engine {
         });
     }
 
+    /// Requests other torrents' announcers leave for this one under
+    /// [`MAX_TRACKER_REQUESTS`] (`except`: the torrent asking).
+    fn tracker_room(&self, except: Option<u32>) -> usize {
+        let busy: usize = self
+            .trackers
+            .iter()
+            .filter(|(tid, _)| Some(**tid) != except)
+            .map(|(_, s)| s.announcer.n_inflight())
+            .sum();
+        MAX_TRACKER_REQUESTS.saturating_sub(busy)
+    }
+
+    /// Tells a torrent's announcer how many requests it may start (before
+    /// any call that may start some).
+    fn set_tracker_room(&mut self, tid: u32) {
+        let room = self.tracker_room(Some(tid));
+        if let Some(slot) = self.trackers.get_mut(&tid) {
+            slot.announcer.set_global_room(room);
+        }
+    }
+
+    /// Too few peers, and not a finished torrent (a seed waits for leechers
+    /// to find it): a magnet, or a download with under [`FEW_PEERS`].
+    fn wants_more_peers(&self, tid: u32) -> bool {
+        if let Some(t) = self.torrents.get(&tid) {
+            return match t.swarm.as_ref() {
+                Some(s) => s.have_bytes() < t.meta.total_length() && s.n_peers() < FEW_PEERS,
+                None => false,
+            };
+        }
+        if self.magnets.contains_key(&tid) {
+            let peers = self
+                .conns
+                .values()
+                .filter(|c| c.torrent == Some(tid) && c.state == ConnState::Active)
+                .count();
+            return peers < FEW_PEERS;
+        }
+        false
+    }
+
     /// `completed` to the trackers, once, when the download finishes.
     pub(super) fn announce_completed(&mut self, tid: u32, now: Instant) {
         let stats = self.announce_stats(tid);
+        self.set_tracker_room(tid);
         if let Some(slot) = self.trackers.get_mut(&tid) {
             slot.announcer.announce(now, Event::Completed, stats);
         }
         self.pump_announcer(tid, now);
     }
 
-    /// Regular re-announces, retransmissions and timeouts.
+    /// Regular re-announces, early ones while peers are few (the
+    /// announcer holds each tier to its `min interval`), scrapes,
+    /// retransmissions and timeouts.
     pub(super) fn tick_announcers(&mut self, now: Instant) {
         let tids: Vec<u32> = self.trackers.keys().copied().collect();
         for tid in tids {
             let stats = self.announce_stats(tid);
+            let more = self.wants_more_peers(tid);
+            self.set_tracker_room(tid);
             if let Some(slot) = self.trackers.get_mut(&tid) {
                 slot.announcer.tick(now, stats);
+                if more && slot.announcer.is_running() {
+                    slot.announcer.announce(now, Event::None, stats);
+                }
             }
             self.pump_announcer(tid, now);
         }
@@ -281,6 +344,7 @@ impl Engine {
         addrs: Vec<SocketAddr>,
         now: Instant,
     ) {
+        self.set_tracker_room(tid);
         if let Some(slot) = self.trackers.get_mut(&tid) {
             slot.announcer.on_resolved(tracker, addrs, now);
         }
@@ -294,6 +358,7 @@ impl Engine {
         result: Result<Vec<u8>, TrackerError>,
         now: Instant,
     ) {
+        self.set_tracker_room(tid);
         if let Some(slot) = self.trackers.get_mut(&tid) {
             slot.announcer.on_http_result(tracker, result, now);
         }
@@ -384,6 +449,7 @@ impl Engine {
                         next_announce_secs: None,
                         seeders: None,
                         leechers: None,
+                        downloaded: None,
                     })
                 })
                 .collect();
@@ -398,8 +464,22 @@ impl Engine {
                 next_announce_secs: s.next_announce_secs,
                 seeders: s.seeders,
                 leechers: s.leechers,
+                downloaded: s.downloaded,
             })
             .collect()
+    }
+
+    /// The swarm as the trackers see it: the most seeders and leechers any
+    /// tracker reported (trackers overlap, so a sum would count twice).
+    pub(super) fn swarm_counts(&self, tid: u32, now: Instant) -> (Option<u32>, Option<u32>) {
+        let Some(slot) = self.trackers.get(&tid) else {
+            return (None, None);
+        };
+        let statuses = slot.announcer.status(now);
+        (
+            statuses.iter().filter_map(|s| s.seeders).max(),
+            statuses.iter().filter_map(|s| s.leechers).max(),
+        )
     }
 }
 

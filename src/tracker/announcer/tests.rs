@@ -44,14 +44,33 @@ fn build(tiers: &[&[&str]], private: bool, seed: u64, config: AnnouncerConfig) -
     )
 }
 
+/// Without scrapes: the announce tests count every request.
+fn no_scrape() -> AnnouncerConfig {
+    AnnouncerConfig {
+        scrape: false,
+        ..AnnouncerConfig::default()
+    }
+}
+
 fn announcer(tiers: &[&[&str]]) -> Announcer {
-    build(tiers, false, 1, AnnouncerConfig::default())
+    build(tiers, false, 1, no_scrape())
 }
 
 /// The actions since the last call, without log lines.
 fn actions(a: &mut Announcer) -> Vec<Action> {
     a.drain_actions()
         .filter(|x| !matches!(x, Action::Log(..)))
+        .collect()
+}
+
+/// Every HTTP request queued since the last call (nothing else allowed).
+fn expect_https(a: &mut Announcer) -> Vec<(TrackerId, String)> {
+    actions(a)
+        .into_iter()
+        .map(|x| match x {
+            Action::HttpGet { tracker, url, .. } => (tracker, url),
+            other => panic!("expected an HTTP request, got {other:?}"),
+        })
         .collect()
 }
 
@@ -154,7 +173,7 @@ fn started_then_regular_announces() {
         "&peer_id=-PL0100-123456789012",
         "&port=6881",
         "&uploaded=10&downloaded=20&left=30",
-        "&compact=1&numwant=50",
+        "&compact=1&numwant=200",
         "&event=started",
     ] {
         assert!(url.contains(part), "{url} lacks {part}");
@@ -230,13 +249,13 @@ fn forced_announce_honours_min_interval() {
     let (_, url) = expect_http(&mut a);
     assert!(!url.contains("event="));
 
-    // Without a min interval, the floor of 30 s applies.
+    // Without a min interval, the default of 60 s applies.
     let mut a = announcer(&[&["http://a.example/announce"]]);
     a.announce(t0, Event::Started, stats());
     let (id, _) = expect_http(&mut a);
     a.on_http_result(id, http_ok(1800, &[]), t0);
     a.announce(t0 + secs(1), Event::None, stats());
-    assert_eq!(a.next_deadline(), Some(t0 + secs(30)));
+    assert_eq!(a.next_deadline(), Some(t0 + secs(60)));
     // Long after, a forced announce goes at once.
     let mut a = announcer(&[&["http://a.example/announce"]]);
     a.announce(t0, Event::Started, stats());
@@ -357,24 +376,28 @@ fn backoff_doubles_and_resets() {
 }
 
 #[test]
-fn failure_moves_to_next_tracker_and_tier() {
+fn every_tier_at_once_and_failure_moves_on_within_the_tier() {
     let t0 = Instant::now();
     let mut a = announcer(&[
         &["http://a.example/announce", "http://b.example/announce"],
         &["http://c.example/announce"],
     ]);
     a.announce(t0, Event::Started, stats());
-    let (first, _) = expect_http(&mut a);
-    assert!(status_of(&a, first, t0).tier == 0);
+    // One request per tier, in parallel.
+    let got = expect_https(&mut a);
+    assert_eq!(got.len(), 2);
+    let (first, third) = (got[0].0, got[1].0);
+    assert_eq!(status_of(&a, first, t0).tier, 0);
+    assert_eq!(url_of(&a, third), "http://c.example/announce");
+    assert!(got[1].1.contains("event=started"));
     a.on_http_result(first, Ok(b"d14:failure reason4:nopee".to_vec()), t0);
     let (second, _) = expect_http(&mut a);
     assert_ne!(first, second);
     assert_eq!(status_of(&a, second, t0).tier, 0);
     assert_eq!(status_of(&a, first, t0).last_result, "error: nope");
     a.on_http_result(second, Err(TrackerError::Connect("refused".into())), t0);
-    let (third, url) = expect_http(&mut a);
-    assert_eq!(url_of(&a, third), "http://c.example/announce");
-    assert!(url.contains("event=started"));
+    // Tier 0 is out of trackers: it waits for the first back-off.
+    expect_nothing(&mut a);
     a.on_http_result(third, http_ok(1800, &["10.0.0.9:1"]), t0 + secs(1));
     assert!(
         matches!(actions(&mut a).as_slice(), [Action::Peers { tracker, .. }] if *tracker == third)
@@ -382,12 +405,16 @@ fn failure_moves_to_next_tracker_and_tier() {
     // For metrics: one answered, two failed (a failure reason counts as failed).
     assert_eq!(a.announce_counts(), (1, 2));
 
-    // The next regular announce tries tier 0 again (its back-off is over),
-    // and that tracker has not seen `started` yet.
-    tick(&mut a, t0 + secs(1801));
+    // Tier 0 tries again when its first back-off (15 s) is over, with `started`;
+    // tier 1 keeps its own schedule.
+    assert_eq!(a.next_deadline(), Some(t0 + secs(15)));
+    tick(&mut a, t0 + secs(15));
     let (again, url) = expect_http(&mut a);
     assert_eq!(status_of(&a, again, t0).tier, 0);
     assert!(url.contains("event=started"), "{url}");
+    a.on_http_result(again, http_ok(900, &[]), t0 + secs(16));
+    assert_eq!(status_of(&a, third, t0).next_announce_secs, Some(1801));
+    assert_eq!(status_of(&a, again, t0).next_announce_secs, Some(916));
 }
 
 #[test]
@@ -423,7 +450,7 @@ fn tiers_are_shuffled_by_seed() {
             &[&tier, &["http://last.example/announce"]],
             false,
             seed,
-            AnnouncerConfig::default(),
+            no_scrape(),
         )
         .status(Instant::now())
         .into_iter()
@@ -445,10 +472,7 @@ fn tiers_are_shuffled_by_seed() {
 #[test]
 fn lost_http_result_times_out_and_late_result_is_ignored() {
     let t0 = Instant::now();
-    let mut a = announcer(&[
-        &["http://a.example/announce"],
-        &["http://b.example/announce"],
-    ]);
+    let mut a = announcer(&[&["http://a.example/announce", "http://b.example/announce"]]);
     a.announce(t0, Event::Started, stats());
     let (first, _) = expect_http(&mut a);
     assert_eq!(a.next_deadline(), Some(t0 + secs(40)));
@@ -604,7 +628,7 @@ fn udp_connect_announce() {
     assert_eq!((r.uploaded, r.downloaded, r.left), (10, 20, 30));
     assert_eq!(
         (r.event, r.port, r.num_want, r.ip),
-        (Event::Started, 6881, 50, 0)
+        (Event::Started, 6881, 200, 0)
     );
     assert_ne!(r.transaction_id, tid);
     assert!(a.on_udp(
@@ -697,7 +721,7 @@ fn udp_retransmission_base_is_configurable() {
     let config = AnnouncerConfig {
         udp_retransmit_base: Duration::from_millis(100),
         udp_max_retransmits: 2,
-        ..AnnouncerConfig::default()
+        ..no_scrape()
     };
     let mut a = build(&[&["udp://tracker.example:6969"]], false, 3, config);
     udp_started(&mut a, t0);
@@ -809,10 +833,12 @@ fn udp_answers_must_match_transaction_and_address() {
 fn udp_garbage_from_the_tracker_is_a_failure() {
     let t0 = Instant::now();
     let from: SocketAddr = UDP_ADDR.parse().unwrap();
-    let mut a = announcer(&[
-        &["udp://tracker.example:6969"],
-        &["http://b.example/announce"],
-    ]);
+    let tiers: &[&[&str]] = &[&["udp://tracker.example:6969", "http://b.example/announce"]];
+    // A seed whose shuffle puts the UDP tracker first.
+    let mut a = (1..64)
+        .map(|seed| build(tiers, false, seed, no_scrape()))
+        .find(|a| a.status(t0)[0].url.starts_with("udp:"))
+        .unwrap();
     let (id, tid) = udp_started(&mut a, t0);
     assert!(a.on_udp(from, &connect_reply(tid, 1), t0));
     let r = expect_announce(&mut a);
@@ -823,7 +849,7 @@ fn udp_garbage_from_the_tracker_is_a_failure() {
     assert!(status_of(&a, id, t0)
         .last_result
         .starts_with("error: bad UDP packet: "));
-    // And the next tier gets its turn at once.
+    // And the tier's next tracker gets its turn at once.
     let (next, _) = expect_http(&mut a);
     assert_eq!(url_of(&a, next), "http://b.example/announce");
 }
@@ -877,13 +903,9 @@ fn udp_resolution_failures() {
 #[test]
 fn stop_sends_stopped_to_announced_trackers() {
     let t0 = Instant::now();
-    let mut a = announcer(&[
-        &["http://a.example/announce"],
-        &["http://b.example/announce"],
-    ]);
+    let mut a = announcer(&[&["http://a.example/announce", "http://b.example/announce"]]);
     a.announce(t0, Event::Started, stats());
     let (first, _) = expect_http(&mut a);
-    assert_eq!(url_of(&a, first), "http://a.example/announce");
     a.on_http_result(first, http_ok(1800, &[]), t0);
     // Later the first fails, so the second hears `started` too.
     tick(&mut a, t0 + secs(1800));
@@ -979,12 +1001,7 @@ fn restart_after_stop_sends_started_again() {
 #[test]
 fn private_torrents_take_no_extra_trackers() {
     let t0 = Instant::now();
-    let mut a = build(
-        &[&["http://a.example/announce"]],
-        true,
-        1,
-        AnnouncerConfig::default(),
-    );
+    let mut a = build(&[&["http://a.example/announce"]], true, 1, no_scrape());
     assert!(a.is_private());
     assert_eq!(
         a.add_tracker("http://other.example/announce", t0),
@@ -1018,4 +1035,252 @@ fn tracker_lists_are_bounded_and_deduplicated() {
     assert!(status.iter().all(|s| s.tier == 0));
     let mut a = announcer(&[&tier]);
     assert!(a.add_tracker("http://x.example/a", Instant::now()).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Every tier in parallel, caps, early re-announces, scrapes.
+
+/// Five dead trackers (each its own tier, as magnets and most public
+/// torrents list them) do not delay the live one in the sixth tier.
+#[test]
+fn dead_tiers_in_front_do_not_delay_a_live_one() {
+    let t0 = Instant::now();
+    let mut a = announcer(&[
+        &["udp://127.0.52.1:1"],
+        &["udp://127.0.52.1:2"],
+        &["udp://127.0.52.1:3"],
+        &["http://127.0.52.1:4/announce"],
+        &["http://127.0.52.1:5/announce"],
+        &["http://live.example/announce"],
+    ]);
+    a.announce(t0, Event::Started, stats());
+    let got = actions(&mut a);
+    assert_eq!(got.len(), 6, "{got:?}");
+    let live = got
+        .iter()
+        .find_map(|x| match x {
+            Action::HttpGet { tracker, url, .. } if url.starts_with("http://live.") => {
+                Some(*tracker)
+            }
+            _ => None,
+        })
+        .expect("the live tracker is asked at once");
+    a.on_http_result(live, http_ok(1800, &["10.0.0.1:6881"]), t0 + secs(1));
+    assert!(matches!(actions(&mut a).as_slice(), [Action::Peers { .. }]));
+}
+
+#[test]
+fn requests_in_flight_are_capped() {
+    let t0 = Instant::now();
+    let urls: Vec<String> = (0..20)
+        .map(|i| format!("http://t{i}.example/announce"))
+        .collect();
+    let tiers: Vec<Vec<&str>> = urls.iter().map(|u| vec![u.as_str()]).collect();
+    let tiers: Vec<&[&str]> = tiers.iter().map(Vec::as_slice).collect();
+    let mut a = announcer(&tiers);
+    a.announce(t0, Event::Started, stats());
+    let first = expect_https(&mut a);
+    assert_eq!(first.len(), 8);
+    assert_eq!(a.n_inflight(), 8);
+    // A slot frees: the next tier in order takes it.
+    a.on_http_result(first[0].0, http_ok(1800, &[]), t0);
+    let next = expect_https(&mut a);
+    assert_eq!(next.len(), 1);
+    assert_eq!(url_of(&a, next[0].0), "http://t8.example/announce");
+    // The caller's cap over all torrents: no room, nothing starts, and no
+    // deadline for the waiting tiers (the caller ticks again).
+    a.set_global_room(0);
+    a.on_http_result(first[1].0, http_ok(1800, &[]), t0);
+    expect_nothing(&mut a);
+    assert!(a.next_deadline().is_some_and(|d| d > t0));
+    // Room again: up to the torrent's own cap.
+    a.set_global_room(5);
+    tick(&mut a, t0 + secs(1));
+    assert_eq!(expect_https(&mut a).len(), 1);
+    assert_eq!(a.n_inflight(), 8);
+}
+
+#[test]
+fn completed_goes_once_to_each_tier() {
+    let t0 = Instant::now();
+    let mut a = announcer(&[
+        &["http://a.example/announce"],
+        &["http://b.example/announce"],
+    ]);
+    a.announce(t0, Event::Started, stats());
+    for (id, _) in expect_https(&mut a) {
+        a.on_http_result(id, http_ok(1800, &[]), t0);
+    }
+    a.announce(t0 + secs(5), Event::Completed, seeding());
+    let got = expect_https(&mut a);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|(_, u)| u.contains("event=completed")));
+    for (id, _) in got {
+        a.on_http_result(id, http_ok(1800, &[]), t0 + secs(6));
+    }
+    a.announce(t0 + secs(7), Event::Completed, seeding());
+    expect_nothing(&mut a);
+    // Stop: `stopped` to both.
+    a.stop(t0 + secs(8), seeding());
+    let got = expect_https(&mut a);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|(_, u)| u.contains("event=stopped")));
+}
+
+/// The caller asks for peers every second (it has too few): each tier
+/// announces no more often than its tracker's min interval.
+#[test]
+fn early_reannounce_respects_min_interval() {
+    let t0 = Instant::now();
+    let mut a = announcer(&[
+        &["http://a.example/announce"],
+        &["http://b.example/announce"],
+    ]);
+    a.announce(t0, Event::Started, stats());
+    let ids: Vec<TrackerId> = expect_https(&mut a).into_iter().map(|(id, _)| id).collect();
+    // a: min interval 120 s; b: none given (60 s).
+    a.on_http_result(
+        ids[0],
+        http_reply(vec![
+            ("interval", Value::Int(1800)),
+            ("min interval", Value::Int(120)),
+        ]),
+        t0,
+    );
+    a.on_http_result(ids[1], http_ok(1800, &[]), t0);
+    let mut sent: Vec<(TrackerId, u64)> = Vec::new();
+    for s in 1..=600u64 {
+        let now = t0 + secs(s);
+        a.announce(now, Event::None, stats());
+        tick(&mut a, now);
+        for (id, url) in expect_https(&mut a) {
+            assert!(!url.contains("event="), "{url}");
+            sent.push((id, s));
+            a.on_http_result(id, http_ok(1800, &[]), now);
+        }
+    }
+    let at = |id: TrackerId| -> Vec<u64> {
+        sent.iter()
+            .filter(|(x, _)| *x == id)
+            .map(|(_, s)| *s)
+            .collect()
+    };
+    // The min interval of a reply without one is the default (60 s).
+    assert_eq!(
+        at(ids[0]),
+        vec![120, 180, 240, 300, 360, 420, 480, 540, 600]
+    );
+    assert_eq!(
+        at(ids[1]),
+        vec![60, 120, 180, 240, 300, 360, 420, 480, 540, 600]
+    );
+}
+
+#[test]
+fn early_reannounce_never_below_the_floor() {
+    let t0 = Instant::now();
+    let mut a = announcer(&[&["http://a.example/announce"]]);
+    a.announce(t0, Event::Started, stats());
+    let (id, _) = expect_http(&mut a);
+    // A tracker that allows anything: the 30 s floor still holds.
+    a.on_http_result(
+        id,
+        http_reply(vec![
+            ("interval", Value::Int(1800)),
+            ("min interval", Value::Int(0)),
+        ]),
+        t0,
+    );
+    a.announce(t0 + secs(1), Event::None, stats());
+    expect_nothing(&mut a);
+    assert_eq!(a.next_deadline(), Some(t0 + secs(30)));
+}
+
+fn scraping() -> AnnouncerConfig {
+    AnnouncerConfig::default()
+}
+
+#[test]
+fn http_scrape_after_first_answer_then_every_30_minutes() {
+    let t0 = Instant::now();
+    let mut a = build(
+        &[&["http://a.example/x/announce.php"]],
+        false,
+        1,
+        scraping(),
+    );
+    a.announce(t0, Event::Started, stats());
+    let (id, _) = expect_http(&mut a);
+    a.on_http_result(id, http_ok(3600, &[]), t0);
+    // The scrape follows the first answer (BEP 48 URL).
+    let (sid, url) = expect_http(&mut a);
+    assert_eq!(sid, id);
+    assert!(
+        url.starts_with("http://a.example/x/scrape.php?info_hash=%11%11"),
+        "{url}"
+    );
+    let mut entry = Value::dict();
+    entry.insert("complete", Value::Int(4));
+    entry.insert("incomplete", Value::Int(7));
+    entry.insert("downloaded", Value::Int(31));
+    let files = Value::Dict([(HASH.to_vec(), entry)].into_iter().collect());
+    a.on_http_result(id, http_reply(vec![("files", files)]), t0 + secs(1));
+    let s = status_of(&a, id, t0);
+    assert_eq!(
+        (s.seeders, s.leechers, s.downloaded),
+        (Some(4), Some(7), Some(31))
+    );
+    assert_eq!(s.last_result, "ok: 0 peers");
+    // The next scrape is 30 min later, the announce an hour later.
+    assert_eq!(a.next_deadline(), Some(t0 + secs(1800)));
+    tick(&mut a, t0 + secs(1800));
+    let (_, url) = expect_http(&mut a);
+    assert!(url.contains("/scrape.php"), "{url}");
+    // A failed scrape changes nothing for announces.
+    a.on_http_result(id, Err(TrackerError::Closed), t0 + secs(1801));
+    let s = status_of(&a, id, t0 + secs(1801));
+    assert_eq!((s.failures, s.outcome), (0, Outcome::Answered));
+    assert_eq!(s.seeders, Some(4));
+    assert_eq!(a.next_deadline(), Some(t0 + secs(3600)));
+
+    // No scrape form (BEP 48): never scraped.
+    let mut a = build(&[&["http://a.example/track"]], false, 1, scraping());
+    a.announce(t0, Event::Started, stats());
+    let (id, _) = expect_http(&mut a);
+    a.on_http_result(id, http_ok(1800, &[]), t0);
+    expect_nothing(&mut a);
+    assert_eq!(a.next_deadline(), Some(t0 + secs(1800)));
+}
+
+#[test]
+fn udp_scrape_after_first_answer() {
+    let t0 = Instant::now();
+    let from: SocketAddr = UDP_ADDR.parse().unwrap();
+    let mut a = build(&[&["udp://tracker.example:6969"]], false, 1, scraping());
+    let (id, tid) = udp_started(&mut a, t0);
+    assert!(a.on_udp(from, &connect_reply(tid, 7), t0));
+    let r = expect_announce(&mut a);
+    assert!(a.on_udp(from, &announce_reply(r.transaction_id, 1800, &[]), t0));
+    // The connection id is still good: the scrape goes at once.
+    let (to, req) = expect_udp(&mut a);
+    assert_eq!(to, from);
+    let Request::Scrape(s) = req else {
+        panic!("{req:?}")
+    };
+    assert_eq!((s.connection_id, s.info_hashes), (7, vec![HASH]));
+    let reply = udp_bytes(&Response::Scrape {
+        transaction_id: s.transaction_id,
+        entries: vec![udp::ScrapeEntry {
+            seeders: 2,
+            completed: 9,
+            leechers: 5,
+        }],
+    });
+    assert!(a.on_udp(from, &reply, t0 + secs(1)));
+    let st = status_of(&a, id, t0);
+    assert_eq!(
+        (st.seeders, st.leechers, st.downloaded),
+        (Some(2), Some(5), Some(9))
+    );
+    expect_nothing(&mut a);
 }
