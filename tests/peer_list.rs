@@ -1,8 +1,9 @@
-//! The peer list in a public-swarm shape: a leecher whose tracker names
-//! 999 dead addresses and one live seeder (last, where the old list of 500
-//! refused it) finds the seeder, downloads byte-identical data, and drops
+//! The peer list in a public-swarm shape: a leecher whose three trackers
+//! (three tiers, announced in parallel) name 2,000 dead addresses and one
+//! live seeder (last in the second reply, where the old list of 500 refused it)
+//! finds the seeder within 30 s, downloads byte-identical data, and drops
 //! the dead addresses after three failures each (`peerlet_forgotten_peers`
-//! in /metrics, the tracker's `known` count in the status).
+//! in /metrics, the trackers' `known` count in the status).
 //!
 //! Dead addresses: most refuse at once (nothing listens: RST); some hang
 //! (a listener with a backlog of one, filled and never accepted, so
@@ -20,8 +21,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Addresses the tracker names (the most one reply may hold).
-const N_ADDRS: usize = 1000;
+/// Addresses one tracker reply holds (the most it may).
+const PER_REPLY: usize = 1000;
+/// Dead addresses in all (both replies), besides the seeder.
+const N_DEAD: usize = 2000;
 /// Of the dead ones, those whose dials hang until the connect timeout.
 const N_HANGING: usize = 12;
 
@@ -104,21 +107,42 @@ fn a_leecher_finds_the_one_seeder_among_dead_addresses() {
     eprintln!("a dial to a full backlog: {:?}", probe.map(|_| "connected"));
     let mut addrs: Vec<SocketAddr> = hang.iter().map(|h| h.addr).collect();
     let mut i = 0u32;
-    while addrs.len() < N_ADDRS - 1 {
+    while addrs.len() < N_DEAD {
         // Distinct addresses (one connection per address and torrent).
         let ip = [127, 0, 56 + (i / 250 % 4) as u8, (i % 250) as u8 + 1];
         addrs.push(SocketAddr::from((ip, 9 + (i / 1000) as u16)));
         i += 1;
     }
-    // Spread the hanging ones through the reply; the seeder last.
+    // Spread the hanging ones through the replies; the seeder last.
     addrs.sort_by_key(|a| peerlet::hash::crc32c(a.to_string().as_bytes()));
-    addrs.push(seed.listen);
-    let tracker = FakeHttpTracker::start(
+    // 1,000 + (999 and the seeder) + 1: three replies, three tiers.
+    let mut second: Vec<SocketAddr> = addrs.split_off(PER_REPLY);
+    let third: Vec<SocketAddr> = second.split_off(PER_REPLY - 1);
+    second.push(seed.listen);
+    let first_tracker = FakeHttpTracker::start(
         "127.0.54.9",
-        HttpScript::Body(compact_peers_body(N_ADDRS, &addrs)),
+        HttpScript::Body(compact_peers_body(PER_REPLY, &addrs)),
+    );
+    let second_tracker = FakeHttpTracker::start(
+        "127.0.54.10",
+        HttpScript::Body(compact_peers_body(second.len(), &second)),
+    );
+    let third_tracker = FakeHttpTracker::start(
+        "127.0.54.11",
+        HttpScript::Body(compact_peers_body(third.len(), &third)),
     );
     let torrent = tmp.join("tracked.torrent");
-    create_torrent_with(&dir, &torrent, "64K", &[tracker.url()], &[]);
+    create_torrent_with(
+        &dir,
+        &torrent,
+        "64K",
+        &[
+            first_tracker.url(),
+            second_tracker.url(),
+            third_tracker.url(),
+        ],
+        &[],
+    );
 
     let leecher = DaemonProc::start(tmp.path(), "leecher", "127.0.54.1", &[]);
     let start = Instant::now();
@@ -150,7 +174,7 @@ fn a_leecher_finds_the_one_seeder_among_dead_addresses() {
         let st = leecher.status(&hash);
         let known = known_from(&st, "tracker");
         let forgotten = metric(&leecher, "peerlet_forgotten_peers").unwrap_or(0);
-        if known <= 1 && forgotten as usize >= N_ADDRS - 1 {
+        if known <= 1 && forgotten as usize >= N_DEAD {
             eprintln!(
                 "all dead addresses forgotten after {:?} (known {known}, forgotten {forgotten})",
                 start.elapsed()

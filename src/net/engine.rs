@@ -180,7 +180,7 @@ impl EngineConfig {
             max_open_files: storage::DEFAULT_MAX_OPEN_FILES,
             max_connections_per_torrent: 40,
             max_connections_per_ip: 4,
-            max_half_open: 8,
+            max_half_open: 32,
             max_half_open_incoming: 8,
             tracker_numwant: 200,
             connect_timeout: Duration::from_secs(10),

@@ -212,9 +212,9 @@ mod tests {
 
     #[test]
     fn peer_lists_shrink_with_the_budget_and_the_torrents() {
-        // The default budget: one torrent keeps 2,000 addresses.
+        // The default budget: one torrent keeps 2,048 addresses.
         let c = MemoryCaps::new(DEFAULT_LIMIT);
-        assert_eq!(c.peer_list_cap(1), 2000);
+        assert_eq!(c.peer_list_cap(1), 2048);
         assert_eq!(c.peer_list_cap(2), 1024);
         assert_eq!(c.peer_list_cap(10), 204);
         // Many torrents never take more than the share, down to the floor.
@@ -227,7 +227,7 @@ mod tests {
             MemoryCaps::new(MIN_LIMIT).peer_list_cap(1),
             peerlist::MIN_KNOWN
         );
-        assert_eq!(MemoryCaps::new(64 << 20).peer_list_cap(8), 2000);
+        assert_eq!(MemoryCaps::new(64 << 20).peer_list_cap(8), 2048);
     }
 
     #[test]
