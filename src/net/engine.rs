@@ -144,6 +144,9 @@ pub struct EngineConfig {
     /// A private network: every connection is a Noise link, every overlay
     /// packet sealed. `None`: public mode, plain BitTorrent.
     pub private: Option<Arc<crate::private::PrivateNetwork>>,
+    /// The CA certificates `https` trackers are checked against, read by
+    /// the first `https` fetch on a network worker.
+    pub tls_roots: Arc<crate::tls::LazyRoots>,
 }
 
 impl EngineConfig {
@@ -194,8 +197,15 @@ impl EngineConfig {
             storage_factory: file_storage_factory(storage::DEFAULT_MAX_OPEN_FILES),
             overlay: OverlaySettings::new(),
             private: None,
+            tls_roots: Arc::new(system_tls_roots(None)),
         }
     }
+}
+
+/// The CA certificates of `tls_ca_file` (`Some`) or the system's
+/// (`storage::certs`), read on first use.
+pub fn system_tls_roots(ca_file: Option<PathBuf>) -> crate::tls::LazyRoots {
+    crate::tls::LazyRoots::new(move || storage::certs::load_roots(ca_file.as_deref()))
 }
 
 /// A torrent found in the state directory at start.

@@ -29,6 +29,6 @@ pub mod transport;
 pub mod udp;
 
 pub use engine::{
-    file_storage_factory, is_beacon_target, spawn, EngineConfig, EngineThread, LanDiscovery,
-    LoadedTorrent, OverlaySettings, Startup, StorageFactory, MAX_SAVED_NODES,
+    file_storage_factory, is_beacon_target, spawn, system_tls_roots, EngineConfig, EngineThread,
+    LanDiscovery, LoadedTorrent, OverlaySettings, Startup, StorageFactory, MAX_SAVED_NODES,
 };
