@@ -54,6 +54,7 @@ pub mod storage;
 pub mod swarm;
 pub mod systemd;
 pub mod text;
+pub mod tls;
 pub mod tracker;
 pub mod wire;
 pub mod workers;

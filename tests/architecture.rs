@@ -32,6 +32,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("http", 1),
     ("json", 1),
     ("progress", 1),
+    // The network workers' client connection (TCP under a deadline, TLS).
+    ("tls", 1),
     // Validated formats.
     ("metainfo", 2),
     ("wire", 2),

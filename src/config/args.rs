@@ -118,6 +118,9 @@ pub struct DaemonArgs {
     /// in a private network, a node public key (64 hex digits, from `peerlet status`) that may connect; repeat for more; none: every node with the secret
     #[argh(option)]
     pub allow_node: Vec<String>,
+    /// CA certificates for https trackers: a PEM bundle or a directory of PEM files (default: the system's)
+    #[argh(option)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// The data directory when none is given.

@@ -152,6 +152,9 @@ impl Key {
             ("network_secret", _) => {
                 "a secret file written by `peerlet secret FILE` (an absolute path, or relative to the file or the current directory), or \"\"".into()
             }
+            ("tls_ca_file", _) => {
+                "a PEM file or a directory of PEM files (an absolute path, or relative to the file or the current directory), or \"\"".into()
+            }
             ("allowed_nodes", _) => {
                 "an array of node public keys (64 hex digits each, as `peerlet status` shows them)".into()
             }
@@ -174,6 +177,10 @@ impl Key {
 }
 
 const NO_MAX: u64 = u64::MAX;
+
+/// Path keys whose empty value means "none" (public mode, the system's
+/// CA certificates).
+const OPTIONAL_PATHS: &[&str] = &["network_secret", "tls_ca_file"];
 
 /// Boolean keys that are off by default: their command-line switch turns
 /// them on (`--api-token-required`) instead of off.
@@ -368,6 +375,12 @@ pub const KEYS: &[Key] = &[
         reloads: false,
     },
     Key {
+        name: "tls_ca_file",
+        kind: Kind::Path,
+        help: "CA certificates https trackers are checked against: a PEM bundle or a directory of PEM files; \"\": the system's (/etc/ssl/certs/ca-certificates.crt and the other usual places, SSL_CERT_FILE, SSL_CERT_DIR).",
+        reloads: false,
+    },
+    Key {
         name: "log",
         kind: Kind::Filter,
         help: "Log filter in RUST_LOG syntax: error, warn, info, debug, trace, or per module (\"info,peerlet::net=debug\").",
@@ -514,7 +527,9 @@ fn from_text(key: &Key, s: &str, base: &Path) -> Result<Value, String> {
     let bad = || format!("expected {}, got {s:?}", key.expected());
     let v = match key.kind {
         Kind::Addr => Value::Addr(s.trim().parse().map_err(|_| bad())?),
-        Kind::Path if s.is_empty() && key.name == "network_secret" => Value::Path(PathBuf::new()),
+        Kind::Path if s.is_empty() && OPTIONAL_PATHS.contains(&key.name) => {
+            Value::Path(PathBuf::new())
+        }
         Kind::Path => {
             if s.is_empty() {
                 return Err(bad());
@@ -710,6 +725,7 @@ pub fn defaults(data_dir: &Path) -> Layer {
     );
     l.set("network_secret", Value::Path(PathBuf::new()), d.clone());
     l.set("allowed_nodes", Value::List(Vec::new()), d.clone());
+    l.set("tls_ca_file", Value::Path(PathBuf::new()), d.clone());
     l.set("log", Value::Text(DEFAULT_LOG.into()), d);
     l
 }
@@ -851,6 +867,11 @@ pub fn cli_layer(a: &DaemonArgs, cwd: &Path) -> Result<Layer, Vec<String>> {
         "network_secret",
         path(&a.network_secret),
         path_got(&a.network_secret),
+    );
+    put(
+        "tls_ca_file",
+        path(&a.tls_ca_file),
+        path_got(&a.tls_ca_file),
     );
     if !a.allow_node.is_empty() {
         put(
@@ -1098,6 +1119,10 @@ impl Config {
         // Never in a private network: its torrents are ours alone.
         c.dht.enabled = self.flag("dht") && c.private.is_none();
         c.dht.bootstrap = self.list("dht_bootstrap");
+        let ca_file = self.path("tls_ca_file");
+        c.tls_roots = std::sync::Arc::new(net::system_tls_roots(
+            (!ca_file.as_os_str().is_empty()).then_some(ca_file),
+        ));
         if c.overlay.enabled {
             c.overlay.bootstrap = self.list("bootstrap");
             if self.flag("lan_discovery") {

@@ -53,7 +53,7 @@ fn sizes_parse_and_format() {
 #[test]
 fn keys_have_flags_and_variables() {
     let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-    assert_eq!(names.len(), 32);
+    assert_eq!(names.len(), 33);
     let (_, k) = key("allowed_dirs").unwrap();
     assert_eq!(
         (k.flag().as_str(), k.env().as_str()),
@@ -144,10 +144,12 @@ api_allowed_hosts = ["pi.lan", "nas.home.arpa"]
 network_secret = "net.secret"  # relative: from the file's directory
 allowed_nodes = ["8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"]
 allowed_dirs = ["/"]
+tls_ca_file = "ca.pem"         # relative: from the file's directory
 "#;
     let layer = file(text).unwrap();
     assert_eq!(layer.0.len(), KEYS.len());
     let c = resolve(&[&layer]);
+    assert_eq!(c.path("tls_ca_file"), Path::new("/etc/peerlet/ca.pem"));
     assert_eq!(c.addr("listen"), "192.168.1.2:6881".parse().unwrap());
     assert_eq!(c.path("download_dir"), Path::new("/srv/torrents"));
     assert_eq!(c.path("state_dir"), Path::new("/etc/peerlet/state"));

@@ -150,6 +150,9 @@ pub struct EngineConfig {
     pub private: Option<Arc<crate::private::PrivateNetwork>>,
     /// The Mainline DHT (never with `private`).
     pub dht: DhtSettings,
+    /// The CA certificates `https` trackers are checked against, read by
+    /// the first `https` fetch on a network worker.
+    pub tls_roots: Arc<crate::tls::LazyRoots>,
 }
 
 impl EngineConfig {
@@ -202,8 +205,15 @@ impl EngineConfig {
             overlay: OverlaySettings::new(),
             private: None,
             dht: DhtSettings::new(),
+            tls_roots: Arc::new(system_tls_roots(None)),
         }
     }
+}
+
+/// The CA certificates of `tls_ca_file` (`Some`) or the system's
+/// (`storage::certs`), read on first use.
+pub fn system_tls_roots(ca_file: Option<PathBuf>) -> crate::tls::LazyRoots {
+    crate::tls::LazyRoots::new(move || storage::certs::load_roots(ca_file.as_deref()))
 }
 
 /// A torrent found in the state directory at start.

@@ -30,7 +30,7 @@ pub mod transport;
 pub mod udp;
 
 pub use engine::{
-    file_storage_factory, is_beacon_target, spawn, DhtSettings, EngineConfig, EngineThread,
-    LanDiscovery, LoadedTorrent, OverlaySettings, Startup, StorageFactory, DHT_ROUTERS,
-    MAX_SAVED_DHT_NODES, MAX_SAVED_NODES,
+    file_storage_factory, is_beacon_target, spawn, system_tls_roots, DhtSettings, EngineConfig,
+    EngineThread, LanDiscovery, LoadedTorrent, OverlaySettings, Startup, StorageFactory,
+    DHT_ROUTERS, MAX_SAVED_DHT_NODES, MAX_SAVED_NODES,
 };

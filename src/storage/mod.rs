@@ -13,6 +13,7 @@
 
 mod atomic;
 pub mod beneath;
+pub mod certs;
 mod fault;
 mod files;
 mod walk;

@@ -3,19 +3,20 @@
 //! responses, and a minimal HTTP/1.1 client.
 //!
 //! Everything here is pure except [`fetch`], which resolves, connects and
-//! reads with blocking std sockets. It is meant for a **worker thread**, never
+//! reads with blocking std sockets (through [`crate::tls::dial`] and
+//! [`crate::tls::connect`]). It is meant for a **worker thread**, never
 //! the net thread. [`get`] is the protocol part of it over any
 //! `Read + Write` stream, so tests can drive it without sockets; plain HTTP
 //! and HTTPS share it.
 //!
 //! # HTTPS
 //!
-//! Only with the cargo feature `https` (off by default: rustls and ring add
-//! size and C/assembly to the binary). Then `https://` URLs are fetched over
-//! TLS 1.2/1.3 (rustls with the ring provider), the host name as SNI, the
-//! certificate checked against Mozilla's roots (webpki-roots) or the
-//! [`TlsRoots`] given to [`fetch_with`]. Same deadline, limits and redirect
-//! rules as plain HTTP; a redirect from `https` to `http` is refused
+//! With the cargo feature `https` (on by default), `https://` URLs are
+//! fetched over TLS 1.2/1.3 by [`crate::tls::connect`] (rustls over
+//! RustCrypto), the host name as SNI, the certificate checked against the
+//! [`LazyRoots`] given to [`fetch`] (the system's CA bundle or
+//! `tls_ca_file`). Same deadline, limits and redirect rules as plain HTTP; a
+//! redirect from `https` to `http` is refused
 //! ([`TrackerError::InsecureRedirect`]), and a body framed by the end of the
 //! connection must end with TLS `close_notify` (else [`TrackerError::Closed`]:
 //! it may have been cut). Without the feature `https://` URLs are refused
@@ -43,13 +44,12 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::{text, udp, AnnounceParams, TrackerError, MAX_PEERS};
 use crate::bencode::{self, Dict, Limits};
-
-pub use tls::TlsRoots;
+use crate::tls::{self, LazyRoots};
 
 /// Largest response body accepted (libtorrent's `max_http_recv_buffer_size`).
 pub const MAX_BODY: usize = 835_584;
@@ -65,7 +65,7 @@ pub const MAX_REDIRECTS: usize = 3;
 /// Longest tracker URL accepted.
 pub const MAX_URL: usize = 2048;
 /// Longest wait for any single read in [`fetch`] (libtorrent's receive timeout).
-pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const RECEIVE_TIMEOUT: Duration = tls::RECEIVE_TIMEOUT;
 /// Most torrents kept from one scrape response.
 pub const MAX_SCRAPE_FILES: usize = 1000;
 /// Bencode limits for tracker responses: the whole body may be one compact
@@ -430,16 +430,11 @@ pub fn get<S: Read + Write>(stream: &mut S, url: &HttpUrl) -> Result<HttpRespons
 /// `timeout`. Redirects may go from `http` to `https`, never back. A
 /// non-2xx status is an error unless its body is a bencoded `failure reason`
 /// (some trackers send those with 4xx), which is returned as the body so the
-/// announce parser reports the tracker's words. Certificates are checked
-/// against [`TlsRoots::webpki`].
+/// announce parser reports the tracker's words. `https` certificates are
+/// checked against `roots` (read on the first `https` fetch).
 ///
 /// **Blocking**: for worker threads only.
-pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
-    fetch_with(url, timeout, TlsRoots::webpki())
-}
-
-/// [`fetch`], checking `https` certificates against `roots`.
-pub fn fetch_with(url: &str, timeout: Duration, roots: &TlsRoots) -> Result<Vec<u8>, TrackerError> {
+pub fn fetch(url: &str, timeout: Duration, roots: &LazyRoots) -> Result<Vec<u8>, TrackerError> {
     let start = Instant::now();
     let deadline = start.checked_add(timeout).unwrap_or(start);
     let with_elapsed = |e: TrackerError| match e {
@@ -486,198 +481,34 @@ pub fn fetch_with(url: &str, timeout: Duration, roots: &TlsRoots) -> Result<Vec<
 fn fetch_once(
     url: &HttpUrl,
     deadline: Instant,
-    roots: &TlsRoots,
+    roots: &LazyRoots,
 ) -> Result<HttpResponse, TrackerError> {
-    let remaining = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or(TrackerError::Timeout(None))
-    };
-    let addrs: Vec<SocketAddr> = (url.host(), url.port())
-        .to_socket_addrs()
-        .map_err(|_| TrackerError::Resolve(url.host().to_string()))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(TrackerError::Resolve(url.host().to_string()));
-    }
-    let mut last_error = None;
-    let mut connected = None;
-    // A few addresses at most: each may take the rest of the deadline.
-    for addr in addrs.iter().take(4) {
-        match TcpStream::connect_timeout(addr, remaining()?) {
-            Ok(s) => {
-                connected = Some(s);
-                break;
-            }
-            Err(e) => last_error = Some(format!("{addr}: {e}")),
-        }
-    }
-    let Some(stream) = connected else {
-        remaining()?;
-        return Err(TrackerError::Connect(last_error.unwrap_or_default()));
-    };
-    let _ = stream.set_nodelay(true);
-    let mut stream = DeadlineStream { stream, deadline };
     match url.scheme() {
-        Scheme::Http => get(&mut stream, url),
-        Scheme::Https => tls::get(stream, url, roots),
-    }
-}
-
-/// A TCP stream whose every read and write waits at most until the deadline
-/// (and at most [`RECEIVE_TIMEOUT`] per read), so a server that trickles
-/// bytes cannot hold a worker past it. TLS runs on top of it, so the
-/// handshake is bounded the same way.
-struct DeadlineStream {
-    stream: TcpStream,
-    deadline: Instant,
-}
-
-impl DeadlineStream {
-    fn remaining(&self) -> io::Result<Duration> {
-        self.deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
-    }
-}
-
-impl Read for DeadlineStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let wait = self.remaining()?.min(RECEIVE_TIMEOUT);
-        self.stream.set_read_timeout(Some(wait))?;
-        self.stream.read(buf)
-    }
-}
-
-impl Write for DeadlineStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let wait = self.remaining()?;
-        self.stream.set_write_timeout(Some(wait))?;
-        self.stream.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
-    }
-}
-
-/// TLS for `https://` URLs: rustls over a [`DeadlineStream`], then [`get`].
-#[cfg(feature = "https")]
-mod tls {
-    use std::sync::{Arc, OnceLock};
-
-    use rustls::pki_types::{CertificateDer, ServerName};
-    use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-
-    use super::{DeadlineStream, HttpResponse, HttpUrl, TrackerError};
-
-    /// The certificate authorities `https` trackers are checked against, as
-    /// a ready rustls client configuration (TLS 1.2 and 1.3, ring).
-    pub struct TlsRoots {
-        config: Arc<ClientConfig>,
-    }
-
-    impl TlsRoots {
-        /// Mozilla's roots as webpki-roots ships them: what [`super::fetch`]
-        /// uses. Built once per process.
-        pub fn webpki() -> &'static TlsRoots {
-            static ROOTS: OnceLock<TlsRoots> = OnceLock::new();
-            ROOTS.get_or_init(|| TlsRoots::new(webpki_store()))
+        Scheme::Http => {
+            let mut stream = tls::dial(url.host(), url.port(), deadline).map_err(tls_error)?;
+            get(&mut stream, url)
         }
-
-        /// Mozilla's roots plus these DER-encoded CA certificates (a private
-        /// tracker's own CA, or a test's). An unusable certificate is an error.
-        pub fn webpki_and(extra_der: &[&[u8]]) -> Result<TlsRoots, TrackerError> {
-            let mut store = webpki_store();
-            for der in extra_der {
-                store
-                    .add(CertificateDer::from(der.to_vec()))
-                    .map_err(|e| TrackerError::Certificate(format!("unusable root: {e}")))?;
-            }
-            Ok(TlsRoots::new(store))
-        }
-
-        fn new(store: RootCertStore) -> TlsRoots {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                // Only fails for a provider without suites for TLS 1.2/1.3;
-                // ring's default provider has them.
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(store)
-                .with_no_client_auth();
-            TlsRoots {
-                config: Arc::new(config),
-            }
-        }
-    }
-
-    impl std::fmt::Debug for TlsRoots {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("TlsRoots")
-        }
-    }
-
-    fn webpki_store() -> RootCertStore {
-        RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        }
-    }
-
-    /// [`super::get`] over TLS. The handshake happens on the first write,
-    /// so it runs under the stream's deadline like everything else, and its
-    /// errors come back through [`super::io_error`] and [`error`].
-    pub(super) fn get(
-        stream: DeadlineStream,
-        url: &HttpUrl,
-        roots: &TlsRoots,
-    ) -> Result<HttpResponse, TrackerError> {
-        let name = ServerName::try_from(url.host().to_string())
-            .map_err(|e| TrackerError::BadUrl(format!("host '{}': {e}", url.host())))?;
-        let conn = ClientConnection::new(Arc::clone(&roots.config), name).map_err(|e| error(&e))?;
-        super::get(&mut StreamOwned::new(conn, stream), url)
-    }
-
-    /// A rustls error as a [`TrackerError`]: certificate problems apart.
-    pub(super) fn error(e: &rustls::Error) -> TrackerError {
-        match e {
-            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-                TrackerError::Certificate(
-                    "not issued by a trusted certificate authority (unknown issuer)".into(),
-                )
-            }
-            rustls::Error::InvalidCertificate(e) => TrackerError::Certificate(e.to_string()),
-            e => TrackerError::Tls(e.to_string()),
+        Scheme::Https => {
+            let mut stream =
+                tls::connect(url.host(), url.port(), deadline, roots).map_err(tls_error)?;
+            get(&mut stream, url)
         }
     }
 }
 
-/// Without the `https` feature: no TLS, nothing to configure, and no
-/// `https` URL gets this far ([`HttpUrl::parse`] refuses them).
-#[cfg(not(feature = "https"))]
-mod tls {
-    use super::{DeadlineStream, HttpResponse, HttpUrl, TrackerError};
-
-    /// The certificate authorities `https` trackers are checked against;
-    /// empty without the `https` feature.
-    #[derive(Debug)]
-    pub struct TlsRoots(());
-
-    impl TlsRoots {
-        /// What [`super::fetch`] uses.
-        pub fn webpki() -> &'static TlsRoots {
-            &TlsRoots(())
-        }
-    }
-
-    pub(super) fn get(
-        _: DeadlineStream,
-        _: &HttpUrl,
-        _: &TlsRoots,
-    ) -> Result<HttpResponse, TrackerError> {
-        Err(TrackerError::HttpsUnsupported)
+/// A connection's failure as the tracker reports it.
+fn tls_error(e: tls::Error) -> TrackerError {
+    match e {
+        tls::Error::Resolve(host) => TrackerError::Resolve(host),
+        tls::Error::Connect(e) => TrackerError::Connect(e),
+        tls::Error::Timeout => TrackerError::Timeout(None),
+        tls::Error::Io(e) => io_error(e),
+        tls::Error::Certificate(e) => TrackerError::Certificate(e),
+        tls::Error::Unsupported => TrackerError::HttpsUnsupported,
+        e @ (tls::Error::Tls(_)
+        | tls::Error::BadName(_)
+        | tls::Error::NoRoots(_)
+        | tls::Error::RootsUnavailable(_)) => TrackerError::Tls(e.to_string()),
     }
 }
 
@@ -693,7 +524,7 @@ fn round(d: Duration) -> Duration {
 fn io_error(e: io::Error) -> TrackerError {
     #[cfg(feature = "https")]
     if let Some(e) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-        return tls::error(e);
+        return TrackerError::Tls(e.to_string());
     }
     match e.kind() {
         _ if crate::http::is_timeout(&e) => TrackerError::Timeout(None),

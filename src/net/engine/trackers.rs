@@ -315,8 +315,9 @@ impl Engine {
                     url,
                     timeout,
                 } => {
+                    let roots = Arc::clone(&self.config.tls_roots);
                     self.run_net_job(Ctx::TrackerHttp { tid, tracker }, move || {
-                        RunResult::Http(tracker::http::fetch(&url, timeout))
+                        RunResult::Http(tracker::http::fetch(&url, timeout, &roots))
                     });
                 }
                 Action::Peers { peers, .. } => {

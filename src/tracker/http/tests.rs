@@ -558,12 +558,10 @@ enum Serve {
     Drip(Vec<u8>),
 }
 
-/// A server on 127.0.0.1 that handles one connection per entry of `plan`,
+/// A server on [`IP`] that handles one connection per entry of `plan`,
 /// in order, and reports each request head it read.
 fn server(plan: Vec<Serve>) -> (u16, mpsc::Receiver<String>) {
-    serve_plan("127.0.0.1", plan, |tcp, serve, tx| {
-        serve_one(tcp, serve, tx)
-    })
+    serve_plan(IP, plan, serve_one)
 }
 
 /// Binds `ip`, port 0 (a loopback address), and runs `handle` on a thread
@@ -627,19 +625,40 @@ fn reply(s: &str) -> Serve {
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The address of the tests' servers (this test suite's share of loopback;
+/// the test certificates name it).
+const IP: &str = "127.0.51.1";
+
+/// [`super::fetch`] with roots that must not be needed (plain HTTP).
+fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
+    let unused =
+        crate::tls::LazyRoots::new(|| Err(crate::tls::Error::NoRoots("(plain HTTP test)".into())));
+    super::fetch(url, timeout, &unused)
+}
+
+/// [`super::fetch`].
+#[cfg(feature = "https")]
+fn fetch_with(
+    url: &str,
+    timeout: Duration,
+    roots: &crate::tls::LazyRoots,
+) -> Result<Vec<u8>, TrackerError> {
+    super::fetch(url, timeout, roots)
+}
+
 #[test]
 fn fetch_ok() {
     let (port, requests) = server(vec![reply(
         "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\nd8:intervali900ee",
     )]);
-    let body = fetch(&format!("http://127.0.0.1:{port}/announce?x=1"), TIMEOUT).unwrap();
+    let body = fetch(&format!("http://{IP}:{port}/announce?x=1"), TIMEOUT).unwrap();
     assert_eq!(body, b"d8:intervali900ee");
     let request = requests.recv().unwrap();
     assert!(
         request.starts_with("GET /announce?x=1 HTTP/1.1\r\n"),
         "{request}"
     );
-    assert!(request.contains(&format!("\r\nHost: 127.0.0.1:{port}\r\n")));
+    assert!(request.contains(&format!("\r\nHost: {IP}:{port}\r\n")));
     assert!(request.contains("\r\nConnection: close\r\n"));
     assert!(request.contains("\r\nAccept-Encoding: identity\r\n"));
     assert!(request.contains("\r\nUser-Agent: peerlet/"));
@@ -651,7 +670,7 @@ fn fetch_chunked_and_until_close() {
         reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nd8\r\nf\r\n:intervali900ee\r\n0\r\n\r\n"),
         reply("HTTP/1.0 200 OK\r\n\r\nd8:intervali900ee"),
     ]);
-    let u = format!("http://127.0.0.1:{port}/announce");
+    let u = format!("http://{IP}:{port}/announce");
     assert_eq!(fetch(&u, TIMEOUT).unwrap(), b"d8:intervali900ee");
     assert_eq!(fetch(&u, TIMEOUT).unwrap(), b"d8:intervali900ee");
 }
@@ -662,7 +681,7 @@ fn fetch_garbage() {
         Serve::Reply(b"\x00\x01garbage that is not HTTP\r\n\r\n".to_vec()),
         reply(""),
     ]);
-    let u = format!("http://127.0.0.1:{port}/announce");
+    let u = format!("http://{IP}:{port}/announce");
     assert!(matches!(fetch(&u, TIMEOUT), Err(TrackerError::BadHttp(_))));
     assert_eq!(fetch(&u, TIMEOUT), Err(TrackerError::Closed));
 }
@@ -673,7 +692,7 @@ fn fetch_status_and_failure_bodies() {
         reply("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"),
         reply("HTTP/1.1 400 Bad Request\r\nContent-Length: 28\r\n\r\nd14:failure reason7:invalide"),
     ]);
-    let u = format!("http://127.0.0.1:{port}/announce");
+    let u = format!("http://{IP}:{port}/announce");
     assert_eq!(
         fetch(&u, TIMEOUT),
         Err(TrackerError::Status(404, "Not Found".into()))
@@ -692,7 +711,7 @@ fn fetch_follows_redirects() {
         reply("HTTP/1.1 301 Moved\r\nLocation: third?a=b\r\n\r\n"),
         reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     ]);
-    let u = format!("http://127.0.0.1:{port}/dir/first");
+    let u = format!("http://{IP}:{port}/dir/first");
     assert_eq!(fetch(&u, TIMEOUT).unwrap(), b"ok");
     assert!(requests.recv().unwrap().starts_with("GET /dir/first "));
     assert!(requests.recv().unwrap().starts_with("GET /second "));
@@ -705,21 +724,21 @@ fn fetch_redirect_loop() {
     let (port, _) = server(vec![reply(
         "HTTP/1.1 302 Found\r\nLocation: /announce\r\n\r\n",
     )]);
-    let u = format!("http://127.0.0.1:{port}/announce");
+    let u = format!("http://{IP}:{port}/announce");
     assert_eq!(fetch(&u, TIMEOUT), Err(TrackerError::RedirectLoop));
     // Between two URLs.
     let (port, _) = server(vec![
         reply("HTTP/1.1 302 Found\r\nLocation: /b\r\n\r\n"),
         reply("HTTP/1.1 302 Found\r\nLocation: /a\r\n\r\n"),
     ]);
-    let u = format!("http://127.0.0.1:{port}/a");
+    let u = format!("http://{IP}:{port}/a");
     assert_eq!(fetch(&u, TIMEOUT), Err(TrackerError::RedirectLoop));
     // A chain that never ends: at most MAX_REDIRECTS followed.
     let plan = (1..=10)
         .map(|i| Serve::Reply(format!("HTTP/1.1 307 x\r\nLocation: /{i}\r\n\r\n").into_bytes()))
         .collect();
     let (port, requests) = server(plan);
-    let u = format!("http://127.0.0.1:{port}/0");
+    let u = format!("http://{IP}:{port}/0");
     assert_eq!(fetch(&u, TIMEOUT), Err(TrackerError::TooManyRedirects));
     assert_eq!(requests.try_iter().count(), MAX_REDIRECTS + 1);
 }
@@ -730,7 +749,7 @@ fn fetch_redirect_to_https_needs_the_feature() {
     let (port, _) = server(vec![reply(
         "HTTP/1.1 302 Found\r\nLocation: https://t.example/announce\r\n\r\n",
     )]);
-    let u = format!("http://127.0.0.1:{port}/announce");
+    let u = format!("http://{IP}:{port}/announce");
     assert_eq!(fetch(&u, TIMEOUT), Err(TrackerError::HttpsUnsupported));
 }
 
@@ -738,7 +757,7 @@ fn fetch_redirect_to_https_needs_the_feature() {
 fn fetch_endless_body_is_cut() {
     let (port, _) = server(vec![Serve::Endless]);
     let start = Instant::now();
-    let res = fetch(&format!("http://127.0.0.1:{port}/announce"), TIMEOUT);
+    let res = fetch(&format!("http://{IP}:{port}/announce"), TIMEOUT);
     assert_eq!(res, Err(TrackerError::TooLarge));
     assert!(start.elapsed() < TIMEOUT);
 }
@@ -748,7 +767,7 @@ fn fetch_silent_server_times_out() {
     let (port, _) = server(vec![Serve::Silent]);
     let start = Instant::now();
     let res = fetch(
-        &format!("http://127.0.0.1:{port}/announce"),
+        &format!("http://{IP}:{port}/announce"),
         Duration::from_millis(500),
     );
     let elapsed = start.elapsed();
@@ -769,7 +788,7 @@ fn fetch_trickling_server_times_out() {
     let (port, _) = server(vec![Serve::Drip(b"HTTP/1.1 200 OK\r\n\r\n".to_vec())]);
     let start = Instant::now();
     let res = fetch(
-        &format!("http://127.0.0.1:{port}/announce"),
+        &format!("http://{IP}:{port}/announce"),
         Duration::from_millis(800),
     );
     assert!(
@@ -780,7 +799,7 @@ fn fetch_trickling_server_times_out() {
     // Headers that never end stop at the deadline as well.
     let (port, _) = server(vec![Serve::Drip(b"HTTP/1.1 200 OK\r\nX-Slow: ".to_vec())]);
     let res = fetch(
-        &format!("http://127.0.0.1:{port}/announce"),
+        &format!("http://{IP}:{port}/announce"),
         Duration::from_millis(500),
     );
     assert!(
@@ -792,10 +811,10 @@ fn fetch_trickling_server_times_out() {
 #[test]
 fn fetch_connection_refused() {
     let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = TcpListener::bind((IP, 0)).unwrap();
         l.local_addr().unwrap().port()
     };
-    let res = fetch(&format!("http://127.0.0.1:{port}/announce"), TIMEOUT);
+    let res = fetch(&format!("http://{IP}:{port}/announce"), TIMEOUT);
     assert!(matches!(res, Err(TrackerError::Connect(_))), "{res:?}");
 }
 
@@ -814,36 +833,78 @@ fn fetch_bad_urls_without_network() {
 }
 
 // ---------------------------------------------------------------------------
-// HTTPS (feature `https`): loopback TLS servers with the test certificate of
-// tests/fixtures/tls/ (a test CA and a certificate it signed for 127.0.0.1
-// and localhost; made by make.sh there).
+// HTTPS (feature `https`): loopback TLS servers (rustls with ring: another
+// implementation than our RustCrypto provider on the other side) with the
+// test certificates of tests/fixtures/tls/ (made by make.sh there: CAs and
+// server certificates for 127.0.51.1 to 127.0.51.8, not 127.0.51.9).
 
 #[cfg(feature = "https")]
 mod https {
     use super::*;
+    use crate::tls::{LazyRoots, Roots};
+    use rustls::crypto::ring as ring_provider;
+    use rustls::crypto::CryptoProvider;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use rustls::{ServerConfig, ServerConnection, StreamOwned};
+    use rustls::{ServerConfig, ServerConnection, StreamOwned, SupportedCipherSuite};
     use std::sync::Arc;
 
     const CA: &[u8] = include_bytes!("../../../tests/fixtures/tls/ca.pem");
     const CERT: &[u8] = include_bytes!("../../../tests/fixtures/tls/tracker.pem");
     const KEY: &[u8] = include_bytes!("../../../tests/fixtures/tls/tracker.key");
+    const RSA_CA: &[u8] = include_bytes!("../../../tests/fixtures/tls/rsa-ca.pem");
+    const RSA_CERT: &[u8] = include_bytes!("../../../tests/fixtures/tls/rsa-tracker.pem");
+    const RSA_KEY: &[u8] = include_bytes!("../../../tests/fixtures/tls/rsa-tracker.key");
 
-    /// Mozilla's roots plus the test CA.
-    fn test_roots() -> TlsRoots {
-        let ca = CertificateDer::from_pem_slice(CA).unwrap();
-        TlsRoots::webpki_and(&[&ca]).unwrap()
+    fn roots(pem: &[u8]) -> LazyRoots {
+        LazyRoots::ready(Roots::from_pem(&[pem.to_vec()], "test").unwrap())
     }
 
-    /// [`server`] speaking TLS with the test certificate, on `ip`; ends each
+    /// The ECDSA test CA and the RSA test CA.
+    fn test_roots() -> LazyRoots {
+        LazyRoots::ready(Roots::from_pem(&[CA.to_vec(), RSA_CA.to_vec()], "test").unwrap())
+    }
+
+    /// What the test server speaks.
+    struct Tls {
+        cert: &'static [u8],
+        key: &'static [u8],
+        /// Only these suites (TLS 1.2 ones make a TLS 1.2 server); empty: ring's.
+        suites: Vec<SupportedCipherSuite>,
+        /// Only P-256 for key exchange (else ring's: X25519 first).
+        p256_only: bool,
+    }
+
+    const ECDSA: Tls = Tls {
+        cert: CERT,
+        key: KEY,
+        suites: Vec::new(),
+        p256_only: false,
+    };
+
+    /// [`serve_plan`] speaking TLS as `tls` says, on `ip`; ends each
     /// connection with `close_notify`.
-    fn tls_server_on(ip: &str, plan: Vec<Serve>) -> (u16, mpsc::Receiver<String>) {
-        let cert = CertificateDer::from_pem_slice(CERT).unwrap();
-        let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+    fn tls_server_with(ip: &str, tls: Tls, plan: Vec<Serve>) -> (u16, mpsc::Receiver<String>) {
+        let cert = CertificateDer::from_pem_slice(tls.cert).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(tls.key).unwrap();
+        let mut provider = ring_provider::default_provider();
+        if !tls.suites.is_empty() {
+            provider.cipher_suites = tls.suites.clone();
+        }
+        if tls.p256_only {
+            provider.kx_groups = vec![ring_provider::kx_group::SECP256R1];
+        }
+        let tls12 = tls
+            .suites
+            .iter()
+            .any(|s| matches!(s, SupportedCipherSuite::Tls12(_)));
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
+            &[&rustls::version::TLS12]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
+        let config = ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(vec![cert], key)
@@ -859,11 +920,15 @@ mod https {
     }
 
     fn tls_server(plan: Vec<Serve>) -> (u16, mpsc::Receiver<String>) {
-        tls_server_on("127.0.0.1", plan)
+        tls_server_with(IP, ECDSA, plan)
+    }
+
+    fn ok() -> Serve {
+        reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     }
 
     #[test]
-    fn https_fetch_with_extra_root() {
+    fn https_fetch() {
         let body = b"d8:intervali900e5:peers6:\x7f\x00\x00\x01\x1a\xe1e";
         let mut ok =
             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
@@ -873,8 +938,8 @@ mod https {
             // Framed by the end of the connection: fine after close_notify.
             reply("HTTP/1.0 200 OK\r\n\r\nd8:intervali60ee"),
         ]);
-        let roots = test_roots();
-        let u = format!("https://127.0.0.1:{port}/announce?x=1");
+        let roots = roots(CA);
+        let u = format!("https://{IP}:{port}/announce?x=1");
         let got = fetch_with(&u, TIMEOUT, &roots).unwrap();
         assert_eq!(got, body);
         let res = parse_announce(&got).unwrap();
@@ -885,19 +950,100 @@ mod https {
             request.starts_with("GET /announce?x=1 HTTP/1.1\r\n"),
             "{request}"
         );
-        assert!(request.contains(&format!("\r\nHost: 127.0.0.1:{port}\r\n")));
+        assert!(request.contains(&format!("\r\nHost: {IP}:{port}\r\n")));
         assert_eq!(
             fetch_with(&u, TIMEOUT, &roots).unwrap(),
             b"d8:intervali60ee"
         );
     }
 
+    /// Every suite, key exchange and signature kind the provider offers,
+    /// against ring: TLS 1.3 with X25519 and P-256, each TLS 1.2 suite, an
+    /// ECDSA P-256 certificate under a P-384 CA, an RSA one (PSS in the
+    /// handshake, PKCS#1 in the chain).
     #[test]
-    fn https_default_roots_refuse_unknown_ca() {
-        let (port, _) = tls_server(vec![reply(
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-        )]);
-        let res = fetch(&format!("https://127.0.0.1:{port}/announce"), TIMEOUT);
+    fn https_every_suite_against_ring() {
+        use ring_provider::cipher_suite as cs;
+        let ecdsa = |suites: Vec<SupportedCipherSuite>, p256_only| Tls {
+            cert: CERT,
+            key: KEY,
+            suites,
+            p256_only,
+        };
+        let rsa = |suites: Vec<SupportedCipherSuite>| Tls {
+            cert: RSA_CERT,
+            key: RSA_KEY,
+            suites,
+            p256_only: false,
+        };
+        let cases: Vec<(&str, Tls)> = vec![
+            (
+                "1.3 AES-128-GCM X25519",
+                ecdsa(vec![cs::TLS13_AES_128_GCM_SHA256], false),
+            ),
+            (
+                "1.3 AES-256-GCM P-256",
+                ecdsa(vec![cs::TLS13_AES_256_GCM_SHA384], true),
+            ),
+            (
+                "1.3 ChaCha20",
+                ecdsa(vec![cs::TLS13_CHACHA20_POLY1305_SHA256], false),
+            ),
+            ("1.3 RSA", rsa(vec![cs::TLS13_AES_128_GCM_SHA256])),
+            (
+                "1.2 ECDSA AES-128",
+                ecdsa(vec![cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256], false),
+            ),
+            (
+                "1.2 ECDSA AES-256",
+                ecdsa(vec![cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384], true),
+            ),
+            (
+                "1.2 ECDSA ChaCha20",
+                ecdsa(
+                    vec![cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256],
+                    false,
+                ),
+            ),
+            (
+                "1.2 RSA AES-128",
+                rsa(vec![cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]),
+            ),
+            (
+                "1.2 RSA AES-256",
+                rsa(vec![cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]),
+            ),
+            (
+                "1.2 RSA ChaCha20",
+                rsa(vec![cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256]),
+            ),
+        ];
+        // A body of several records, so sequence numbers move on.
+        let big = vec![b'x'; 40_000];
+        let mut answer =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", big.len()).into_bytes();
+        answer.extend_from_slice(&big);
+        for (name, tls) in cases {
+            // Fresh roots, so a fresh session cache: each server is new, and
+            // rustls's client drops a resumption ticket of another hash after
+            // a HelloRetryRequest, which rustls's server then refuses
+            // (MissingPskExtensionInSecondClientHello; ring's client too).
+            let roots = test_roots();
+            let (port, _) = tls_server_with(IP, tls, vec![Serve::Reply(answer.clone())]);
+            let got = fetch_with(&format!("https://{IP}:{port}/a"), TIMEOUT, &roots)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(got, big, "{name}");
+        }
+    }
+
+    #[test]
+    fn https_wrong_ca_is_refused() {
+        let (port, _) = tls_server(vec![ok()]);
+        let res = fetch_with(
+            &format!("https://{IP}:{port}/announce"),
+            TIMEOUT,
+            &roots(RSA_CA),
+        );
         assert!(matches!(res, Err(TrackerError::Certificate(_))), "{res:?}");
         assert_eq!(
             res.unwrap_err().to_string(),
@@ -906,14 +1052,25 @@ mod https {
     }
 
     #[test]
-    fn https_certificate_must_name_the_host() {
-        // 127.0.0.2 is loopback too, but the certificate is for 127.0.0.1.
-        let (port, _) = tls_server_on(
-            "127.0.0.2",
-            vec![reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+    fn https_no_ca_certificates_is_a_clear_error() {
+        let (port, requests) = tls_server(vec![ok()]);
+        let none = LazyRoots::new(|| {
+            crate::storage::certs::load_roots(Some(std::path::Path::new("/nonexistent/ca.pem")))
+        });
+        let res = fetch_with(&format!("https://{IP}:{port}/announce"), TIMEOUT, &none);
+        assert_eq!(
+            res.unwrap_err().to_string(),
+            "TLS error: no CA certificates found at /nonexistent/ca.pem (missing); set tls_ca_file"
         );
+        assert!(requests.try_recv().is_err(), "no connection without roots");
+    }
+
+    #[test]
+    fn https_certificate_must_name_the_host() {
+        // 127.0.51.9 is loopback too, but not named by the certificate.
+        let (port, _) = tls_server_with("127.0.51.9", ECDSA, vec![ok()]);
         let res = fetch_with(
-            &format!("https://127.0.0.2:{port}/announce"),
+            &format!("https://127.0.51.9:{port}/announce"),
             TIMEOUT,
             &test_roots(),
         );
@@ -925,15 +1082,13 @@ mod https {
 
     #[test]
     fn https_redirect_to_http_is_refused() {
-        let (plain, plain_requests) = server(vec![reply(
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-        )]);
-        let target = format!("http://127.0.0.1:{plain}/announce");
+        let (plain, plain_requests) = server(vec![ok()]);
+        let target = format!("http://{IP}:{plain}/announce");
         let (port, _) = tls_server(vec![Serve::Reply(
             format!("HTTP/1.1 302 Found\r\nLocation: {target}\r\n\r\n").into_bytes(),
         )]);
         let res = fetch_with(
-            &format!("https://127.0.0.1:{port}/announce"),
+            &format!("https://{IP}:{port}/announce"),
             TIMEOUT,
             &test_roots(),
         );
@@ -952,13 +1107,13 @@ mod https {
     fn https_redirects_from_http_and_within_https_are_followed() {
         let (tls_port, tls_requests) = tls_server(vec![
             reply("HTTP/1.1 301 Moved\r\nLocation: /second\r\nContent-Length: 0\r\n\r\n"),
-            reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            ok(),
         ]);
         let (port, _) = server(vec![Serve::Reply(
-            format!("HTTP/1.1 302 Found\r\nLocation: https://127.0.0.1:{tls_port}/first\r\n\r\n")
+            format!("HTTP/1.1 302 Found\r\nLocation: https://{IP}:{tls_port}/first\r\n\r\n")
                 .into_bytes(),
         )]);
-        let u = format!("http://127.0.0.1:{port}/announce");
+        let u = format!("http://{IP}:{port}/announce");
         assert_eq!(fetch_with(&u, TIMEOUT, &test_roots()).unwrap(), b"ok");
         assert!(tls_requests.recv().unwrap().starts_with("GET /first "));
         assert!(tls_requests.recv().unwrap().starts_with("GET /second "));
@@ -970,7 +1125,7 @@ mod https {
         let (port, _) = server(vec![Serve::Silent]);
         let start = Instant::now();
         let res = fetch_with(
-            &format!("https://127.0.0.1:{port}/announce"),
+            &format!("https://{IP}:{port}/announce"),
             Duration::from_millis(500),
             &test_roots(),
         );
@@ -984,9 +1139,24 @@ mod https {
     }
 
     #[test]
-    fn https_unusable_extra_root() {
-        let res = TlsRoots::webpki_and(&[b"not a certificate"]);
-        assert!(matches!(res, Err(TrackerError::Certificate(_))), "{res:?}");
+    fn https_roots_need_a_usable_certificate() {
+        let res = Roots::from_pem(&[b"not a certificate".to_vec()], "x.pem");
+        assert_eq!(
+            res.unwrap_err().to_string(),
+            "no CA certificates found at x.pem; set tls_ca_file"
+        );
+    }
+
+    /// The provider is what the client uses, and has no ring in it.
+    #[test]
+    fn provider_is_rustcrypto() {
+        let p: CryptoProvider = crate::tls::provider::provider();
+        assert_eq!(p.cipher_suites.len(), 9);
+        assert_eq!(p.kx_groups.len(), 2);
+        assert!(p
+            .key_provider
+            .load_private_key(PrivateKeyDer::from_pem_slice(KEY).unwrap())
+            .is_err());
     }
 }
 
