@@ -75,7 +75,9 @@ impl OpenTracker {
         let raw = peerlet::hash::from_hex(hash).unwrap();
         let q: String = raw.iter().map(|b| format!("%{b:02X}")).collect();
         let url = format!("http://{}:{}/scrape?info_hash={q}", self.ip, self.port);
-        peerlet::tracker::http::fetch(&url, Duration::from_secs(5))
+        // Plain HTTP: the roots are never read.
+        let roots = peerlet::net::system_tls_roots(None);
+        peerlet::tracker::http::fetch(&url, Duration::from_secs(5), &roots)
             .ok()
             .and_then(|body| peerlet::tracker::http::parse_scrape(&body).ok())
             .and_then(|files| {
