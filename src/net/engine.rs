@@ -344,6 +344,7 @@ pub fn spawn(config: EngineConfig, startup: Startup) -> io::Result<EngineThread>
         dht,
         config,
         listen_addr,
+        external_ip: None,
         peer_id,
         conns: Slab::default(),
         torrents: HashMap::new(),
@@ -760,6 +761,9 @@ struct Engine {
     dht: Option<dht::DhtDriver>,
     config: EngineConfig,
     listen_addr: SocketAddr,
+    /// Our address as the DHT's voters see it (BEP 42): our own address
+    /// for BEP 40 priorities, and one never to dial.
+    external_ip: Option<IpAddr>,
     peer_id: [u8; 20],
     conns: Slab<Conn>,
     torrents: HashMap<u32, TorrentEntry>,

@@ -270,6 +270,7 @@ impl Engine {
             }
         }
         let mut found: Vec<(InfoHash, Vec<SocketAddr>)> = Vec::new();
+        let mut external: Option<IpAddr> = None;
         while let Some(ev) = d.node.poll_event() {
             match ev {
                 DhtEvent::Peers { info_hash, peers } => found.push((info_hash, peers)),
@@ -282,17 +283,29 @@ impl Engine {
                 ),
                 DhtEvent::ExternalIp(ip) => {
                     log::info!("dht: our external address is {ip}");
+                    external = Some(ip);
                 }
             }
         }
-        let own = self.listen_addr;
+        if let Some(ip) = external {
+            // BEP 40 priorities from now on, and an address never to dial.
+            self.external_ip = Some(ip);
+            let own = self.own_addr();
+            for t in self.torrents.values_mut() {
+                t.known.set_own_addr(own);
+                t.pex.add_own_addr(own);
+            }
+            for m in self.magnets.values_mut() {
+                m.known.set_own_addr(own);
+            }
+        }
         for (ih, peers) in found {
             let Some(&tid) = self.by_hash.get(&ih) else {
                 continue;
             };
             let mut added = false;
             for addr in peers {
-                if addr == own || addr.port() == 0 {
+                if self.is_own_addr(addr) || addr.port() == 0 {
                     continue;
                 }
                 // Like PEX: a capped share of the known list, never

@@ -22,10 +22,10 @@ impl Engine {
         source: &'static str,
         now: Instant,
     ) {
-        if addr == self.listen_addr || addr.port() == 0 {
+        if self.is_own_addr(addr) || addr.port() == 0 {
             return;
         }
-        let own = self.listen_addr;
+        let own = self.own_addr();
         if let Some(k) = self.known_mut(tid) {
             k.set_own_addr(own);
             k.add(addr, source, now);
@@ -51,6 +51,20 @@ impl Engine {
                 .unwrap_or_default();
             RunResult::Addrs(addrs)
         });
+    }
+
+    /// Our address for BEP 40 priorities: the external one the DHT's
+    /// voters agree on, else the one we listen on.
+    pub(super) fn own_addr(&self) -> SocketAddr {
+        match self.external_ip {
+            Some(ip) => SocketAddr::new(ip, self.listen_addr.port()),
+            None => self.listen_addr,
+        }
+    }
+
+    /// `addr` is this node (as we listen, or as others see us).
+    pub(super) fn is_own_addr(&self, addr: SocketAddr) -> bool {
+        addr == self.listen_addr || addr == self.own_addr()
     }
 
     /// Whether our DHT node serves torrent `tid`: it runs, and the torrent
@@ -128,7 +142,7 @@ impl Engine {
         let cap = self
             .caps
             .peer_list_cap(self.torrents.len() + self.magnets.len());
-        let own = self.listen_addr;
+        let own = self.own_addr();
         for k in self
             .torrents
             .values_mut()
