@@ -670,6 +670,26 @@ impl FromJson for OverlayNode {
     }
 }
 
+/// A status's `counters`: an object of named counts (the overlay's, the DHT's).
+fn counters_to_json(counters: &[(String, u64)]) -> Json {
+    let mut j = Json::obj();
+    for (k, v) in counters {
+        j = j.with(k, *v);
+    }
+    j
+}
+
+/// `counters` read back: every member a count.
+fn counters_from_json(j: &Json) -> Result<Vec<(String, u64)>, SchemaError> {
+    let mut counters = Vec::new();
+    let entries = j.member("counters")?.entries();
+    for (k, v) in entries.map_err(|e| e.under_key("counters"))? {
+        let n = u64::from_json(v).map_err(|e| e.under_key(k).under_key("counters"))?;
+        counters.push((k.clone(), n));
+    }
+    Ok(counters)
+}
+
 /// The discovery overlay as a whole (for `peerlet peers`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OverlayStatus {
@@ -698,10 +718,7 @@ pub struct OverlayStatus {
 
 impl OverlayStatus {
     pub fn to_json(&self) -> Json {
-        let mut counters = Json::obj();
-        for (k, v) in &self.counters {
-            counters = counters.with(k, *v);
-        }
+        let counters = counters_to_json(&self.counters);
         Json::obj()
             .with("node_id", self.node_id.clone())
             .with("public_key", self.public_key.clone())
@@ -724,12 +741,7 @@ impl OverlayStatus {
 
 impl FromJson for OverlayStatus {
     fn from_json(j: &Json) -> Result<OverlayStatus, SchemaError> {
-        let mut counters = Vec::new();
-        let entries = j.member("counters")?.entries();
-        for (k, v) in entries.map_err(|e| e.under_key("counters"))? {
-            let n = u64::from_json(v).map_err(|e| e.under_key(k).under_key("counters"))?;
-            counters.push((k.clone(), n));
-        }
+        let counters = counters_from_json(j)?;
         Ok(OverlayStatus {
             node_id: j.field("node_id")?,
             public_key: j.field("public_key")?,
@@ -778,10 +790,7 @@ pub struct DhtStatus {
 
 impl DhtStatus {
     pub fn to_json(&self) -> Json {
-        let mut counters = Json::obj();
-        for (k, v) in &self.counters {
-            counters = counters.with(k, *v);
-        }
+        let counters = counters_to_json(&self.counters);
         Json::obj()
             .with("node_id", self.node_id.clone())
             .with("udp", self.udp.clone())
@@ -811,12 +820,7 @@ impl DhtStatus {
 
 impl FromJson for DhtStatus {
     fn from_json(j: &Json) -> Result<DhtStatus, SchemaError> {
-        let mut counters = Vec::new();
-        let entries = j.member("counters")?.entries();
-        for (k, v) in entries.map_err(|e| e.under_key("counters"))? {
-            let n = u64::from_json(v).map_err(|e| e.under_key(k).under_key("counters"))?;
-            counters.push((k.clone(), n));
-        }
+        let counters = counters_from_json(j)?;
         Ok(DhtStatus {
             node_id: j.field("node_id")?,
             udp: j.field("udp")?,
@@ -1234,6 +1238,32 @@ mod tests {
         round_trip(&d.sources[0], SourceStats::to_json);
         round_trip(&node(), NodeStatus::to_json);
         round_trip(&overlay(), OverlayStatus::to_json);
+        let dht = DhtStatus {
+            node_id: "5fbfbff10c5d6a4ec8a88e4c6ab4c28b95eee401".into(),
+            udp: "0.0.0.0:6881".into(),
+            external_ip: Some("203.0.113.5".into()),
+            read_only: false,
+            nodes: 12,
+            buckets: vec![8, 4],
+            lookups: 1,
+            tracked: 2,
+            stored_hashes: 3,
+            stored_peers: 4,
+            bootstrap: vec!["router.example:6881".into()],
+            counters: vec![("packets_in".into(), 5), ("announces".into(), 1)],
+        };
+        round_trip(&dht, DhtStatus::to_json);
+        round_trip(
+            &DhtStatus {
+                external_ip: None,
+                read_only: true,
+                buckets: Vec::new(),
+                bootstrap: Vec::new(),
+                counters: Vec::new(),
+                ..dht
+            },
+            DhtStatus::to_json,
+        );
         round_trip(&overlay().nodes[0], OverlayNode::to_json);
         let ban = BanInfo {
             ip: "10.0.0.7".into(),
